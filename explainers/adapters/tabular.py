@@ -1,0 +1,128 @@
+"""Tabular adapter: attributions on standardised features, one score per column.
+
+Attributions are taken in z-space (``(x - mean) / std`` of the reference data) and the
+forward pass maps back to raw values before calling the model. That keeps GradientSHAP's
+``stdevs`` and the baselines comparable across columns whose raw scales differ by 10^4,
+while the model still sees exactly the raw row.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import ExplainerError
+from .base import Encoded, ModelAdapter
+
+N_BASELINE_SAMPLES = 16
+
+
+def check_frame(df: pd.DataFrame, feature_names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Validate reference data: numeric, no NaN, and (if given) exactly ``feature_names``."""
+    if df.empty:
+        raise ExplainerError("the table has no rows")
+    if feature_names is not None:
+        missing = [c for c in feature_names if c not in df.columns]
+        extra = [c for c in df.columns if c not in feature_names]
+        if missing or extra:
+            raise ExplainerError(f"CSV columns do not match the model: missing {missing}, extra {extra}")
+        df = df[list(feature_names)]
+    non_numeric = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if non_numeric:
+        raise ExplainerError(f"non-numeric column(s) {non_numeric}; encode them as numbers first")
+    nan_cols = df.columns[df.isna().any()].tolist()
+    if nan_cols:
+        raise ExplainerError(f"the table has missing values (NaN) in column(s) {nan_cols}")
+    return df.astype(np.float32)
+
+
+class TabularAdapter(ModelAdapter):
+    """Adapter for classifiers over a row of numeric features.
+
+    Args:
+        name: display name.
+        module: maps raw float rows ``[B, F]`` to logits ``[B, C]``.
+        data: reference rows (columns = feature names): the source of rows to explain,
+            the standardisation and the baselines.
+        labels: class names.
+    """
+
+    modality = "tabular"
+    baseline_kinds = ("train_mean", "train_median", "train_samples")
+    default_baselines = ("train_mean",)
+    grad_batch_size = 512
+    eval_batch_size = 2048
+    occlusion_window_default = 1
+    occlusion_window_max = 64
+    feature_unit = "feature"
+
+    def __init__(self, name: str, module: torch.nn.Module, data: pd.DataFrame,
+                 labels: Sequence[str], device: torch.device | None = None) -> None:
+        super().__init__(name, module, labels, device)
+        self.data = check_frame(data)
+        self.feature_names = [str(c) for c in self.data.columns]
+        values = torch.tensor(self.data.to_numpy(), dtype=torch.float32, device=self.device)
+        self.mean = values.mean(0, keepdim=True)
+        self.std = values.std(0, keepdim=True).clamp_min(1e-6)
+        self.z_data = (values - self.mean) / self.std
+        with torch.no_grad():
+            out = self.module(values[:2])
+        out = out.logits if hasattr(out, "logits") else out
+        if out.ndim != 2 or out.shape[1] != len(self.labels):
+            raise ExplainerError(
+                f"the model returns shape {tuple(out.shape)} on 2 rows; expected [2, {len(self.labels)}]")
+
+    def row(self, raw: Any) -> dict[str, float]:
+        """The raw feature values of ``raw`` (a row index or a name -> value mapping)."""
+        if isinstance(raw, (int, np.integer)) and not isinstance(raw, bool):
+            if not 0 <= raw < len(self.data):
+                raise ExplainerError(f"row {raw} out of range: the data has {len(self.data)} rows")
+            return {k: float(v) for k, v in self.data.iloc[int(raw)].items()}
+        if isinstance(raw, pd.Series):
+            raw = raw.to_dict()
+        if isinstance(raw, Mapping):
+            missing = [c for c in self.feature_names if c not in raw]
+            extra = [c for c in raw if c not in self.feature_names]
+            if missing or extra:
+                raise ExplainerError(f"row does not match the model: missing {missing}, extra {extra}")
+            try:
+                values = {c: float(raw[c]) for c in self.feature_names}
+            except (TypeError, ValueError) as e:
+                raise ExplainerError(f"feature values must be numbers: {e}") from None
+            bad = [c for c, v in values.items() if not np.isfinite(v)]
+            if bad:
+                raise ExplainerError(f"feature value(s) missing or not finite: {bad}")
+            return values
+        raise ExplainerError("a tabular input is a row index or a mapping of feature name to value")
+
+    def encode(self, raw: Any) -> Encoded:
+        values = self.row(raw)
+        x = torch.tensor([[values[c] for c in self.feature_names]], dtype=torch.float32,
+                         device=self.device)
+        z = (x - self.mean) / self.std
+        groups = torch.arange(len(self.feature_names), device=self.device)
+        return Encoded(inputs=z, feature_labels=list(self.feature_names), groups=groups, raw=values)
+
+    def _logits(self, inputs: torch.Tensor, enc: Encoded) -> torch.Tensor:
+        out = self.module(inputs * self.std + self.mean)
+        return out.logits if hasattr(out, "logits") else out
+
+    def baseline(self, enc: Encoded, kind: str) -> torch.Tensor:
+        if kind == "train_mean":
+            return torch.zeros_like(enc.inputs)
+        if kind == "train_median":
+            return self.z_data.median(0, keepdim=True).values
+        if kind == "train_samples":
+            gen = torch.Generator().manual_seed(0)
+            idx = torch.randperm(len(self.z_data), generator=gen)[:N_BASELINE_SAMPLES]
+            return self.z_data[idx.to(self.z_data.device)]
+        raise ExplainerError(f"unknown tabular baseline {kind!r}")
+
+    def sliding_window(self, enc: Encoded, window: int, stride: int) -> tuple[tuple, tuple]:
+        return (min(window, enc.inputs.shape[1]),), (stride,)
+
+    def reduce(self, attr: torch.Tensor, enc: Encoded) -> np.ndarray:
+        return attr[0].detach().float().cpu().numpy()

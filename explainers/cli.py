@@ -1,0 +1,201 @@
+"""Command line: ``python -m explainers {explain,predict,review,methods}``.
+
+Every command prints JSON (one object, or one object per line). Errors exit with code 2 and
+one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from .errors import ExplainerError
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--modality", required=True, choices=["text", "image", "tabular"])
+    p.add_argument("--model", help="HF id or directory (text), timm name (image), TorchScript file "
+                                   "(tabular); default: the modality's default model")
+    p.add_argument("--checkpoint", help="image: local .safetensors or state-dict file for --model")
+    p.add_argument("--csv", help="tabular: CSV with a header row (reference rows and inputs)")
+    p.add_argument("--labels", help="comma-separated class names, if the model has none")
+    p.add_argument("--label-column", help="tabular: CSV column holding the ground truth (dropped)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m explainers", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("explain", help="attribute one input with several methods")
+    _add_model_args(e)
+    e.add_argument("--text")
+    e.add_argument("--image", help="image file path")
+    e.add_argument("--row", type=int, help="tabular: row index of the data")
+    e.add_argument("--methods", default="integrated_gradients,gradient_shap,occlusion")
+    e.add_argument("--target", help="class index or label (default: predicted class)")
+    e.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE")
+    e.add_argument("--metrics", default="", help="comma list of agreement,faithfulness,flip,"
+                                                 "stability,sanity,robustness")
+    e.add_argument("--metric-param", action="append", default=[], metavar="NAME=VALUE")
+    e.add_argument("--no-cache", action="store_true")
+
+    p = sub.add_parser("predict", help="predict every row of a file, one JSON line each")
+    _add_model_args(p)
+    p.add_argument("--file", help="text: TSV/TXT (first column = text); image: folder; "
+                                  "tabular: CSV (default: the model's data)")
+
+    r = sub.add_parser("review", help="explain + metrics over a file of inputs, with a summary")
+    _add_model_args(r)
+    r.add_argument("--file", help="text: TSV (first column text); image: folder; tabular: CSV")
+    r.add_argument("--limit", type=int, default=None, help="first N inputs only")
+    r.add_argument("--methods", default="integrated_gradients,gradient_shap,occlusion")
+    r.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE")
+    r.add_argument("--metrics", default="agreement,faithfulness,flip")
+    r.add_argument("--metric-param", action="append", default=[], metavar="NAME=VALUE")
+    r.add_argument("--out", help="write the JSON lines here instead of stdout")
+    r.add_argument("--no-cache", action="store_true")
+
+    sub.add_parser("methods", help="list methods and their parameters")
+    return parser
+
+
+def parse_params(items: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``["integrated_gradients.n_steps=64"]`` -> ``{"integrated_gradients": {"n_steps": "64"}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        method, dot, name = key.partition(".")
+        if not sep or not dot or not method or not name:
+            raise ExplainerError(f"--param must look like method.name=value, got {item!r}")
+        out.setdefault(method.strip(), {})[name.strip()] = value.strip()
+    return out
+
+
+def parse_metric_params(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ExplainerError(f"--metric-param must look like name=value, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def split_list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def load_from_args(args: argparse.Namespace):
+    from .api import load_model
+    labels = split_list(args.labels) if args.labels else None
+    if args.model:
+        return load_model(args.model, args.modality, checkpoint=args.checkpoint, data=args.csv,
+                          labels=labels, label_column=args.label_column)
+    if args.csv or args.checkpoint:
+        raise ExplainerError("--csv/--checkpoint need --model as well")
+    return load_model(args.modality)
+
+
+def input_from_args(args: argparse.Namespace) -> Any:
+    given = {"text": args.text, "image": args.image, "tabular": args.row}[args.modality]
+    if given is None:
+        flag = {"text": "--text", "image": "--image", "tabular": "--row"}[args.modality]
+        raise ExplainerError(f"{flag} is required for --modality {args.modality}")
+    return given
+
+
+def iter_inputs(model, modality: str, file: str | None) -> Iterator[tuple[Any, Any]]:
+    """``(id, input)`` pairs from a TSV of texts, a folder of images or a CSV of rows."""
+    if modality == "text":
+        if not file:
+            raise ExplainerError("--file is required for text")
+        path = Path(file)
+        if not path.is_file():
+            raise ExplainerError(f"file not found: {file}")
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if lines and lines[0].lower().startswith("text\t"):
+            lines = lines[1:]
+        for i, line in enumerate(lines):
+            text = line.split("\t")[0].strip()
+            if text:
+                yield i, text
+    elif modality == "image":
+        if not file or not Path(file).is_dir():
+            raise ExplainerError("--file must be a folder of images for image")
+        for path in sorted(Path(file).iterdir()):
+            if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"):
+                yield path.name, str(path)
+    else:
+        if file:
+            from cache.models import read_csv
+            frame = read_csv(file)
+            for i, row in frame.iterrows():
+                yield int(i), {k: row[k] for k in frame.columns if k in model.feature_names}
+        else:
+            for i in range(len(model.data)):
+                yield i, i
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from .api import explain
+    model = load_from_args(args)
+    result = explain(model, input_from_args(args), methods=split_list(args.methods),
+                     params=parse_params(args.param), target=args.target,
+                     use_cache=not args.no_cache, metrics=split_list(args.metrics),
+                     metric_params=parse_metric_params(args.metric_param))
+    print(json.dumps(result.to_dict()))
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    model = load_from_args(args)
+    for ident, raw in iter_inputs(model, args.modality, args.file):
+        try:
+            p = model.predict(model.encode(raw))
+            line = {"index": ident, **p.to_dict()}
+        except ExplainerError as e:
+            line = {"index": ident, "error": str(e)}
+        print(json.dumps(line), flush=True)
+
+
+def cmd_review(args: argparse.Namespace) -> None:
+    from .review import run_review
+    model = load_from_args(args)
+    inputs = iter_inputs(model, args.modality, args.file)
+    run_review(model, inputs, methods=split_list(args.methods), params=parse_params(args.param),
+               metrics=split_list(args.metrics), metric_params=parse_metric_params(args.metric_param),
+               limit=args.limit, out=args.out, use_cache=not args.no_cache)
+
+
+def cmd_methods(args: argparse.Namespace) -> None:
+    from .registry import get_method, list_methods
+    out = {}
+    for name in list_methods():
+        m = get_method(name)
+        out[name] = {"title": m.title, "modalities": list(m.modalities), "paper": m.paper,
+                     "summary": m.summary, "convergence_delta": m.has_convergence_delta}
+    print(json.dumps(out, indent=2))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore")  # library chatter would garble the JSON on stderr readers
+    try:
+        {"explain": cmd_explain, "predict": cmd_predict, "review": cmd_review,
+         "methods": cmd_methods}[args.command](args)
+    except ExplainerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # last resort: one line, never a traceback
+        print(f"error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,11 @@
+"""Attribution methods, one file each. Importing this package registers them all."""
+
+from . import (  # noqa: F401
+    feature_ablation,
+    gradient_shap,
+    input_x_gradient,
+    integrated_gradients,
+    occlusion,
+    saliency,
+)
+from .base import Method  # noqa: F401

@@ -1,0 +1,74 @@
+"""Base class for attribution methods and the helpers they share."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import torch
+
+from ..params import ParamSpec
+
+if TYPE_CHECKING:
+    from ..adapters.base import Encoded, ModelAdapter
+
+ALL_MODALITIES = ("text", "image", "tabular")
+
+
+class Method:
+    """One attribution method, modality-agnostic.
+
+    Subclasses set the class attributes and implement :meth:`attribute`. A method sees the
+    model only through the adapter: the encoded input tensor, a forward function, the
+    baselines and the feature groups.
+    """
+
+    name: str = ""
+    title: str = ""
+    #: one line for the dashboard's home page: what it computes and when to trust it
+    summary: str = ""
+    paper: str = ""
+    modalities: Sequence[str] = ALL_MODALITIES
+    has_convergence_delta: bool = False
+    uses_baselines: bool = True
+
+    def param_specs(self, adapter: "ModelAdapter") -> list[ParamSpec]:
+        """The parameters of this method for ``adapter``'s modality."""
+        specs = self.own_params(adapter)
+        if self.uses_baselines:
+            specs.append(baseline_spec(adapter))
+        return specs
+
+    def own_params(self, adapter: "ModelAdapter") -> list[ParamSpec]:
+        return []
+
+    def cost(self, adapter: "ModelAdapter", enc: "Encoded", params: dict) -> int:
+        """Examples passed through the model (forward passes of one input)."""
+        raise NotImplementedError
+
+    def attribute(self, adapter: "ModelAdapter", enc: "Encoded", target: int, params: dict,
+                  forward: Callable[[torch.Tensor], torch.Tensor]
+                  ) -> tuple[torch.Tensor, float | None]:
+        """Attribution shaped like ``enc.inputs`` and the convergence delta (or None)."""
+        raise NotImplementedError
+
+
+def baseline_spec(adapter: "ModelAdapter") -> ParamSpec:
+    return ParamSpec(
+        "baselines", "multichoice", list(adapter.default_baselines),
+        "reference input(s); several are averaged (IG, occlusion) or sampled (GradientSHAP)",
+        choices=tuple(adapter.baseline_kinds), cost=True)
+
+
+def repeat_for_baselines(enc: "Encoded", baselines: torch.Tensor) -> torch.Tensor:
+    """The input repeated once per baseline row, so Captum runs all baselines in one call."""
+    return enc.inputs.expand((baselines.shape[0],) + tuple(enc.inputs.shape[1:])).contiguous()
+
+
+def n_baselines(adapter: "ModelAdapter", enc: "Encoded", params: dict) -> int:
+    return int(adapter.baselines(enc, params["baselines"]).shape[0])
+
+
+def n_windows(shape: Sequence[int], window: Sequence[int], stride: Sequence[int]) -> int:
+    """Number of occlusion windows Captum slides over ``shape``."""
+    return math.prod((d - w) // s + 1 for d, w, s in zip(shape, window, stride))

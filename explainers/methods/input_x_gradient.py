@@ -1,0 +1,28 @@
+"""Input x Gradient (Shrikumar et al., 2016, https://arxiv.org/abs/1605.01713)."""
+
+from __future__ import annotations
+
+from captum.attr import InputXGradient as _InputXGradient
+
+from ..registry import register_method
+from .base import Method
+
+
+@register_method
+class InputXGradient(Method):
+    r"""The input times the gradient of the target logit: a one-step, zero-baseline
+    approximation of Integrated Gradients."""
+
+    name = "input_x_gradient"
+    title = "Input x Gradient"
+    summary = ("Gradient times input: one backward pass, an implicit all-zero baseline. "
+               "A cheap first look; unreliable where the model saturates.")
+    paper = ("Shrikumar, Greenside, Shcherbina, Kundaje. Not Just a Black Box. "
+             "arXiv 1605.01713, 2016.")
+    uses_baselines = False
+
+    def cost(self, adapter, enc, params):
+        return 1
+
+    def attribute(self, adapter, enc, target, params, forward):
+        return _InputXGradient(forward).attribute(enc.inputs, target=target), None

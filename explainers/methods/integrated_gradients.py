@@ -1,0 +1,50 @@
+"""Integrated Gradients (Sundararajan et al., 2017, https://arxiv.org/abs/1703.01365)."""
+
+from __future__ import annotations
+
+import torch
+from captum.attr import IntegratedGradients as _IG
+
+from ..params import ParamSpec
+from ..registry import register_method
+from .base import Method, n_baselines, repeat_for_baselines
+
+
+@register_method
+class IntegratedGradients(Method):
+    r"""Path integral of gradients from a baseline to the input, times (input - baseline).
+
+    Satisfies completeness: the scores sum to f(input) - f(baseline), up to the reported
+    convergence delta. Several baselines are run in one batched Captum call and averaged.
+    """
+
+    name = "integrated_gradients"
+    title = "Integrated Gradients"
+    summary = ("Averages gradients along a straight path from a baseline to the input. "
+               "Trust it when |convergence delta| is small relative to the logit change; "
+               "it depends on the baseline you choose.")
+    paper = "Sundararajan, Taly, Yan. Axiomatic Attribution for Deep Networks. ICML 2017."
+    has_convergence_delta = True
+
+    def own_params(self, adapter):
+        return [
+            ParamSpec("n_steps", "int", 50, "integration steps (more = smaller delta, slower)",
+                      min=2, max=1024, cost=True),
+            ParamSpec("method", "choice", "gausslegendre", "integration rule",
+                      choices=("gausslegendre", "riemann_trapezoid", "riemann_left",
+                               "riemann_right", "riemann_middle")),
+        ]
+
+    def cost(self, adapter, enc, params):
+        k = n_baselines(adapter, enc, params)
+        return k * params["n_steps"] + 2 * k
+
+    def attribute(self, adapter, enc, target, params, forward):
+        baselines = adapter.baselines(enc, params["baselines"])
+        inputs = repeat_for_baselines(enc, baselines)
+        ig = _IG(forward, multiply_by_inputs=True)
+        attr, delta = ig.attribute(
+            inputs, baselines=baselines, target=target, n_steps=params["n_steps"],
+            method=params["method"], internal_batch_size=adapter.grad_batch_size,
+            return_convergence_delta=True)
+        return attr.mean(0, keepdim=True), float(delta.mean())

@@ -1,0 +1,116 @@
+"""Result types shared by the API, the CLI and the dashboard.
+
+``Explanation.to_dict()`` is the JSON schema the CLI prints::
+
+    {model, modality, features, prediction: {index, label, probabilities},
+     target: {index, label}, attributions: {method: {scores, convergence_delta, seconds,
+     params, cache_hit}}, warnings: [...], metrics: {...}}
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+def _jsonable(value: Any) -> Any:
+    """Numpy/tensor-free, NaN-free copy of ``value`` for JSON."""
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        f = float(value)
+        return None if math.isnan(f) or math.isinf(f) else round(f, 8)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass
+class Prediction:
+    """The model's output on one input: the arg-max class and every class probability."""
+
+    index: int
+    label: str
+    probabilities: list[float]
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "label": self.label, "probabilities": _jsonable(self.probabilities)}
+
+
+@dataclass
+class Attribution:
+    """One method's attribution for one input and target.
+
+    Attributes:
+        method: registered method name.
+        scores: one value per feature (text tokens, tabular features) or an H x W array
+            (images, summed over channels).
+        convergence_delta: Captum's completeness error (IG, GradientSHAP), else None.
+        seconds: wall time of the computation (of the original run for cache hits).
+        params: the resolved parameters used.
+        cache_hit: whether the result came from the attribution store.
+    """
+
+    method: str
+    scores: np.ndarray
+    convergence_delta: float | None
+    seconds: float
+    params: dict
+    cache_hit: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "scores": _jsonable(self.scores),
+            "convergence_delta": _jsonable(self.convergence_delta),
+            "seconds": round(float(self.seconds), 6),
+            "params": _jsonable(self.params),
+            "cache_hit": self.cache_hit,
+        }
+
+    @classmethod
+    def from_dict(cls, method: str, d: dict, cache_hit: bool = False) -> "Attribution":
+        return cls(
+            method=method,
+            scores=np.asarray(d["scores"], dtype=np.float64),
+            convergence_delta=d.get("convergence_delta"),
+            seconds=float(d["seconds"]),
+            params=d["params"],
+            cache_hit=cache_hit,
+        )
+
+
+@dataclass
+class Explanation:
+    """Everything shown for one input: prediction, target and each method's attribution."""
+
+    model: str
+    modality: str
+    features: Any
+    prediction: Prediction
+    target: dict
+    attributions: dict[str, Attribution]
+    warnings: list[str] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = {
+            "model": self.model,
+            "modality": self.modality,
+            "features": _jsonable(self.features),
+            "prediction": self.prediction.to_dict(),
+            "target": self.target,
+            "attributions": {k: v.to_dict() for k, v in self.attributions.items()},
+            "warnings": list(self.warnings),
+        }
+        if self.metrics:
+            d["metrics"] = _jsonable(self.metrics)
+        return d
