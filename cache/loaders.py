@@ -7,6 +7,7 @@ object that is not a tensor or a plain container, so a malicious pickle cannot r
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -55,6 +56,8 @@ def load_torchscript(path: str | Path) -> torch.nn.Module:
     if not path.is_file():
         raise ExplainerError(f"model file not found: {path}")
     try:
-        return torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # jit is deprecated, still the format asked for
+            return torch.jit.load(str(path), map_location="cpu")
     except Exception as e:  # torch.jit raises RuntimeError or its own types
         raise ExplainerError(f"not a TorchScript model: {path.name} ({str(e).splitlines()[0][:160]})") from None

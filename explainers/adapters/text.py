@@ -45,7 +45,9 @@ class TextAdapter(ModelAdapter):
         limits = [getattr(tokenizer, "model_max_length", 512) or 512,
                   getattr(getattr(module, "config", None), "max_position_embeddings", 512) or 512]
         self.max_length = int(min(limits))
-        self.special_ids = set(tokenizer.all_special_ids)
+        # Only structural tokens stay fixed; [UNK] or [MASK] in the text are real content.
+        self.special_ids = {getattr(tokenizer, f"{t}_token_id", None)
+                            for t in ("cls", "sep", "pad", "bos", "eos")} - {None}
 
     def encode(self, raw: Any) -> Encoded:
         if not isinstance(raw, str):

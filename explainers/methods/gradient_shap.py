@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from captum.attr import GradientShap as _GS
 
@@ -17,7 +18,9 @@ class GradientShap(Method):
 
     Captum's GradientShap has no ``internal_batch_size`` (captum issue 1350), so samples
     are drawn in chunks that fit the adapter's batch size and averaged with their weights.
-    The RNG is seeded from ``seed``, which makes results reproducible and cacheable.
+    Both RNGs Captum draws from (torch for noise, numpy for baseline choice and path
+    points) are seeded from ``seed`` and restored afterwards, which makes results
+    reproducible and cacheable without disturbing the caller's random state.
     """
 
     name = "gradient_shap"
@@ -44,16 +47,26 @@ class GradientShap(Method):
         baselines = adapter.baselines(enc, params["baselines"])
         gs = _GS(forward, multiply_by_inputs=True)
         total, chunk = params["n_samples"], max(1, adapter.grad_batch_size)
-        attr_sum, deltas, done = None, [], 0
         devices = [enc.inputs.device.index] if enc.inputs.is_cuda else []
+        np_state = np.random.get_state()
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(params["seed"])
-            while done < total:
-                n = min(chunk, total - done)
-                a, d = gs.attribute(enc.inputs, baselines=baselines, n_samples=n,
-                                    stdevs=params["stdevs"], target=target,
-                                    return_convergence_delta=True)
-                attr_sum = a * n if attr_sum is None else attr_sum + a * n
-                deltas.append(d.detach())
-                done += n
+            np.random.seed(params["seed"])
+            try:
+                attr_sum, deltas = self._sample(gs, enc, baselines, target, params, total, chunk)
+            finally:
+                np.random.set_state(np_state)
         return attr_sum / total, float(torch.cat(deltas).mean())
+
+    @staticmethod
+    def _sample(gs, enc, baselines, target, params, total, chunk):
+        attr_sum, deltas, done = None, [], 0
+        while done < total:
+            n = min(chunk, total - done)
+            a, d = gs.attribute(enc.inputs, baselines=baselines, n_samples=n,
+                                stdevs=params["stdevs"], target=target,
+                                return_convergence_delta=True)
+            attr_sum = a * n if attr_sum is None else attr_sum + a * n
+            deltas.append(d.detach())
+            done += n
+        return attr_sum, deltas

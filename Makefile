@@ -1,0 +1,41 @@
+# Two commands: `make run` starts the dashboard, `make test` runs the whole suite.
+# Both create .venv and install requirements.txt on first use (no network at run time).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PORT ?= 8501
+
+.PHONY: run test test-fast bench browser setup clean-cache
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+# Debian's Chromium for the real-browser tests (Playwright drives it; it never downloads one).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "chromium not installed and not root: browser tests will be skipped"; fi; \
+	fi
+
+run: $(STAMP)
+	$(PY) -m streamlit run dashboard/app.py --server.address 127.0.0.1 --server.port $(PORT)
+
+test: $(STAMP) browser
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not e2e and not slow"
+
+bench: $(STAMP)
+	$(PY) -m bench.run
+
+clean-cache:
+	rm -rf $${ATTRIBUTION_STUDIO_CACHE:-$$HOME/.cache/attribution-studio}

@@ -1,0 +1,116 @@
+"""Shared fixtures: tiny random-weight models of every modality, and an isolated cache.
+
+Nothing here touches the network: the tiny BERT and its tokenizer are written to a
+temporary folder and loaded back through the same code path as a user's local model.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "soup", "was", "bland", "good",
+              "bad", "film", "a", "great", "terrible", "movie", "not", "very", ".", ",", "!", "i",
+              "it", "and", "##s", "love", "hate", "service", "food", "<", ">", "img", "src", "=", "x"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test writes its models and results under a per-session temporary cache."""
+    path = tmp_path_factory.getbasetemp() / "cache"
+    path.mkdir(exist_ok=True)
+    monkeypatch.setenv("ATTRIBUTION_STUDIO_CACHE", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_text_dir(tmp_path_factory):
+    """A 2-layer, hidden-32 BERT classifier and its tokenizer, saved to a folder."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+    d = tmp_path_factory.mktemp("tiny_bert")
+    tok = BertTokenizer(vocab={w: i for i, w in enumerate(TINY_VOCAB)}, do_lower_case=True)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(TINY_VOCAB), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=37, max_position_embeddings=64,
+                        num_labels=2, id2label={0: "negative", 1: "positive"},
+                        label2id={"negative": 0, "positive": 1})
+    BertForSequenceClassification(config).save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_text(tiny_text_dir):
+    from cache.models import hf_text
+    return hf_text(str(tiny_text_dir))
+
+
+class TinyCNN(torch.nn.Module):
+    def __init__(self, n_classes: int = 3) -> None:
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8, n_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.conv1(x))
+        x = torch.relu(self.conv2(x))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="session")
+def tiny_image():
+    from explainers.adapters import ImageAdapter
+    torch.manual_seed(0)
+    return ImageAdapter("tiny-cnn", TinyCNN(), ["a", "b", "c"], size=32, patch=8)
+
+
+@pytest.fixture(scope="session")
+def tiny_image_input():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 255, size=(40, 48, 3), dtype=np.uint8)
+
+
+def tiny_frame(n_rows: int = 64, n_features: int = 6, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    scales = np.logspace(-1, 3, n_features)  # columns on very different scales
+    return pd.DataFrame(rng.normal(size=(n_rows, n_features)) * scales,
+                        columns=[f"f{i}" for i in range(n_features)])
+
+
+@pytest.fixture(scope="session")
+def tiny_tabular():
+    from explainers.adapters import TabularAdapter
+    torch.manual_seed(0)
+    frame = tiny_frame()
+    mlp = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 16),
+                              torch.nn.Tanh(), torch.nn.Linear(16, 2))
+    scale = torch.tensor(frame.std().to_numpy(), dtype=torch.float32)
+
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mlp = mlp
+            self.register_buffer("scale", scale)
+
+        def forward(self, x):
+            return self.mlp(x / self.scale)
+
+    return TabularAdapter("tiny-mlp", Scaled(), frame, ["no", "yes"])
+
+
+@pytest.fixture(scope="session")
+def tiny_adapters(tiny_text, tiny_image, tiny_tabular, tiny_image_input):
+    """(adapter, raw input) for every modality."""
+    return {
+        "text": (tiny_text, "the soup was bland and the service was terrible !"),
+        "image": (tiny_image, tiny_image_input),
+        "tabular": (tiny_tabular, 5),
+    }
