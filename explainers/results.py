@@ -22,7 +22,8 @@ def _jsonable(value: Any) -> Any:
         return _jsonable(value.tolist())
     if isinstance(value, (np.floating, float)):
         f = float(value)
-        return None if math.isnan(f) or math.isinf(f) else round(f, 8)
+        # 7 significant digits: float32 precision, and compact JSON for 50k-pixel maps
+        return None if math.isnan(f) or math.isinf(f) else float(f"{f:.7g}")
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.bool_):

@@ -1,0 +1,138 @@
+"""Metrics that say how far to trust an explanation, computed from real re-predictions.
+
+``compute`` adds any of :data:`METRICS` to an :class:`~explainers.results.Explanation`:
+
+* ``agreement``: rank correlation, top-k overlap and sign agreement between methods;
+* ``faithfulness``: deletion/insertion curves, AOPC, comprehensiveness, sufficiency, and a
+  random-attribution control;
+* ``flip``: deletions needed to change the predicted class;
+* ``stability``: IG convergence over ``n_steps``, GradientSHAP seed intervals, baseline
+  sensitivity;
+* ``sanity``: cascading model-parameter randomization (Adebayo et al. 2018);
+* ``robustness``: Captum infidelity and max-sensitivity (Yeh et al. 2019).
+
+Everything is on interpretable features (tokens, image patches, table columns) through the
+adapter, so no metric special-cases a modality.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..adapters.base import Encoded, ModelAdapter
+from ..errors import ExplainerError
+from ..results import Explanation, _jsonable
+from .common import (
+    OPTION_HELP,
+    Progress,
+    Repredictor,
+    feature_scores,
+    is_registered,
+    method_params,
+    resolve_options,
+)
+
+METRICS = ("agreement", "faithfulness", "flip", "stability", "sanity", "robustness")
+
+__all__ = ["METRICS", "OPTION_HELP", "compute", "check_names"]
+
+
+def check_names(names: Sequence[str]) -> list[str]:
+    """``names`` without repeats, or an ExplainerError naming the unknown ones."""
+    names = [str(n).strip() for n in names if str(n).strip()]
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise ExplainerError(f"unknown metric(s) {unknown}; available: {list(METRICS)}")
+    return list(dict.fromkeys(names))
+
+
+def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names: Sequence[str],
+            options: dict | None = None, params: dict | None = None, store: Any = None,
+            progress: Progress | None = None) -> dict:
+    """Compute the named metrics for one explanation.
+
+    Args:
+        adapter: the model adapter the explanation came from.
+        enc: the encoded input.
+        explanation: the :class:`Explanation` (its attributions and target are used).
+        names: metric names from :data:`METRICS`.
+        options: metric options (see :data:`~explainers.metrics.common.OPTION_HELP`):
+            ``k``, ``baseline``, ``random_orders``, ``seed``, ``margin``, ``tolerance``,
+            ``ig_steps``, ``seeds``, ``sanity_stages``, ``sanity_threshold``,
+            ``n_perturb_samples``, ``sensitivity_samples``, ``sensitivity_radius``.
+        params: the user's ``{method: params}``; used for re-runs where an attribution does
+            not carry its resolved parameters.
+        store: attribution store for the re-runs of ``stability`` (None: no caching).
+        progress: called as ``progress(metric, fraction)``.
+
+    Returns:
+        ``{metric: block}``, JSON-ready (NaN becomes None).
+
+    Raises:
+        ExplainerError: for an unknown metric or option, or an explanation without scores.
+    """
+    names = check_names(names)
+    if not names:
+        return {}
+    if not explanation.attributions:
+        raise ExplainerError("the explanation has no attributions to evaluate")
+    opts = resolve_options(options, adapter, enc)
+    target = int(explanation.target["index"])
+    scores = feature_scores(adapter, enc, explanation)
+    runnable = {m: method_params(explanation, params, m) for m in scores if is_registered(m)}
+    predictor: Repredictor | None = None
+
+    def repredict() -> Repredictor:
+        nonlocal predictor
+        if predictor is None:
+            predictor = Repredictor(adapter, enc, opts["baseline"])
+        return predictor
+
+    def step(name: str):
+        return (lambda f: progress(name, f)) if progress else None
+
+    out: dict[str, Any] = {}
+    for name in names:
+        if progress:
+            progress(name, 0.0)
+        if name == "agreement":
+            from .agreement import agreement
+            out[name] = agreement(scores, opts["k"], enc.feature_labels)
+        elif name == "faithfulness":
+            from .faithfulness import faithfulness
+            out[name] = faithfulness(scores, target, repredict(), enc.n_features, opts["baseline"],
+                                     opts["random_orders"], opts["seed"], opts["margin"])
+        elif name == "flip":
+            from .flip import flip
+            original = int(explanation.prediction.index)
+            out[name] = flip(scores, original, repredict(), enc.feature_labels, adapter.labels,
+                             opts["seed"], chunk=max(1, adapter.eval_batch_size))
+        elif name == "stability":
+            from .stability import stability
+            out[name] = stability(adapter, enc, target, runnable, opts["ig_steps"], opts["tolerance"],
+                                  opts["seeds"], store, step(name))
+        elif name == "sanity":
+            from .sanity import sanity
+            out[name] = sanity(adapter, enc, target, {m: scores[m] for m in runnable}, runnable,
+                               opts["sanity_stages"], opts["sanity_threshold"], opts["seed"], step(name))
+        elif name == "robustness":
+            from .robustness import robustness
+            out[name] = robustness(adapter, enc, target, scores, runnable, repredict().baseline,
+                                   opts["n_perturb_samples"], opts["sensitivity_samples"],
+                                   opts["sensitivity_radius"], opts["seed"], step(name))
+        if progress:
+            progress(name, 1.0)
+    return _jsonable(out)
+
+
+def mean_offdiagonal(matrix: Sequence[Sequence[float | None]]) -> list[float | None]:
+    """Per row, the mean of the defined off-diagonal entries (None if there are none)."""
+    m = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=np.float64)
+    out: list[float | None] = []
+    for i in range(m.shape[0]):
+        vals = np.delete(m[i], i)
+        vals = vals[np.isfinite(vals)]
+        out.append(float(vals.mean()) if vals.size else None)
+    return out

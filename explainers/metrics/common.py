@@ -1,0 +1,250 @@
+"""Pieces the metric families share: option checking, feature orders, batched re-prediction.
+
+Every metric works on *interpretable features* (tokens, image patches, table columns) through
+the adapter's ``group_scores``, ``perturb`` and ``predict_batch``, so nothing here knows which
+modality it is looking at.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..adapters.base import Encoded, ModelAdapter
+from ..errors import ExplainerError
+from ..results import Explanation
+
+Progress = Callable[[str, float], None]
+
+#: up to this many features the deletion/insertion curves take one step per feature;
+#: above it they take steps at 0 %, 10 %, ..., 100 % of the features
+PER_FEATURE_MAX = 50
+#: fractions of the features that comprehensiveness and sufficiency average over (ferret)
+ERASER_FRACTIONS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+DEFAULT_IG_STEPS = (8, 16, 32, 64, 128)
+
+#: every metric option, with its help line (the dashboard can show these)
+OPTION_HELP: dict[str, str] = {
+    "k": "top-k size for the Jaccard overlap (default: 10 % of the features, at least 1)",
+    "baseline": "baseline kind that replaces removed features in faithfulness, flip and "
+                "infidelity (default: the model's first default baseline)",
+    "random_orders": "random deletion orders in the random-attribution control (default 10)",
+    "seed": "random seed of the metrics (default 0)",
+    "margin": "beats_random needs deletion AOPC > random mean + margin x random std (default 1.0)",
+    "tolerance": "IG convergence: largest |delta| / max(|f(x) - f(baseline)|, 0.1) accepted "
+                 "(default 0.05)",
+    "ig_steps": "n_steps values tried in the IG convergence check (default 8,16,32,64,128)",
+    "seeds": "GradientSHAP stability: number of seeds (default 5) or a list of seeds",
+    "sanity_stages": "cascading randomization stages, from the output layer down (default 3)",
+    "sanity_threshold": "a method whose Spearman of |scores| stays above this after full "
+                        "randomization is flagged as independent of the model (default 0.5)",
+    "n_perturb_samples": "random feature removals for infidelity (default 10)",
+    "sensitivity_samples": "perturbed inputs for sensitivity_max (default 5)",
+    "sensitivity_radius": "L-inf radius of the sensitivity_max noise, in encoded input units "
+                          "(default 0.02)",
+}
+
+
+# -- options ---------------------------------------------------------------------------------
+def _as_int(name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool):
+        raise ExplainerError(f"metric option '{name}' must be an integer, got {value!r}")
+    try:
+        f = float(value)
+        if not f.is_integer():
+            raise ValueError
+        i = int(f)
+    except (TypeError, ValueError):
+        raise ExplainerError(f"metric option '{name}' must be an integer, got {value!r}") from None
+    if not lo <= i <= hi:
+        raise ExplainerError(f"metric option '{name}' must be between {lo} and {hi}, got {i}")
+    return i
+
+
+def _as_float(name: str, value: Any, lo: float, hi: float, lo_open: bool = False) -> float:
+    if isinstance(value, bool):
+        raise ExplainerError(f"metric option '{name}' must be a number, got {value!r}")
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ExplainerError(f"metric option '{name}' must be a number, got {value!r}") from None
+    if not math.isfinite(f) or f < lo or f > hi or (lo_open and f == lo):
+        bound = f"> {lo}" if lo_open else f">= {lo}"
+        raise ExplainerError(f"metric option '{name}' must be {bound} and <= {hi}, got {value!r}")
+    return f
+
+
+def _as_int_list(name: str, value: Any, lo: int, hi: int, min_len: int = 1) -> list[int]:
+    if isinstance(value, str):
+        value = [v for v in value.replace("+", ",").split(",") if v.strip()]
+    elif not isinstance(value, (list, tuple)):
+        value = [value]
+    out = [_as_int(name, v, lo, hi) for v in value]
+    if len(out) < min_len:
+        raise ExplainerError(f"metric option '{name}' needs at least {min_len} value(s), got {out}")
+    if len(set(out)) != len(out):
+        raise ExplainerError(f"metric option '{name}' lists a value twice: {out}")
+    return out
+
+
+def resolve_options(options: dict | None, adapter: ModelAdapter, enc: Encoded) -> dict:
+    """Fill the defaults of the metric options and validate them.
+
+    Raises:
+        ExplainerError: for an unknown option or a value of the wrong type or out of range.
+    """
+    given = dict(options or {})
+    unknown = sorted(set(given) - set(OPTION_HELP))
+    if unknown:
+        raise ExplainerError(f"unknown metric option(s) {unknown}; known: {sorted(OPTION_HELP)}")
+    n = enc.n_features
+    out: dict[str, Any] = {}
+    out["k"] = (_as_int("k", given["k"], 1, max(1, n)) if given.get("k") is not None
+                else max(1, int(round(0.1 * n))))
+    kinds = list(adapter.baseline_kinds)
+    baseline = given.get("baseline")
+    if baseline is None:
+        if not adapter.default_baselines and not kinds:
+            raise ExplainerError(f"the {adapter.modality} adapter declares no baselines")
+        baseline = (list(adapter.default_baselines) or kinds)[0]
+    if isinstance(baseline, (list, tuple)) and len(baseline) == 1:
+        baseline = baseline[0]
+    if not isinstance(baseline, str) or baseline not in kinds:
+        raise ExplainerError(f"metric option 'baseline' must be one of {kinds}, got {baseline!r}")
+    out["baseline"] = baseline
+    out["random_orders"] = _as_int("random_orders", given.get("random_orders", 10), 1, 1000)
+    out["seed"] = _as_int("seed", given.get("seed", 0), 0, 2**31 - 1)
+    out["margin"] = _as_float("margin", given.get("margin", 1.0), 0.0, 100.0)
+    out["tolerance"] = _as_float("tolerance", given.get("tolerance", 0.05), 0.0, 10.0, lo_open=True)
+    out["ig_steps"] = sorted(_as_int_list("ig_steps", given.get("ig_steps", DEFAULT_IG_STEPS), 2, 1024))
+    seeds = given.get("seeds", 5)
+    if isinstance(seeds, (list, tuple)) or (isinstance(seeds, str) and "," in seeds):
+        out["seeds"] = _as_int_list("seeds", seeds, 0, 2**31 - 1, min_len=2)
+    else:
+        out["seeds"] = _as_int("seeds", seeds, 2, 100)  # a count: resolved against the user's seed
+    out["sanity_stages"] = _as_int("sanity_stages", given.get("sanity_stages", 3), 1, 50)
+    out["sanity_threshold"] = _as_float("sanity_threshold", given.get("sanity_threshold", 0.5), -1.0, 1.0)
+    out["n_perturb_samples"] = _as_int("n_perturb_samples", given.get("n_perturb_samples", 10), 1, 10000)
+    out["sensitivity_samples"] = _as_int("sensitivity_samples", given.get("sensitivity_samples", 5), 1, 1000)
+    out["sensitivity_radius"] = _as_float("sensitivity_radius", given.get("sensitivity_radius", 0.02),
+                                          0.0, 1e6, lo_open=True)
+    return out
+
+
+# -- scores and orders ------------------------------------------------------------------------
+def feature_scores(adapter: ModelAdapter, enc: Encoded, explanation: Explanation) -> dict[str, np.ndarray]:
+    """One score per interpretable feature for each method of ``explanation``, in its order."""
+    out = {}
+    for name, attr in explanation.attributions.items():
+        s = np.asarray(adapter.group_scores(attr.scores, enc), dtype=np.float64).reshape(-1)
+        if s.shape[0] != enc.n_features:
+            raise ExplainerError(f"{name}: {s.shape[0]} feature scores for {enc.n_features} features")
+        out[name] = np.nan_to_num(s, nan=0.0, posinf=0.0, neginf=0.0)
+    return out
+
+
+def importance_order(scores: np.ndarray) -> np.ndarray:
+    """Feature indices, most important for the target (highest signed score) first.
+
+    Ties keep the feature order (stable sort), so results are deterministic.
+    """
+    return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+
+
+def random_orders(n: int, count: int, seed: int) -> list[np.ndarray]:
+    """``count`` seeded random permutations of ``range(n)``."""
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(n) for _ in range(count)]
+
+
+def curve_steps(n: int) -> list[int]:
+    """Numbers of removed/inserted features at which the curves are evaluated.
+
+    One step per feature (0, 1, ..., n) when ``n <= PER_FEATURE_MAX``; otherwise
+    ``floor(f * n)`` for f = 0, 0.1, ..., 1.0.
+    """
+    if n <= PER_FEATURE_MAX:
+        return list(range(n + 1))
+    return sorted({int(math.floor(f * n + 1e-9)) for f in [i / 10 for i in range(11)]})
+
+
+def deletion_masks(order: np.ndarray, steps: Sequence[int], n: int) -> np.ndarray:
+    """Keep-masks ``[len(steps), n]``: row ``i`` removes the first ``steps[i]`` features of ``order``."""
+    keep = np.ones((len(steps), n), dtype=bool)
+    for i, k in enumerate(steps):
+        keep[i, order[:k]] = False
+    return keep
+
+
+def insertion_masks(order: np.ndarray, steps: Sequence[int], n: int) -> np.ndarray:
+    """Keep-masks ``[len(steps), n]``: row ``i`` keeps only the first ``steps[i]`` features."""
+    return ~deletion_masks(order, steps, n)
+
+
+def method_params(explanation: Explanation, params: dict | None, name: str) -> dict:
+    """The parameters a method ran with: its resolved params, else the user's."""
+    attr = explanation.attributions.get(name)
+    if attr is not None and isinstance(attr.params, dict) and attr.params:
+        return dict(attr.params)
+    return dict((params or {}).get(name) or {})
+
+
+def is_registered(name: str) -> bool:
+    from ..registry import list_methods
+    return name in list_methods()
+
+
+# -- batched re-prediction ------------------------------------------------------------------
+class Repredictor:
+    """Target-independent class probabilities for keep-masks over the features, memoised.
+
+    Removed features take the value of one baseline (``[1, ...]``; a baseline kind with
+    several rows, such as tabular ``train_samples``, is averaged into one). Identical masks
+    (within a call and across calls: the faithfulness and flip passes share most) are
+    predicted once. Masks are turned into inputs and predicted chunk by chunk, so memory
+    stays bounded for images.
+
+    Args:
+        adapter: the model adapter (its lock is held while predicting).
+        enc: the encoded input.
+        baseline_kind: one of ``adapter.baseline_kinds``.
+    """
+
+    def __init__(self, adapter: ModelAdapter, enc: Encoded, baseline_kind: str) -> None:
+        self.adapter = adapter
+        self.enc = enc
+        self.baseline_kind = baseline_kind
+        base = adapter.baselines(enc, [baseline_kind])
+        self.baseline = base.mean(0, keepdim=True) if base.shape[0] > 1 else base
+        self.memo: dict[bytes, np.ndarray] = {}
+        self.evaluated = 0
+
+    def __call__(self, keep: np.ndarray) -> np.ndarray:
+        """Probabilities ``[B, C]`` for keep-masks ``[B, n_features]``."""
+        keep = np.ascontiguousarray(np.asarray(keep, dtype=bool).reshape(-1, self.enc.n_features))
+        keys = [row.tobytes() for row in np.packbits(keep, axis=1)]
+        todo: dict[bytes, int] = {}
+        for i, key in enumerate(keys):
+            if key not in self.memo and key not in todo:
+                todo[key] = i
+        if todo:
+            rows = list(todo.values())
+            chunk = max(1, int(self.adapter.eval_batch_size))
+            device = self.enc.inputs.device
+            with self.adapter.guarded():
+                for start in range(0, len(rows), chunk):
+                    idx = rows[start:start + chunk]
+                    mask = torch.from_numpy(keep[idx]).to(device)
+                    x = self.adapter.perturb(self.enc, mask, self.baseline)
+                    probs = self.adapter.predict_batch(x, self.enc).float().cpu().numpy()
+                    for j, p in zip(idx, probs):
+                        self.memo[keys[j]] = p.astype(np.float64)
+            self.evaluated += len(rows)
+        return np.stack([self.memo[k] for k in keys]) if keys else np.zeros((0, len(self.adapter.labels)))
+
+
+def labels_of(enc: Encoded, indices: Sequence[int]) -> list[str]:
+    return [enc.feature_labels[int(i)] for i in indices]

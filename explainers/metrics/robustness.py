@@ -1,0 +1,130 @@
+"""Robustness: Captum's infidelity and max-sensitivity (Yeh et al., *On the (In)fidelity and
+Sensitivity of Explanations*, NeurIPS 2019, https://arxiv.org/abs/1901.09392).
+
+* **Infidelity** ``E_I[(I . phi - (f(x) - f(x - I)))^2]`` with feature-removal
+  perturbations: each interpretable feature is removed (set to the baseline) with
+  probability :data:`DROP_PROBABILITY`, so ``I`` is the indicator of removed features in a
+  feature space where 1 = present and 0 = baseline, and ``I . phi`` is the sum of the
+  removed features' scores. ``f`` is the target logit (the attributions explain logits).
+  Captum's ``normalize=True`` rescales the scores by the least-squares optimal factor
+  first, so methods on different scales (Saliency) compare fairly. Lower is better.
+* **Max-sensitivity**: the largest relative change ``||phi(x + d) - phi(x)|| / ||phi(x)||``
+  of the per-feature scores over uniform noise ``d`` in an L-inf ball (radius in the
+  encoded input's units: z-scores, pixels in [0, 1], or embedding values). Lower is better.
+  Each perturbed input is explained again with the registered method and its parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from captum.metrics import infidelity, sensitivity_max
+
+from ..adapters.base import Encoded, ModelAdapter
+from ..engine import check_method
+
+DROP_PROBABILITY = 0.25
+
+
+def feature_space_forward(adapter: ModelAdapter, enc: Encoded, baseline: torch.Tensor
+                          ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Logits as a function of per-feature presence ``z`` in [0, 1] (``[B, n_features]``).
+
+    ``z = 1`` everywhere gives the input, ``z = 0`` the baseline; elements outside every
+    feature (group -1, such as [CLS]) always keep their input value.
+    """
+    groups = enc.groups.to(enc.inputs.device)
+    valid = groups >= 0
+    diff = enc.inputs - baseline
+
+    def fn(z: torch.Tensor) -> torch.Tensor:
+        full = torch.ones((z.shape[0],) + tuple(groups.shape), dtype=enc.inputs.dtype, device=z.device)
+        full[:, valid] = z[:, groups[valid]].to(full.dtype)
+        x = baseline + full.reshape((z.shape[0],) + tuple(enc.inputs.shape[1:])) * diff
+        return adapter.forward(x, enc)
+    return fn
+
+
+def infidelity_score(adapter: ModelAdapter, enc: Encoded, target: int, scores: np.ndarray,
+                     baseline: torch.Tensor, n_samples: int = 10, seed: int = 0) -> float:
+    """Normalized infidelity of per-feature ``scores`` under random feature removal."""
+    n = enc.n_features
+    gen = torch.Generator().manual_seed(seed)
+    device = enc.inputs.device
+
+    def perturb(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        drop = (torch.rand(z.shape, generator=gen) < DROP_PROBABILITY).to(device, z.dtype)
+        return drop, z - drop
+
+    z = torch.ones((1, n), dtype=enc.inputs.dtype, device=device)
+    phi = torch.as_tensor(np.asarray(scores, dtype=np.float64), dtype=enc.inputs.dtype,
+                          device=device).reshape(1, n)
+    with adapter.guarded(), torch.no_grad():
+        value = infidelity(feature_space_forward(adapter, enc, baseline), perturb, z, phi,
+                           target=target, n_perturb_samples=n_samples,
+                           max_examples_per_batch=max(1, min(adapter.eval_batch_size, n_samples)),
+                           normalize=True)
+    return float(value.reshape(-1)[0])
+
+
+def explanation_function(adapter: ModelAdapter, enc: Encoded, name: str, params: dict, target: int
+                         ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``inputs [B, ...] -> (per-feature scores [B, n_features],)`` with the registered method.
+
+    Each row is explained on its own, as an :class:`Encoded` that shares ``enc``'s
+    features, groups and context (attention mask, token positions).
+    """
+    method, resolved = check_method(adapter, name, params)
+
+    def fn(inputs: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor]:
+        if isinstance(inputs, tuple):  # Captum passes its inputs as a one-tensor tuple
+            inputs = inputs[0]
+        rows = []
+        for row in inputs:
+            e = Encoded(inputs=row.unsqueeze(0).detach().clone(), feature_labels=enc.feature_labels,
+                        groups=enc.groups, raw=enc.raw, context=enc.context, key="sensitivity")
+            with torch.enable_grad():
+                attr, _ = method.attribute(adapter, e, target, resolved, adapter.forward_fn(e))
+            s = adapter.group_scores(adapter.reduce(attr.detach().float(), e), e)
+            rows.append(torch.as_tensor(np.asarray(s, dtype=np.float64)))
+        # a tuple: Captum iterates over the returned explanations as a tuple of tensors
+        return (torch.stack(rows),)
+    return fn
+
+
+def sensitivity_score(adapter: ModelAdapter, enc: Encoded, target: int, name: str, params: dict,
+                      n_samples: int = 5, radius: float = 0.02, seed: int = 0) -> float:
+    """Captum ``sensitivity_max`` of one method's per-feature scores."""
+    devices = [enc.inputs.device.index] if enc.inputs.is_cuda else []
+    with adapter.guarded(), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        value = sensitivity_max(explanation_function(adapter, enc, name, params, target), enc.inputs,
+                                perturb_radius=radius, n_perturb_samples=n_samples,
+                                max_examples_per_batch=n_samples)
+    return float(value.reshape(-1)[0])
+
+
+def robustness(adapter: ModelAdapter, enc: Encoded, target: int, scores: dict[str, np.ndarray],
+               methods: dict[str, dict], baseline: torch.Tensor, n_perturb_samples: int = 10,
+               sensitivity_samples: int = 5, radius: float = 0.02, seed: int = 0,
+               progress: Callable[[float], None] | None = None) -> dict:
+    """The ``robustness`` block: ``{method: {"infidelity", "sensitivity_max"}}``.
+
+    Infidelity needs only the scores, so every method gets it; ``sensitivity_max`` re-runs
+    the method and is computed for registered methods (``methods``) only (None otherwise).
+    """
+    out = {}
+    names = list(scores)
+    for i, name in enumerate(names):
+        block = {"infidelity": infidelity_score(adapter, enc, target, scores[name], baseline,
+                                                n_perturb_samples, seed),
+                 "sensitivity_max": None}
+        if name in methods:
+            block["sensitivity_max"] = sensitivity_score(adapter, enc, target, name, methods[name],
+                                                         sensitivity_samples, radius, seed)
+        out[name] = block
+        if progress:
+            progress((i + 1) / len(names))
+    return out
