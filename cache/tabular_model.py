@@ -13,7 +13,7 @@ from torch import nn
 
 SEED = 0
 TEST_FRACTION = 0.25
-WEIGHTS_NAME = "breast_cancer_mlp_v1.safetensors"
+WEIGHTS_NAME = "breast_cancer_mlp_v2.safetensors"
 
 
 class BreastCancerMLP(nn.Module):
@@ -44,14 +44,19 @@ def split_indices(n: int, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def train(x: pd.DataFrame, y: np.ndarray, epochs: int = 300) -> BreastCancerMLP:
-    """Full-batch Adam on the given rows, with the seed fixed."""
+    """Full-batch Adam on the given rows, with the seed fixed.
+
+    The small learning rate and strong weight decay keep the probabilities away from 0/1
+    (median top-1 0.996 on held-out rows instead of 1.0), so deletion curves and flips
+    have a slope to measure.
+    """
     torch.manual_seed(SEED)
     xt = torch.tensor(x.to_numpy(), dtype=torch.float32)
     yt = torch.tensor(y, dtype=torch.long)
     model = BreastCancerMLP(xt.shape[1])
     model.mean.copy_(xt.mean(0))
     model.std.copy_(xt.std(0).clamp_min(1e-6))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-2)
     for _ in range(epochs):
         opt.zero_grad()
         loss = nn.functional.cross_entropy(model(xt), yt)

@@ -21,7 +21,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="HF id or directory (text), timm name (image), TorchScript file "
                                    "(tabular); default: the modality's default model")
     p.add_argument("--checkpoint", help="image: local .safetensors or state-dict file for --model")
-    p.add_argument("--csv", help="tabular: CSV with a header row (reference rows and inputs)")
+    p.add_argument("--csv", help="tabular: CSV with a header row; with --model, the model's "
+                                 "reference rows; without, rows for the default model")
     p.add_argument("--labels", help="comma-separated class names, if the model has none")
     p.add_argument("--label-column", help="tabular: CSV column holding the ground truth (dropped)")
 
@@ -98,12 +99,24 @@ def load_from_args(args: argparse.Namespace):
     if args.model:
         return load_model(args.model, args.modality, checkpoint=args.checkpoint, data=args.csv,
                           labels=labels, label_column=args.label_column)
-    if args.csv or args.checkpoint:
-        raise ExplainerError("--csv/--checkpoint need --model as well")
+    if args.checkpoint:
+        raise ExplainerError("--checkpoint needs --model as well")
     return load_model(args.modality)
 
 
-def input_from_args(args: argparse.Namespace) -> Any:
+def csv_rows(model, path: str):
+    """Rows of a CSV checked against ``model``'s feature names (missing/extra/NaN refused)."""
+    from cache.models import read_csv
+    from .adapters.tabular import check_frame
+    return check_frame(read_csv(path), model.feature_names)
+
+
+def input_from_args(args: argparse.Namespace, model) -> Any:
+    if args.modality == "tabular" and args.csv and not args.model:
+        frame = csv_rows(model, args.csv)
+        if args.row is None or not 0 <= args.row < len(frame):
+            raise ExplainerError(f"--row must index the CSV's {len(frame)} rows")
+        return frame.iloc[args.row].to_dict()
     given = {"text": args.text, "image": args.image, "tabular": args.row}[args.modality]
     if given is None:
         flag = {"text": "--text", "image": "--image", "tabular": "--row"}[args.modality]
@@ -134,10 +147,8 @@ def iter_inputs(model, modality: str, file: str | None) -> Iterator[tuple[Any, A
                 yield path.name, str(path)
     else:
         if file:
-            from cache.models import read_csv
-            frame = read_csv(file)
-            for i, row in frame.iterrows():
-                yield int(i), {k: row[k] for k in frame.columns if k in model.feature_names}
+            for i, row in csv_rows(model, file).iterrows():
+                yield int(i), row.to_dict()
         else:
             for i in range(len(model.data)):
                 yield i, i
@@ -146,7 +157,7 @@ def iter_inputs(model, modality: str, file: str | None) -> Iterator[tuple[Any, A
 def cmd_explain(args: argparse.Namespace) -> None:
     from .api import explain
     model = load_from_args(args)
-    result = explain(model, input_from_args(args), methods=split_list(args.methods),
+    result = explain(model, input_from_args(args, model), methods=split_list(args.methods),
                      params=parse_params(args.param), target=args.target,
                      use_cache=not args.no_cache, metrics=split_list(args.metrics),
                      metric_params=parse_metric_params(args.metric_param))
@@ -158,7 +169,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     for ident, raw in iter_inputs(model, args.modality, args.file):
         try:
             p = model.predict(model.encode(raw))
-            line = {"index": ident, **p.to_dict()}
+            line = {"index": ident, "label": p.label, "class_index": p.index,
+                    "probabilities": p.to_dict()["probabilities"]}
         except ExplainerError as e:
             line = {"index": ident, "error": str(e)}
         print(json.dumps(line), flush=True)
