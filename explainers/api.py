@@ -65,6 +65,9 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
     stray = sorted(set(params) - set(methods))
     if stray:
         raise ExplainerError(f"parameters given for method(s) not selected: {stray}")
+    if metrics:
+        from .metrics import check_names
+        check_names(list(metrics))  # fail before the expensive part, not after it
     enc = inputs if isinstance(inputs, Encoded) else model.encode(inputs)
     prediction = model.predict(enc)
     target_index = prediction.index if target is None else resolve_target(model, enc, target)
@@ -83,5 +86,6 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
     if metrics:
         from .metrics import compute
         result.metrics = compute(model, enc, result, list(metrics), metric_params or {},
-                                 params=params, store=store if use_cache else None)
+                                 params=params, store=store if use_cache else None,
+                                 progress=progress)
     return result

@@ -28,7 +28,8 @@ DEFAULT_IG_STEPS = (8, 16, 32, 64, 128)
 
 #: every metric option, with its help line (the dashboard can show these)
 OPTION_HELP: dict[str, str] = {
-    "k": "top-k size for the Jaccard overlap (default: 10 % of the features, at least 1)",
+    "k": "top-k size for the Jaccard overlap (default: 10 % of the features, at least 1; "
+         "capped at the number of features)",
     "baseline": "baseline kind that replaces removed features in faithfulness, flip and "
                 "infidelity (default: the model's first default baseline)",
     "random_orders": "random deletion orders in the random-attribution control (default 10)",
@@ -102,7 +103,8 @@ def resolve_options(options: dict | None, adapter: ModelAdapter, enc: Encoded) -
         raise ExplainerError(f"unknown metric option(s) {unknown}; known: {sorted(OPTION_HELP)}")
     n = enc.n_features
     out: dict[str, Any] = {}
-    out["k"] = (_as_int("k", given["k"], 1, max(1, n)) if given.get("k") is not None
+    # a k above the number of features (a short text in a batch review) means "all of them"
+    out["k"] = (min(_as_int("k", given["k"], 1, 10**9), max(1, n)) if given.get("k") is not None
                 else max(1, int(round(0.1 * n))))
     kinds = list(adapter.baseline_kinds)
     baseline = given.get("baseline")

@@ -43,10 +43,15 @@ def parameter_layers(module: torch.nn.Module, run: Callable[[], Any] | None = No
         return owners
     seen: dict[int, int] = {}
     handles = []
+
+    def record(i: int) -> Callable:
+        def hook(mod, inp, out) -> None:  # must return None, or it would replace the output
+            seen.setdefault(i, len(seen))
+        return hook
+
     try:
         for i, (_, m) in enumerate(owners):
-            handles.append(m.register_forward_hook(
-                lambda mod, inp, out, i=i: seen.setdefault(i, len(seen))))
+            handles.append(m.register_forward_hook(record(i)))
         with torch.no_grad():
             run()
     except Exception:  # TorchScript modules refuse hooks; fall back to registration order

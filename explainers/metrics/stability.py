@@ -40,7 +40,8 @@ def relative_delta(total: float, delta: float) -> float:
 
 def suggest_steps(n_steps: Sequence[int], relative: Sequence[float], tolerance: float) -> int | None:
     """The smallest ``n_steps`` whose relative delta is below ``tolerance`` (None if none)."""
-    ok = [s for s, r in sorted(zip(n_steps, relative)) if r is not None and math.isfinite(r) and r < tolerance]
+    ok = [s for s, r in sorted(zip(n_steps, relative))
+          if r is not None and math.isfinite(r) and r < tolerance]
     return int(ok[0]) if ok else None
 
 
