@@ -89,7 +89,7 @@ def test_tabular_accuracy_floor(tabular_model):
 
 @pytest.mark.skipif(not (SST2 / "dev.tsv").is_file(), reason="../shared/data/sst2 is absent (fresh clone)")
 def test_text_accuracy_floor(text_model):
-    from cache.text_model import evaluate
+    from cache.train_text_model import evaluate
     acc = evaluate(text_model.module, text_model.tokenizer, SST2 / "dev.tsv")
     assert acc >= 0.85
 
