@@ -19,6 +19,7 @@ class Occlusion(Method):
     """
 
     name = "occlusion"
+    spreads_effect = True
     title = "Occlusion"
     summary = ("Hides one window at a time and measures how much the target score drops. "
                "Model-agnostic and easy to read; blind to features that only matter together "

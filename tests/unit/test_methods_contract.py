@@ -196,3 +196,23 @@ def test_cost_cap_refuses_before_running(tiny_text):
     enc = tiny_text.encode("the film was good")
     with pytest.raises(ExplainerError, match="forward passes"):
         run_method(tiny_text, enc, "integrated_gradients", {"n_steps": 500}, max_cost=100)
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_feature_ablation_scores_are_the_logit_drop(tiny_adapters, modality):
+    """A perturbation score is f(x) - f(x without that feature), whatever the feature's size
+    (384 embedding dims, 3 x 8 x 8 pixels or one column)."""
+    adapter, raw = tiny_adapters[modality]
+    enc = adapter.encode(raw)
+    res = run_method(adapter, enc, "feature_ablation", target=1)
+    feature = int(np.argmax(np.abs(adapter.group_scores(res.scores, enc))))
+    baseline = adapter.baselines(enc, res.params["baselines"])
+    keep = torch.ones(1, enc.n_features, dtype=torch.bool)
+    keep[0, feature] = False
+    with torch.no_grad():
+        drop = float(adapter.forward(enc.inputs, enc)[0, 1] - adapter.forward(
+            adapter.perturb(enc, keep, baseline), enc)[0, 1])
+    group = adapter.group_scores(res.scores, enc)[feature]
+    if modality == "image":  # per-pixel scores: every pixel of the patch carries the drop
+        group /= adapter.patch ** 2
+    assert group == pytest.approx(drop, rel=1e-4, abs=1e-6)
