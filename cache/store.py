@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 ENV_VAR = "ATTRIBUTION_STUDIO_CACHE"
-SCHEMA_VERSION = 2  # bump when stored scores change meaning
+SCHEMA_VERSION = 3  # bump when stored scores change meaning
 
 
 def cache_dir() -> Path:

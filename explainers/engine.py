@@ -120,7 +120,7 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
         if attr.is_cuda:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-    scores = method.scores(adapter, attr, enc).astype(np.float64)
+    scores = adapter.reduce(attr.float(), enc).astype(np.float64)
     if not np.all(np.isfinite(scores)):
         raise ExplainerError(f"{method.title} produced non-finite scores; try other parameters")
     result = Attribution(name, scores, delta, seconds, resolved)

@@ -146,14 +146,9 @@ class ModelAdapter:
         """Captum Occlusion ``sliding_window_shapes`` and ``strides`` for a window size."""
         raise NotImplementedError
 
-    def reduce(self, attr: torch.Tensor, enc: Encoded, spread: bool = False) -> np.ndarray:
-        """Collapse an attribution shaped like ``enc.inputs`` to display scores.
-
-        Gradient methods give each element its own share, so the shares are summed over the
-        embedding dimension or the colour channels. Perturbation methods (``spread=True``)
-        give every element of a removed window the window's whole effect, so those copies
-        are averaged instead; otherwise a text token would count its effect 384 times.
-        """
+    def reduce(self, attr: torch.Tensor, enc: Encoded) -> np.ndarray:
+        """Collapse an attribution shaped like ``enc.inputs`` to display scores, summing each
+        element's share over the embedding dimension or the colour channels."""
         raise NotImplementedError
 
     def features(self, enc: Encoded) -> Any:

@@ -141,9 +141,8 @@ class ImageAdapter(ModelAdapter):
         window = min(window, self.size)
         return (3, window, window), (3, stride, stride)
 
-    def reduce(self, attr: torch.Tensor, enc: Encoded, spread: bool = False) -> np.ndarray:
-        per_pixel = attr[0].mean(dim=0) if spread else attr[0].sum(dim=0)
-        return per_pixel.detach().float().cpu().numpy()
+    def reduce(self, attr: torch.Tensor, enc: Encoded) -> np.ndarray:
+        return attr[0].sum(dim=0).detach().float().cpu().numpy()
 
     def features(self, enc: Encoded) -> dict:
         return {"height": int(enc.inputs.shape[2]), "width": int(enc.inputs.shape[3]),

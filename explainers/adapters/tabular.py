@@ -124,5 +124,5 @@ class TabularAdapter(ModelAdapter):
     def sliding_window(self, enc: Encoded, window: int, stride: int) -> tuple[tuple, tuple]:
         return (min(window, enc.inputs.shape[1]),), (stride,)
 
-    def reduce(self, attr: torch.Tensor, enc: Encoded, spread: bool = False) -> np.ndarray:
+    def reduce(self, attr: torch.Tensor, enc: Encoded) -> np.ndarray:
         return attr[0].detach().float().cpu().numpy()

@@ -111,8 +111,8 @@ class TextAdapter(ModelAdapter):
         window = min(window, enc.inputs.shape[1])
         return (window, hidden), (stride, hidden)
 
-    def reduce(self, attr: torch.Tensor, enc: Encoded, spread: bool = False) -> np.ndarray:
-        per_token = attr[0].mean(dim=-1) if spread else attr[0].sum(dim=-1)
+    def reduce(self, attr: torch.Tensor, enc: Encoded) -> np.ndarray:
+        per_token = attr[0].sum(dim=-1)
         return per_token[enc.context["content_positions"]].detach().float().cpu().numpy()
 
     # -- counterfactual edits --------------------------------------------------------------

@@ -31,8 +31,6 @@ class Method:
     modalities: Sequence[str] = ALL_MODALITIES
     has_convergence_delta: bool = False
     uses_baselines: bool = True
-    #: Captum gives every element of a perturbed window the window's whole effect
-    spreads_effect: bool = False
 
     def param_specs(self, adapter: "ModelAdapter") -> list[ParamSpec]:
         """The parameters of this method for ``adapter``'s modality."""
@@ -43,10 +41,6 @@ class Method:
 
     def own_params(self, adapter: "ModelAdapter") -> list[ParamSpec]:
         return []
-
-    def scores(self, adapter: "ModelAdapter", attr: torch.Tensor, enc: "Encoded"):
-        """Display scores (per token, pixel or column) from a raw attribution tensor."""
-        return adapter.reduce(attr.detach().float(), enc, spread=self.spreads_effect)
 
     def cost(self, adapter: "ModelAdapter", enc: "Encoded", params: dict) -> int:
         """Examples passed through the model (forward passes of one input)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from captum.attr import FeatureAblation as _FeatureAblation
 
 from ..registry import register_method
@@ -11,11 +12,11 @@ from .base import Method, n_baselines, repeat_for_baselines
 @register_method
 class FeatureAblation(Method):
     r"""Replaces one interpretable feature at a time (a token, an image patch, a column)
-    with the baseline and records the change in the target logit.
+    with the baseline and records the change in the target logit, shared evenly among the
+    feature's elements (so a feature's summed score is its logit drop).
     """
 
     name = "feature_ablation"
-    spreads_effect = True
     title = "Feature ablation"
     summary = ("Removes one token, image patch or column at a time and measures the drop. "
                "A direct 'what if I delete this?' per feature; misses interactions.")
@@ -32,4 +33,5 @@ class FeatureAblation(Method):
         attr = _FeatureAblation(forward).attribute(
             inputs, baselines=baselines, target=target, feature_mask=mask,
             perturbations_per_eval=per_eval)
-        return attr.mean(0, keepdim=True), None
+        sizes = torch.bincount(mask[0].flatten()).to(attr.dtype)
+        return attr.mean(0, keepdim=True) / sizes[mask[:1]], None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from captum.attr import Occlusion as _Occlusion
 
 from ..params import ParamSpec
@@ -14,12 +16,15 @@ class Occlusion(Method):
     r"""Slides a window over the input, replaces it with the baseline (the fill value) and
     records the drop in the target logit, spread evenly over the window.
 
+    Captum gives every element of a window the window's whole drop; dividing by the window's
+    element count makes each element carry its share, so a token's score (summed over its
+    384 embedding dims) is its logit drop, and maps share a scale with the gradient methods.
+
     Many windows are evaluated per forward pass (``perturbations_per_eval`` from the
     adapter's batch size); no gradients are taken.
     """
 
     name = "occlusion"
-    spreads_effect = True
     title = "Occlusion"
     summary = ("Hides one window at a time and measures how much the target score drops. "
                "Model-agnostic and easy to read; blind to features that only matter together "
@@ -51,4 +56,4 @@ class Occlusion(Method):
         attr = _Occlusion(forward).attribute(
             inputs, sliding_window_shapes=shapes, strides=strides, baselines=baselines,
             target=target, perturbations_per_eval=per_eval)
-        return attr.mean(0, keepdim=True), None
+        return attr.mean(0, keepdim=True) / math.prod(shapes), None

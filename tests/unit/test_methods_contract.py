@@ -213,6 +213,13 @@ def test_feature_ablation_scores_are_the_logit_drop(tiny_adapters, modality):
         drop = float(adapter.forward(enc.inputs, enc)[0, 1] - adapter.forward(
             adapter.perturb(enc, keep, baseline), enc)[0, 1])
     group = adapter.group_scores(res.scores, enc)[feature]
-    if modality == "image":  # per-pixel scores: every pixel of the patch carries the drop
-        group /= adapter.patch ** 2
     assert group == pytest.approx(drop, rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("modality", ["text", "tabular"])
+def test_one_feature_occlusion_equals_feature_ablation(tiny_adapters, modality):
+    adapter, raw = tiny_adapters[modality]
+    enc = adapter.encode(raw)
+    occ = run_method(adapter, enc, "occlusion", {"window": 1, "stride": 1}, target=0).scores
+    fa = run_method(adapter, enc, "feature_ablation", target=0).scores
+    np.testing.assert_allclose(occ, fa, rtol=1e-4, atol=1e-7)
