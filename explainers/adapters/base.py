@@ -36,6 +36,7 @@ class Encoded:
         context: modality extras the forward pass needs (attention mask, token ids).
         warnings: notes for the user (truncation, resizing).
         key: content hash of the encoded input, used in cache keys.
+        extra: adapter-private details that are not model inputs (text: character spans).
     """
 
     inputs: torch.Tensor
@@ -45,6 +46,7 @@ class Encoded:
     context: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     key: str = ""
+    extra: dict = field(default_factory=dict)
 
     @property
     def n_features(self) -> int:

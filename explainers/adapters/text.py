@@ -60,7 +60,9 @@ class TextAdapter(ModelAdapter):
         if len(full) > self.max_length:
             warnings.append(
                 f"text has {len(full)} tokens; truncated to the model's maximum of {self.max_length}")
-        enc = self.tokenizer(text, truncation=True, max_length=self.max_length, return_tensors="pt")
+        fast = bool(getattr(self.tokenizer, "is_fast", False))
+        enc = self.tokenizer(text, truncation=True, max_length=self.max_length, return_tensors="pt",
+                             return_offsets_mapping=fast)
         ids = enc["input_ids"].to(self.device)
         mask = enc["attention_mask"].to(self.device)
         with torch.no_grad():
@@ -73,6 +75,12 @@ class TextAdapter(ModelAdapter):
         group_of_pos = torch.full((ids.shape[1],), -1, dtype=torch.long, device=self.device)
         group_of_pos[content] = torch.arange(content.numel(), device=self.device)
         groups = group_of_pos[:, None].expand(-1, embeds.shape[-1])
+        spans = None
+        if fast:  # character spans of the content tokens, for edits that keep the user's text
+            offsets = enc["offset_mapping"][0].tolist()
+            spans = [tuple(offsets[p]) for p in content.tolist()]
+            if any(e <= s for s, e in spans):
+                spans = None
         return Encoded(
             inputs=embeds,
             feature_labels=[tokens[i] for i in content.tolist()],
@@ -80,6 +88,7 @@ class TextAdapter(ModelAdapter):
             raw=text,
             context={"input_ids": ids, "attention_mask": mask, "content_positions": content},
             warnings=warnings,
+            extra={"spans": spans},
         )
 
     def _logits(self, inputs: torch.Tensor, enc: Encoded) -> torch.Tensor:
@@ -117,10 +126,36 @@ class TextAdapter(ModelAdapter):
 
     # -- counterfactual edits --------------------------------------------------------------
     def edit_tokens(self, enc: Encoded, delete: Sequence[int] = (), mask: Sequence[int] = ()) -> str:
-        """The text with content tokens ``delete`` removed and ``mask`` replaced by [MASK]."""
-        tokens = list(enc.feature_labels)
+        """The text with content tokens ``delete`` removed and ``mask`` replaced by [MASK].
+
+        With a fast tokenizer the edit works on the tokens' character spans, so the rest of
+        the text keeps its case, punctuation and spacing ("The soup was terrible." minus
+        "terrible" is "The soup was."). Otherwise the text is rebuilt from the tokens
+        (lower-cased for uncased models).
+        """
+        delete = {int(i) for i in delete}
+        mask = {int(i) for i in mask} - delete
         mask_token = self.tokenizer.mask_token or "[MASK]"
+        spans = enc.extra.get("spans")
+        if not spans:
+            tokens = [mask_token if i in mask else t for i, t in enumerate(enc.feature_labels)]
+            kept = [t for i, t in enumerate(tokens) if i not in delete]
+            return self.tokenizer.convert_tokens_to_string(kept).strip()
+        text = enc.raw
+        keep = [True] * len(text)
+        insert: dict[int, str] = {}
         for i in mask:
-            tokens[i] = mask_token
-        kept = [t for i, t in enumerate(tokens) if i not in set(delete)]
-        return self.tokenizer.convert_tokens_to_string(kept).strip()
+            s, e = spans[i]
+            keep[s:e] = [False] * (e - s)
+            insert[s] = mask_token
+        for i in delete:
+            s, e = spans[i]
+            if s > 0 and text[s - 1].isspace():  # a word takes the space before it
+                while s > 0 and text[s - 1].isspace():
+                    s -= 1
+            elif s == 0:  # the first word takes the space after it
+                while e < len(text) and text[e].isspace():
+                    e += 1
+            keep[s:e] = [False] * (e - s)  # mid-word pieces (##ing) take no space
+        out = [insert.get(k, "") + (ch if keep[k] else "") for k, ch in enumerate(text)]
+        return "".join(out).strip()

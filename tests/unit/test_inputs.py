@@ -171,3 +171,13 @@ def test_bad_hf_model_path(tmp_path):
 def test_explain_rejects_stray_params(tiny_text):
     with pytest.raises(ExplainerError, match="not selected"):
         explain(tiny_text, "the film", methods=["saliency"], params={"occlusion": {"window": 2}})
+
+
+def test_edit_text_keeps_the_users_spelling(tiny_text):
+    enc = tiny_text.encode("The soup was bland, the service was terrible!")
+    labels = enc.feature_labels
+    out = tiny_text.edit_tokens(enc, delete=[labels.index("bland")])
+    assert out == "The soup was, the service was terrible!"
+    masked = tiny_text.edit_tokens(enc, mask=[labels.index("soup")])
+    assert masked == "The [MASK] was bland, the service was terrible!"
+    assert tiny_text.edit_tokens(enc, delete=[0]).startswith("soup was")

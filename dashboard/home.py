@@ -1,0 +1,95 @@
+"""Content of the home page, generated from the method registry where possible."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from explainers import DEFAULT_METHODS, get_method, list_methods
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = (("text", "Text", ":material/notes:", "a sentiment classifier (MiniLM-L6 on SST-2) or your own "
+          "Hugging Face model: highlight tokens, delete or mask them"),
+         ("image", "Image", ":material/image:", "EfficientNet-Lite0 on ImageNet: heat maps over the "
+          "gallery or your upload, erase a rectangle"),
+         ("tabular", "Tabular", ":material/table_chart:", "an MLP on the breast-cancer data (30 "
+          "features) or your CSV + TorchScript model: what-if values"))
+
+#: when to trust each method, beyond its one-line summary
+TRUST = {
+    "integrated_gradients": "Check |δ| (completeness error) against Σ: a large ratio means too few "
+                            "n_steps. The map answers 'compared with the baseline', so try two baselines.",
+    "gradient_shap": "Random: look at the seed intervals in Compare › Stability; features whose "
+                     "interval contains 0 have no reliable sign.",
+    "occlusion": "Trust the big blocks, not single pixels: the window spreads the drop evenly. "
+                 "Misses features that only matter together.",
+    "saliency": "A sensitivity map, not a contribution: large where a small change would move the "
+                "score. No baseline, no completeness.",
+    "input_x_gradient": "A one-step approximation of IG; fine for near-linear models, misleading where "
+                        "the model saturates.",
+    "feature_ablation": "Removes one feature (token, patch, column) at a time; exact for that "
+                        "question, blind to interactions.",
+}
+
+
+def page_links() -> None:
+    cols = st.columns(len(PAGES))
+    for col, (name, title, icon, text) in zip(cols, PAGES):
+        with col.container(border=True):
+            try:
+                st.page_link(str(ROOT / "pages" / f"{name}.py"), label=title, icon=icon)
+            except Exception:  # noqa: BLE001  (page run on its own, outside st.navigation)
+                st.markdown(f"**{title}**")
+            st.caption(text)
+
+
+def methods_table() -> None:
+    names = list_methods()
+    ordered = [m for m in DEFAULT_METHODS if m in names] + [m for m in names if m not in DEFAULT_METHODS]
+    cols = st.columns(3)
+    for i, name in enumerate(ordered):
+        m = get_method(name)
+        with cols[i % 3].container(border=True):
+            default = " · default panel" if name in DEFAULT_METHODS else ""
+            st.markdown(f"#### {m.title}")
+            st.caption(f"`{name}` · {', '.join(m.modalities)}{default}"
+                       + (" · reports a convergence delta" if m.has_convergence_delta else ""))
+            st.markdown(m.summary)
+            if name in TRUST:
+                st.markdown(f"**When to trust it.** {TRUST[name]}")
+            st.caption(m.paper)
+
+
+def reading_guide() -> None:
+    st.markdown(
+        """
+**Colours.** Red marks features that push the explained class *up*, blue those that push it
+*down*; stronger colour, larger share. By default every panel (and the before/after rows) uses
+**one shared colour scale**, so equal colours mean equal scores across methods; the sidebar
+switches to a per-panel scale, and the legend under the panels says which one is in use.
+
+**Under each panel.** :material/timer: seconds of the computation (of the original run when the result came
+from the cache) · `δ` the convergence delta (IG, GradientSHAP): how far the scores' sum is from
+f(input) − f(baseline), in logits; small relative to `Σ` (the sum of the scores) means the
+integral converged · `cache hit` when the attribution store answered without running the model.
+
+**Cost.** Each panel shows the forward passes its settings need before it runs. Anything above
+the cap in the sidebar is refused with a message instead of tying up the machine.
+
+**Compare section** (bottom of each page):
+- *Agreement*: Spearman/Kendall rank correlation, top-k Jaccard overlap and sign agreement
+  between every pair of methods. Low agreement means at least one map is misleading you.
+- *Faithfulness*: remove features in a method's order and watch the target probability
+  (deletion) or add them to a baseline (insertion). A good method beats the **random control**.
+- *Flips*: the fewest deletions that change the prediction; one click loads that edit.
+- *Stability*: IG sum and δ against n_steps (with a suggested n_steps), GradientSHAP seed
+  intervals, and how much each map depends on the baseline.
+- *Sanity* (on demand): randomize the model layer by layer; a map that does not change
+  explains the input, not the model.
+- *Robustness* (on demand): infidelity and max-sensitivity, lower is better.
+
+**Sharing.** The address bar mirrors the view (model, input, methods, parameters, target and
+edit): copy it to share. Every page offers JSON (the engine's schema), CSV and PNG downloads.
+"""
+    )

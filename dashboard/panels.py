@@ -1,0 +1,295 @@
+"""The side-by-side panels shared by the text, image and tabular pages.
+
+One column per selected method. Each column has the method's own parameter widgets
+(generated from its ``param_specs``), a cost estimate checked against the sidebar cap, a
+progress bar fed by the engine's ``progress`` callback, and the attribution drawn by the
+same renderer as every other column, for the original input and (when the user edited it)
+the edited input below. A failing method becomes a message in its own column; the others
+still render.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from explainers import Attribution, ExplainerError, estimate_cost, get_method, run_method
+from explainers.adapters.base import Encoded
+from explainers.results import Prediction
+
+from . import export, render
+from .state import digest, memo
+from .widgets import Settings, param_widgets, params_caption, target_picker
+
+
+@dataclass
+class Input:
+    """An encoded input and the model's prediction on it."""
+
+    enc: Encoded
+    prediction: Prediction
+    name: str = "original"          # "original" or "edited"
+    box: tuple | None = None        # image: the erased rectangle, drawn as an outline
+    note: str = ""                  # one line describing the edit
+
+
+@dataclass
+class PanelRun:
+    """Everything the panels computed on this rerun (the Compare section and the exports
+    read it)."""
+
+    methods: list[str]
+    params: dict[str, dict]
+    target: int
+    original: dict[str, Attribution] = field(default_factory=dict)
+    edited: dict[str, Attribution] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    costs: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> list[str]:
+        return [m for m in self.methods if m in self.original]
+
+
+def store():
+    from cache.store import default_store
+    return default_store()
+
+
+# -- inputs -------------------------------------------------------------------------------------
+def prepare(adapter, raw: Any, key: Any, name: str = "original", box=None, note: str = "") -> Input | None:
+    """Encode and predict ``raw`` (memoised per session); an error is shown, not raised."""
+    try:
+        enc, pred = memo("encode", (id(adapter), adapter.name, name, digest(key)),
+                         lambda: _encode_predict(adapter, raw))
+    except ExplainerError as e:
+        st.error(f"Cannot use this {name} input: {render.md(e)}")
+        return None
+    except Exception as e:  # noqa: BLE001
+        st.error(f"Cannot use this {name} input ({type(e).__name__}).")
+        return None
+    return Input(enc, pred, name, box, note)
+
+
+def _encode_predict(adapter, raw):
+    enc = adapter.encode(raw)
+    return enc, adapter.predict(enc)
+
+
+# -- prediction strip ---------------------------------------------------------------------------
+def prediction_strip(adapter, original: Input, edited: Input | None) -> int:
+    """Predicted label, class-probability bars (top 10) and the target selector.
+
+    Returns the class index every panel explains (for both the original and the edited
+    input, so their maps answer the same question).
+    """
+    p = original.prediction
+    left, right = st.columns([1, 2])
+    with left:
+        st.metric("Prediction", p.label, help="the model's arg-max class on the original input")
+        st.caption(f"probability {p.probabilities[p.index]:.1%} · model {render.md(adapter.name)}")
+        if edited is not None:
+            q = edited.prediction
+            change = q.probabilities[p.index] - p.probabilities[p.index]
+            st.metric("Edited input", q.label, delta=f"{change * 100:+.1f} pts for {p.label}",
+                      delta_color="normal")
+        target = target_picker(adapter, p)
+    with right:
+        chart = render.probability_chart(adapter.labels, p.probabilities, top=min(10, len(adapter.labels)),
+                                         highlight=p.index,
+                                         other=edited.prediction.probabilities if edited else None)
+        st.altair_chart(chart, width="stretch")
+    for w in original.enc.warnings:
+        st.caption(f":material/info: {render.md(w)}")
+    return target
+
+
+# -- panels -------------------------------------------------------------------------------------
+def _progress_callback(bar, label: str):
+    def cb(_method: str, fraction: float) -> None:
+        # Touching Streamlit here lets a widget change interrupt a long run at once.
+        bar.progress(float(min(max(fraction, 0.0), 1.0)), text=f"{label}: {fraction:.0%}")
+    return cb
+
+
+def explain_panels(adapter, original: Input, edited: Input | None, methods: list[str], target: int,
+                   settings: Settings) -> PanelRun:
+    """Draw one column per method and run them; see the module docstring."""
+    run = PanelRun(list(methods), {}, target)
+    if not methods:
+        st.info("Pick at least one method above to see its attribution.")
+        return run
+    n = len(methods)
+    bars = {}
+    for col, m in zip(st.columns(n, border=True), methods):
+        with col:
+            meth = get_method(m)
+            st.markdown(f"**{meth.title}**")
+            with st.expander("Parameters", expanded=False):
+                run.params[m] = param_widgets(adapter, m)
+            st.caption(params_caption(run.params[m]))
+            try:
+                cost = estimate_cost(adapter, original.enc, m, run.params[m])
+                run.costs[m] = cost
+                per = " per input (original and edited)" if edited is not None else ""
+                if cost > settings.max_cost:
+                    st.warning(f"Refused: needs {cost:,} forward passes{per}, over the cap of "
+                               f"{settings.max_cost:,}. Lower its parameters or raise the cap in the sidebar.")
+                    run.errors[m] = "over the cost cap"
+                else:
+                    st.caption(f"Estimated cost: {cost:,} forward passes{per} (cap {settings.max_cost:,})")
+            except ExplainerError as e:
+                run.errors[m] = str(e)
+            bars[m] = st.empty()
+
+    for m in methods:
+        if m in run.errors:
+            continue
+        try:
+            bars[m].progress(0.0, text="queued")
+            run.original[m] = run_method(adapter, original.enc, m, run.params[m], target, store(),
+                                         _progress_callback(bars[m], "original"), settings.max_cost)
+            if edited is not None:
+                run.edited[m] = run_method(adapter, edited.enc, m, run.params[m], target, store(),
+                                           _progress_callback(bars[m], "edited"), settings.max_cost)
+        except ExplainerError as e:
+            run.errors[m] = str(e)
+        except Exception as e:  # noqa: BLE001  (never a traceback in the browser)
+            run.errors[m] = f"{get_method(m).title} failed ({type(e).__name__}); try other parameters."
+        finally:
+            bars[m].empty()
+
+    scales = _scales(adapter.modality, run, settings)
+    _scale_note(run, settings)
+    st.html(render.legend_html(scales.get("_shared") if settings.shared_scale else None,
+                               settings.positive_only))
+    _draw_row(adapter, original, run.original, run, scales, settings, header="Original input")
+    if edited is not None:
+        _draw_row(adapter, edited, run.edited, run, scales, settings,
+                  header=f"Edited input{(': ' + edited.note) if edited.note else ''}")
+    return run
+
+
+def _per_panel(_=None) -> None:
+    st.session_state["scale"] = "per panel"
+
+
+def _scale_note(run: PanelRun, settings: Settings) -> None:
+    """Under a shared scale, say so when one method's magnitudes dwarf another's."""
+    if not settings.shared_scale:
+        return
+    maxima = {m: float(np.max(np.abs(a.scores))) for m, a in run.original.items() if a.scores.size}
+    maxima = {m: v for m, v in maxima.items() if v > 0}
+    if len(maxima) < 2:
+        return
+    hi, lo = max(maxima, key=maxima.get), min(maxima, key=maxima.get)
+    ratio = maxima[hi] / maxima[lo]
+    if ratio > 20:
+        c1, c2 = st.columns([4, 1])
+        c1.info(f"Shared colour scale: {get_method(hi).title}'s largest score is {ratio:,.0f}x "
+                f"{get_method(lo).title}'s, so the fainter maps may look empty. Their units differ "
+                "(see Σ under each panel); switch to a per-panel scale to see each map's shape.")
+        c2.button("Per-panel scale", on_click=_per_panel, key="scale.switch", icon=":material/tune:")
+
+
+def shown_scores(modality: str, a: Attribution, settings: Settings) -> np.ndarray:
+    """The scores as drawn: image maps smoothed for display when the sidebar asks for it."""
+    if modality == "image" and settings.smooth > 0:
+        return render.smooth(a.scores, settings.smooth)
+    return a.scores
+
+
+def _scales(modality: str, run: PanelRun, settings: Settings) -> dict[str, float]:
+    per = {}
+    for m in run.methods:
+        maps = [shown_scores(modality, a, settings) for a in (run.original.get(m), run.edited.get(m))
+                if a is not None]
+        if maps:
+            per[m] = render.shared_scale(maps, modality, settings.positive_only)
+    if settings.shared_scale and per:
+        shared = max(per.values())
+        return {**{m: shared for m in per}, "_shared": shared}
+    return per
+
+
+def _draw_row(adapter, inp: Input, attrs: dict[str, Attribution], run: PanelRun, scales: dict,
+              settings: Settings, header: str) -> None:
+    st.markdown(f"**{render.md(header)}** — predicted *{render.md(inp.prediction.label)}* "
+                f"({inp.prediction.probabilities[inp.prediction.index]:.1%}); explaining "
+                f"*{render.md(adapter.label(run.target))}*")
+    for col, m in zip(st.columns(len(run.methods)), run.methods):
+        with col:
+            if m in run.errors:
+                if inp.name == "original":
+                    st.error(f"{get_method(m).title}: {render.md(run.errors[m])}")
+                continue
+            a = attrs.get(m)
+            if a is None:
+                continue
+            scale = scales.get(m, 1.0)
+            draw(adapter, inp, a, scale, settings)
+            st.caption(stats_caption(a), help="seconds of the computation (of the original run when "
+                                              "cached) · convergence delta · whether the store answered")
+            _panel_downloads(adapter, inp, a, scale, settings)
+
+
+def stats_caption(a: Attribution) -> str:
+    delta = ("n/a" if a.convergence_delta is None
+             else f"{float(a.convergence_delta):+.2e}")
+    total = float(np.sum(a.scores))
+    src = "cache hit" if a.cache_hit else "computed"
+    return f":material/timer: {a.seconds:.2f} s · δ = {delta} · Σ = {total:+.3g} · {src}"
+
+
+def draw(adapter, inp: Input, a: Attribution, scale: float, settings: Settings) -> None:
+    """The one renderer per modality used by every panel."""
+    modality = adapter.modality
+    if modality == "text":
+        st.html(render.token_html(inp.enc.feature_labels, a.scores, scale))
+    elif modality == "image":
+        st.image(render.overlay(inp.enc.raw, shown_scores(modality, a, settings), scale,
+                                settings.positive_only, inp.box), width="stretch")
+    else:
+        st.altair_chart(render.tabular_chart(inp.enc.feature_labels, a.scores, inp.enc.raw, scale,
+                                             settings.top_features), width="stretch")
+
+
+def _panel_downloads(adapter, inp: Input, a: Attribution, scale: float, settings: Settings) -> None:
+    stem = f"{a.method}_{inp.name}"
+    c1, c2 = st.columns(2)
+    with c1:
+        st.download_button("CSV", data=lambda: export.scores_csv(adapter, inp.enc, a), file_name=f"{stem}.csv",
+                           mime="text/csv", key=f"dl.csv.{stem}", on_click="ignore", icon=":material/download:",
+                           help="the scores of this panel")
+    with c2:
+        st.download_button("PNG", data=lambda: export.panel_png(adapter, inp, a, scale, settings.positive_only,
+                                                                settings.smooth),
+                           file_name=f"{stem}.png", mime="image/png", key=f"dl.png.{stem}", on_click="ignore",
+                           icon=":material/download:", help="this panel as an image")
+
+
+def page_downloads(adapter, original: Input, edited: Input | None, run: PanelRun, metrics: dict | None,
+                   input_id: Any) -> None:
+    """The engine-schema JSON of this view (original and edited) and a share note."""
+    if not run.ok:
+        return
+    st.subheader("Export and share")
+    c1, c2, c3 = st.columns([1, 1, 2])
+    c1.download_button(
+        "Result JSON (original)", key="dl.json.original", on_click="ignore", icon=":material/download:",
+        data=lambda: export.result_json(adapter, original, run.original, run.target, metrics,
+                                        extra={"id": input_id}),
+        file_name=f"explanation_{adapter.modality}.json", mime="application/json",
+        help="the engine's JSON schema (as printed by `python -m explainers`), metrics included")
+    if edited is not None and run.edited:
+        c2.download_button(
+            "Result JSON (edited)", key="dl.json.edited", on_click="ignore", icon=":material/download:",
+            data=lambda: export.result_json(adapter, edited, run.edited, run.target,
+                                            extra={"edit": edited.note}),
+            file_name=f"explanation_{adapter.modality}_edited.json", mime="application/json")
+    c3.caption("Share: the address bar holds this view's model, input, methods, parameters, target "
+               "and edit (values at their defaults are left out), so the link reproduces it. "
+               "Uploaded files are not part of links.")

@@ -1,0 +1,314 @@
+"""Renderers: token highlights, image overlays, tabular bars, probability charts.
+
+Everything a user or a model can influence (tokens, labels, feature names, text) is put
+into HTML only through :func:`html.escape`; charts are Altair (Vega-Lite escapes its own
+text). The same functions draw every panel, so maps differ only by their scores, and a
+``scale`` argument lets the caller share one colour scale across panels.
+
+The PNG exports are drawn with PIL (no browser, no vl-convert needed).
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import io
+import re
+from typing import Sequence
+
+import altair as alt
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFont
+
+POS = (214, 39, 40)    # red: pushes the target class up
+NEG = (31, 119, 180)   # blue: pushes it down
+POS_HEX, NEG_HEX = "#d62728", "#1f77b4"
+AMBER = (255, 127, 14)  # neutral highlight (disagreement), not a sign
+
+
+def md(value) -> str:
+    """``value`` as literal text inside Streamlit markdown: HTML-escaped and with markdown
+    syntax (links, emphasis, code) backslash-escaped. For model labels, feature names,
+    tokens and anything else a model or an upload can choose."""
+    text = html.escape(str(value))
+    return re.sub(r"([\\`*_{}\[\]()#+!|~$>-])", r"\\\1", text)
+
+
+# -- scales ------------------------------------------------------------------------------------
+def robust_max(scores: np.ndarray, modality: str, positive_only: bool = False) -> float:
+    """The magnitude mapped to full colour: the max |score|, or the 99th percentile for
+    images (one hot pixel would otherwise wash the whole map out)."""
+    s = np.asarray(scores, dtype=np.float64)
+    s = np.clip(s, 0, None) if positive_only else np.abs(s)
+    if s.size == 0:
+        return 1.0
+    m = float(np.percentile(s, 99.5)) if modality == "image" else float(s.max())
+    if not np.isfinite(m) or m <= 0:
+        m = float(s.max()) if s.size and np.isfinite(s.max()) else 0.0
+    return m if m > 0 else 1.0
+
+
+def shared_scale(all_scores: Sequence[np.ndarray], modality: str, positive_only: bool = False) -> float:
+    """One scale for several maps: the largest of their robust maxima."""
+    vals = [robust_max(s, modality, positive_only) for s in all_scores if s is not None]
+    return max(vals) if vals else 1.0
+
+
+def legend_html(scale: float | None, positive_only: bool = False) -> str:
+    """Colour key. ``scale`` is the shared full-colour magnitude, or None for per-panel."""
+    full = f"{scale:.3g}" if scale is not None else "max"
+    chip = "padding:0 .4em;border-radius:3px;color:white"
+    pos = f"<span style='background:rgba{POS + (0.85,)};{chip}'>+{full}</span> supports the target"
+    neg = f"<span style='background:rgba{NEG + (0.85,)};{chip}'>-{full}</span> speaks against it"
+    which = ("one colour scale shared by all panels and by before/after" if scale is not None
+             else "colour scale per panel (each method's own maximum, shared by its before/after)")
+    parts = [pos] if positive_only else [pos, neg]
+    return (f"<div style='font-size:.85rem;color:#555'>{' &nbsp; '.join(parts)} "
+            f"&nbsp;·&nbsp; {html.escape(which)}</div>")
+
+
+# -- text --------------------------------------------------------------------------------------
+def display_tokens(labels: Sequence[str]) -> list[tuple[str, bool]]:
+    """(text, space_before) per token: WordPiece ``##``, SentencePiece ``▁`` and BPE ``Ġ``
+    continuation marks become joins, so the highlighted text reads like the input."""
+    out = []
+    for i, t in enumerate(labels):
+        t = str(t)
+        space = i > 0
+        if t.startswith("##"):
+            t, space = t[2:], False
+        elif t.startswith(("▁", "Ġ")):
+            t, space = t[1:], i > 0
+        out.append((t, space))
+    return out
+
+
+def _rgba(score: float, scale: float, colour: tuple | None = None) -> str:
+    a = float(np.clip(abs(score) / scale, 0, 1)) if scale > 0 else 0.0
+    rgb = colour or (POS if score >= 0 else NEG)
+    return f"rgba({rgb[0]},{rgb[1]},{rgb[2]},{0.85 * a:.3f})"
+
+
+def token_html(labels: Sequence[str], scores: Sequence[float] | None, scale: float,
+               crossed: Sequence[int] = (), title_prefix: str = "", colour: tuple | None = None) -> str:
+    """Highlighted tokens as HTML. Every token is escaped; scores go into a tooltip."""
+    spans = []
+    crossed = set(crossed)
+    for i, (text, space) in enumerate(display_tokens(labels)):
+        s = float(scores[i]) if scores is not None and i < len(scores) else 0.0
+        bg = _rgba(s, scale, colour)
+        deco = "text-decoration:line-through;opacity:.55;" if i in crossed else ""
+        tip = html.escape(f"{title_prefix}{labels[i]}: {s:+.4f}", quote=True)
+        # A plain space between words lets lines break there; a token never breaks inside.
+        spans.append((" " if space else "")
+                     + f"<span class='tok' title=\"{tip}\" style='background:{bg};{deco}"
+                       f"padding:1px 3px;border-radius:3px;display:inline-block;line-height:1.5'>"
+                       f"{html.escape(text)}</span>")
+    return ("<div style='line-height:2.1;font-size:1.02rem;overflow-wrap:anywhere'>"
+            + "".join(spans) + "</div>")
+
+
+def diff_html(before: str, after: str) -> str:
+    """Word-level diff of two texts, escaped, with ``<del>`` and ``<ins>`` marks.
+
+    Words, punctuation marks and runs of whitespace are the units, so deleting a word before
+    a full stop marks just that word.
+    """
+    unit = re.compile(r"\s+|\w+|[^\w\s]")
+    a, b = unit.findall(before), unit.findall(after)
+    out = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out.append(html.escape("".join(a[i1:i2])))
+            continue
+        if i2 > i1:
+            out.append("<del style='background:#fde2e1;color:#8a1c1c'>"
+                       + html.escape("".join(a[i1:i2])) + "</del>")
+        if j2 > j1:
+            out.append("<ins style='background:#dcf5e3;color:#135c2a;text-decoration:none'>"
+                       + html.escape("".join(b[j1:j2])) + "</ins>")
+    return "<div style='line-height:1.9;white-space:pre-wrap'>" + "".join(out) + "</div>"
+
+
+# -- images ------------------------------------------------------------------------------------
+def smooth(scores: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-smoothed copy of an H x W map, for display only (pixel maps such as IG's are
+    speckled; smoothing shows which regions carry the attribution). ``sigma`` in pixels."""
+    s = np.asarray(scores, dtype=np.float64)
+    if sigma <= 0 or s.ndim != 2:
+        return s
+    from scipy.ndimage import gaussian_filter
+    return gaussian_filter(s, sigma=float(sigma), mode="nearest")
+
+
+def overlay(image: np.ndarray, scores: np.ndarray, scale: float, positive_only: bool = False,
+            box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """The heat map blended over a dimmed copy of the image (uint8 RGB, same size).
+
+    Red = positive (supports the target), blue = negative; opacity grows with |score| /
+    ``scale``. ``positive_only`` hides the negative part. ``box`` draws an outline.
+    """
+    img = np.asarray(image, dtype=np.float32)
+    s = np.asarray(scores, dtype=np.float32)
+    if s.shape != img.shape[:2]:
+        s = np.asarray(Image.fromarray(s).resize((img.shape[1], img.shape[0]), Image.BILINEAR))
+    gray = img.mean(axis=2, keepdims=True)
+    base = 0.55 * img + 0.45 * gray  # desaturate so the colours of the map stand out
+    a = np.clip(np.abs(s) / max(scale, 1e-12), 0, 1)
+    if positive_only:
+        a = np.where(s > 0, a, 0)
+    a = (a ** 0.8)[..., None] * 0.85
+    colour = np.where((s >= 0)[..., None], np.array(POS, np.float32), np.array(NEG, np.float32))
+    out = base * (1 - a) + colour * a
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    if box is not None and box[2] > box[0] and box[3] > box[1]:
+        pil = Image.fromarray(out)
+        ImageDraw.Draw(pil).rectangle([box[0], box[1], box[2] - 1, box[3] - 1], outline=(255, 200, 0), width=2)
+        out = np.asarray(pil)
+    return out
+
+
+def outline(image: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray:
+    if box is None or box[2] <= box[0] or box[3] <= box[1]:
+        return image
+    pil = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    ImageDraw.Draw(pil).rectangle([box[0], box[1], box[2] - 1, box[3] - 1], outline=(255, 200, 0), width=2)
+    return np.asarray(pil)
+
+
+def patch_grid(values: Sequence[float], n: int, size: int) -> np.ndarray:
+    """Per-patch values (row-major, n x n) expanded to a size x size map."""
+    v = np.asarray(values, dtype=np.float32)[: n * n].reshape(n, n)
+    rep = int(np.ceil(size / n))
+    return np.kron(v, np.ones((rep, rep), np.float32))[:size, :size]
+
+
+# -- tables --------------------------------------------------------------------------------------
+def fmt_value(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def tabular_frame(features: Sequence[str], scores: np.ndarray, values: dict | None) -> pd.DataFrame:
+    df = pd.DataFrame({"feature": list(features), "score": np.asarray(scores, dtype=float)})
+    df["value"] = [fmt_value(values[f]) if values and f in values else "" for f in features]
+    df["label"] = [f"{f} = {v}" if v else f for f, v in zip(df["feature"], df["value"])]
+    df["sign"] = np.where(df["score"] >= 0, "supports", "against")
+    df["abs"] = df["score"].abs()
+    return df.sort_values("abs", ascending=False)
+
+
+def tabular_chart(features: Sequence[str], scores: np.ndarray, values: dict | None, scale: float,
+                  top: int = 15) -> alt.Chart:
+    """Sorted horizontal bars (largest |score| on top), feature values in the labels."""
+    df = tabular_frame(features, scores, values).head(top)
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("score:Q", scale=alt.Scale(domain=[-scale, scale]), title="attribution"),
+        y=alt.Y("label:N", sort=list(df["label"]), title=None,
+                axis=alt.Axis(labelLimit=220, labelOverlap=False)),
+        color=alt.Color("sign:N", scale=alt.Scale(domain=["supports", "against"], range=[POS_HEX, NEG_HEX]),
+                        legend=None),
+        tooltip=["feature", "value", alt.Tooltip("score:Q", format="+.4f")],
+    ).properties(height=alt.Step(20))
+
+
+def probability_chart(labels: Sequence[str], probs: Sequence[float], top: int = 10,
+                      highlight: int | None = None, other: Sequence[float] | None = None) -> alt.Chart:
+    """Class probabilities as sorted horizontal bars; ``other`` adds the edited input's."""
+    p = np.asarray(probs, dtype=float)
+    order = list(np.argsort(-p)[:top])
+    if other is not None:
+        q = np.asarray(other, dtype=float)
+        order = list(dict.fromkeys(list(np.argsort(-p)[:min(top, 6)]) + list(np.argsort(-q)[:3])))
+    rows = []
+    for i in order:
+        rows.append({"class": str(labels[i]), "probability": float(p[i]), "input": "original",
+                     "predicted": bool(i == highlight)})
+        if other is not None:
+            rows.append({"class": str(labels[i]), "probability": float(other[i]), "input": "edited",
+                         "predicted": bool(i == highlight)})
+    df = pd.DataFrame(rows)
+    enc = dict(
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        y=alt.Y("class:N", sort=[str(labels[i]) for i in order], title=None, axis=alt.Axis(labelLimit=200, labelOverlap=False)),
+        tooltip=["class", "input", alt.Tooltip("probability:Q", format=".2%")],
+    )
+    if other is not None:
+        enc["color"] = alt.Color("input:N", scale=alt.Scale(domain=["original", "edited"],
+                                                            range=["#9aa5b1", "#ff7f0e"]),
+                                 legend=alt.Legend(orient="bottom", title=None))
+        enc["yOffset"] = "input:N"
+    else:
+        enc["color"] = alt.condition(alt.datum.predicted, alt.value("#ff7f0e"), alt.value("#9aa5b1"))
+    return alt.Chart(df).mark_bar().encode(**enc).properties(height=alt.Step(13 if other is not None else 18))
+
+
+# -- PNG exports ------------------------------------------------------------------------------
+def _font(size: int = 15):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow built without FreeType
+        return ImageFont.load_default()
+
+
+def png_bytes(arr: np.ndarray | Image.Image) -> bytes:
+    img = arr if isinstance(arr, Image.Image) else Image.fromarray(np.asarray(arr, dtype=np.uint8))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _rgb_over_white(score: float, scale: float) -> tuple[int, int, int]:
+    a = 0.85 * float(np.clip(abs(score) / scale, 0, 1)) if scale > 0 else 0.0
+    c = POS if score >= 0 else NEG
+    return tuple(int(round(255 * (1 - a) + ch * a)) for ch in c)
+
+
+def text_png(labels: Sequence[str], scores: Sequence[float], scale: float, title: str = "",
+             width: int = 900) -> bytes:
+    """The token highlight as a PNG (wrapped lines, coloured boxes, title line)."""
+    font, tfont = _font(18), _font(15)
+    pad, line_h = 12, 30
+    x, y = pad, pad + (26 if title else 0)
+    boxes = []
+    for i, (text, space) in enumerate(display_tokens(labels)):
+        w = int(font.getlength(text)) + 6
+        gap = 6 if space else 1
+        if x + gap + w > width - pad and x > pad:
+            x, y = pad, y + line_h
+            gap = 0
+        x += gap
+        boxes.append((x, y, w, text, float(scores[i]) if i < len(scores) else 0.0))
+        x += w
+    img = Image.new("RGB", (width, y + line_h + pad), "white")
+    d = ImageDraw.Draw(img)
+    if title:
+        d.text((pad, pad), title, fill=(40, 40, 40), font=tfont)
+    for bx, by, w, text, s in boxes:
+        d.rounded_rectangle([bx, by, bx + w, by + line_h - 6], radius=4, fill=_rgb_over_white(s, scale))
+        d.text((bx + 3, by + 2), text, fill=(0, 0, 0), font=font)
+    return png_bytes(img)
+
+
+def bars_png(features: Sequence[str], scores: np.ndarray, values: dict | None, scale: float,
+             title: str = "", top: int = 30) -> bytes:
+    """Horizontal bar chart PNG (sorted by |score|) for tabular attributions."""
+    df = tabular_frame(features, scores, values).head(top)
+    font = _font(14)
+    label_w = int(max([font.getlength(str(t)) for t in df["label"]] + [50])) + 16
+    bar_w, row_h, pad, top_h = 360, 20, 12, 30 if title else 8
+    width = label_w + bar_w + 80
+    img = Image.new("RGB", (width, top_h + row_h * len(df) + 2 * pad), "white")
+    d = ImageDraw.Draw(img)
+    if title:
+        d.text((pad, pad), title, fill=(40, 40, 40), font=font)
+    zero = label_w + bar_w // 2
+    d.line([zero, top_h + pad - 2, zero, top_h + pad + row_h * len(df)], fill=(150, 150, 150))
+    for r, row in enumerate(df.itertuples()):
+        y = top_h + pad + r * row_h
+        d.text((pad, y + 2), str(row.label), fill=(30, 30, 30), font=font)
+        length = int(round((bar_w // 2) * min(1.0, abs(row.score) / scale)))
+        x0, x1 = (zero, zero + length) if row.score >= 0 else (zero - length, zero)
+        d.rectangle([x0, y + 3, max(x0 + 1, x1), y + row_h - 3], fill=POS if row.score >= 0 else NEG)
+        d.text((label_w + bar_w + 6, y + 2), f"{row.score:+.3g}", fill=(60, 60, 60), font=font)
+    return png_bytes(img)

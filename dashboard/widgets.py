@@ -1,0 +1,113 @@
+"""Widgets generated from the engine's declarations.
+
+A method's parameter widgets come from its ``param_specs(adapter)`` (LIT's ``config_spec``
+idea): int/float -> number input, choice -> select box, multichoice -> multiselect. Adding
+a method to the registry adds its panel and its widgets here without touching the UI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from explainers import DEFAULT_METHODS, get_method, list_methods
+
+from .state import BIND, param_key
+
+DEFAULT_MAX_COST = 20_000
+
+
+@dataclass
+class Settings:
+    """Sidebar settings shared by every panel of a page."""
+
+    max_cost: int
+    shared_scale: bool
+    positive_only: bool = False
+    top_features: int = 15
+    smooth: float = 0.0
+
+
+def sidebar_settings(modality: str) -> Settings:
+    """Cost cap, colour-scale mode and the modality's display options (in the sidebar)."""
+    with st.sidebar:
+        st.subheader("Run settings")
+        cap = st.number_input(
+            "Cost cap (forward passes per method)", min_value=1, max_value=10_000_000,
+            value=DEFAULT_MAX_COST, step=1000, key="cap", bind=BIND,
+            help="A method whose settings need more forward passes than this is refused "
+                 "before it runs. The estimate is shown in each panel.")
+        # Pixel maps differ in concentration (IG is spiky, occlusion spreads a drop over a
+        # window), so one shared scale washes images out; tokens and columns compare well.
+        scale = st.radio("Colour scale", ["shared", "per panel"], key="scale", bind=BIND, horizontal=True,
+                         index=1 if modality == "image" else 0,
+                         help="Shared: one scale for every panel (and for before/after), so "
+                              "colours compare across methods. Per panel: each map uses its own "
+                              "maximum (the default for images, whose maps differ in concentration).")
+        positive_only, top, smooth = False, 15, 0.0
+        if modality == "image":
+            positive_only = st.radio("Heat map", ["signed", "positive only"], key="sign", bind=BIND,
+                                     horizontal=True) == "positive only"
+            smooth = st.slider("Smooth heat maps (σ, pixels)", 0.0, 8.0, 3.0, step=0.5, key="smooth", bind=BIND,
+                               help="Display only: a Gaussian blur of each pixel map, so speckled maps "
+                                    "(IG, GradientSHAP) show which regions carry the attribution. "
+                                    "Downloads (CSV, JSON) keep the raw scores.")
+        if modality == "tabular":
+            top = st.slider("Features shown per panel", 5, 30, 15, key="top", bind=BIND)
+    return Settings(int(cap), scale == "shared", positive_only, int(top), float(smooth))
+
+
+def method_picker(modality: str) -> list[str]:
+    """Multiselect of the registered methods for ``modality`` (default IG, GradientSHAP,
+    Occlusion); one panel per selected method, in the order picked."""
+    names = list_methods(modality)
+    default = [m for m in DEFAULT_METHODS if m in names]
+    return st.multiselect(
+        "Methods (one panel each)", names, default=default, key="methods", bind=BIND,
+        format_func=lambda n: get_method(n).title,
+        help="Each method gets its own column, its own parameters and the same renderer.")
+
+
+def param_widgets(adapter, method: str) -> dict:
+    """One widget per declared parameter of ``method``; returns ``{param: value}``."""
+    values = {}
+    for spec in get_method(method).param_specs(adapter):
+        key = param_key(method, spec.name)
+        label = spec.name.replace("_", " ")
+        if spec.type == "int":
+            lo = int(spec.min) if spec.min is not None else None
+            hi = int(spec.max) if spec.max is not None else None
+            values[spec.name] = st.number_input(label, min_value=lo, max_value=hi, value=int(spec.default),
+                                                step=1, key=key, bind=BIND, help=spec.help)
+        elif spec.type == "float":
+            lo = float(spec.min) if spec.min is not None else None
+            hi = float(spec.max) if spec.max is not None else None
+            values[spec.name] = st.number_input(label, min_value=lo, max_value=hi, value=float(spec.default),
+                                                step=0.01, format="%.3f", key=key, bind=BIND, help=spec.help)
+        elif spec.type == "choice":
+            choices = list(spec.choices)
+            values[spec.name] = st.selectbox(label, choices, index=choices.index(spec.default),
+                                             key=key, bind=BIND, help=spec.help)
+        elif spec.type == "multichoice":
+            values[spec.name] = st.multiselect(label, list(spec.choices), default=list(spec.default),
+                                               key=key, bind=BIND, help=spec.help)
+        else:  # a type the UI does not know: keep the default, say so
+            st.caption(f"{label}: {spec.default!r} (no widget for type {spec.type})")
+    return values
+
+
+def params_caption(values: dict) -> str:
+    def fmt(v):
+        return "+".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+    return " · ".join(f"{k}={fmt(v)}" for k, v in values.items())
+
+
+def target_picker(adapter, prediction) -> int:
+    """Class to explain: the predicted class by default, or any label."""
+    n = len(adapter.labels)
+    choice = st.selectbox(
+        "Explain class", [-1] + list(range(n)), index=0, key="target", bind=BIND,
+        format_func=lambda i: "the predicted class" if i == -1 else f"{adapter.labels[i]}",
+        help="Attributions explain the score of this class; the default follows the prediction.")
+    return prediction.index if choice == -1 else int(choice)

@@ -1,0 +1,318 @@
+"""AppTest checks of every page: the real engine, the default models, no browser.
+
+Each test runs a page script in-process (``streamlit.testing.v1.AppTest``) and asserts on
+what it rendered: panel captions (seconds, convergence delta), predictions, escaped HTML,
+the Compare section. The image page runs with small parameters passed the way a shared
+link passes them (query parameters), because an EfficientNet forward costs ~0.1 s here.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXT_WEIGHTS = ROOT / "cache" / "weights" / "sst2_minilm.safetensors"
+needs_text_model = pytest.mark.skipif(
+    not TEXT_WEIGHTS.is_file(), reason=f"default text model weights not built yet ({TEXT_WEIGHTS.name})")
+
+#: cheap image settings, as URL parameters (the same a shared link would carry)
+FAST_IMAGE = {"ig.n_steps": "4", "gs.n_samples": "2", "occ.window": "112", "occ.stride": "112"}
+XSS = "<img src=x onerror=alert(1)>"
+PANEL = re.compile(r"δ = (\S+) · Σ = (\S+) · (computed|cache hit)")
+
+
+def page(name: str, params: dict | None = None, timeout: int = 240) -> AppTest:
+    path = ROOT / ("dashboard/app.py" if name == "app" else f"pages/{name}.py")
+    at = AppTest.from_file(str(path), default_timeout=timeout)
+    for k, v in (params or {}).items():
+        at.query_params[k] = v
+    return at
+
+
+def run(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def panel_stats(at: AppTest) -> list[tuple[str, str]]:
+    """(delta, sum) of every panel caption, original row first, methods in order."""
+    return [m.groups()[:2] for c in at.caption if (m := PANEL.search(c.value))]
+
+
+def rendered(at: AppTest) -> list[str]:
+    return ([m.value for m in at.markdown] + [c.value for c in at.caption]
+            + [h.value for h in at.get("html")])
+
+
+def charts(at: AppTest) -> int:
+    return len(at.get("vega_lite_chart"))
+
+
+def edit_change(at: AppTest) -> tuple[float, float]:
+    """The target probability before and after the edit, as shown in the editor."""
+    for m in at.markdown:
+        hit = re.search(r"Prediction on the edit.*?([\d.]+)% → ([\d.]+)%", m.value)
+        if hit:
+            return float(hit.group(1)), float(hit.group(2))
+    raise AssertionError("no prediction for the edited input is shown")
+
+
+# -- home and navigation --------------------------------------------------------------------
+def test_entry_point_renders_home_with_every_method():
+    from explainers import get_method, list_methods
+    at = run(page("app", timeout=60))
+    assert at.title[0].value == "Attribution Studio"
+    text = "\n".join(rendered(at))
+    for name in list_methods():
+        assert get_method(name).title in text
+        assert get_method(name).summary in text
+    assert "random control" in text  # how to read the faithfulness numbers
+
+
+def test_config_keeps_the_server_local_and_quiet():
+    import tomllib
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert cfg["server"]["address"] == "127.0.0.1"
+    assert cfg["server"]["enableXsrfProtection"] is True
+    assert cfg["server"]["maxUploadSize"] == 20
+    assert cfg["server"]["enableStaticServing"] is False
+    assert cfg["client"]["showErrorDetails"] == "none"
+    assert cfg["client"]["toolbarMode"] == "minimal"
+    assert cfg["browser"]["gatherUsageStats"] is False
+
+
+def test_pages_never_import_captum():
+    for path in (ROOT / "pages").glob("*.py"):
+        assert "captum" not in path.read_text(), path
+    for path in (ROOT / "dashboard").glob("*.py"):
+        assert "import captum" not in path.read_text() and "from captum" not in path.read_text(), path
+
+
+# -- text -------------------------------------------------------------------------------------
+@needs_text_model
+def test_text_default_model_fills_every_panel_and_ig_steps_change_the_result():
+    at = run(page("text"))
+    assert at.metric[0].value in ("negative", "positive")
+    stats = panel_stats(at)
+    assert len(stats) == 3, stats  # IG, GradientSHAP, Occlusion on the original
+    assert stats[0][0] != "n/a" and stats[2][0] == "n/a"  # IG reports a delta, occlusion none
+    ig_before = stats[0]
+    at.number_input(key="ig.n_steps").set_value(4)
+    run(at)
+    assert panel_stats(at)[0] != ig_before
+    assert "n_steps=4" in "\n".join(c.value for c in at.caption)
+
+
+@needs_text_model
+def test_text_deleting_tokens_changes_the_prediction_and_re_explains_the_edit():
+    text = "The soup was bland and the service was terrible."
+    at = run(page("text", {"text": text}))
+    tokens = at.pills[0]
+    labels = list(tokens.options)  # displayed tokens; the option values are their indices
+    bland, terrible = labels.index("bland"), labels.index("terrible")
+    tokens.set_value([bland, terrible])
+    run(at)
+    assert at.text_area(key="edit").value == "The soup was and the service was."  # case kept
+    before, after = edit_change(at)
+    assert before != after  # the new prediction is shown at once
+    assert len(at.metric) == 2  # original and edited prediction in the strip
+    assert len(panel_stats(at)) == 6  # every panel re-explains the edit (before/after rows)
+    diff = "\n".join(h.value for h in at.get("html"))
+    assert "<del" in diff and "bland" in diff
+    at.button(key="cf.reset").click()
+    run(at)
+    assert at.text_area(key="edit").value == "" and len(panel_stats(at)) == 3
+
+
+@needs_text_model
+def test_text_tokens_and_diff_are_escaped():
+    at = run(page("text", {"text": f"Great film {XSS}", "edit": f"Great {XSS}"}))
+    html = rendered(at)
+    assert any("&lt;img" in h for h in html)  # the diff shows the review as text
+    assert not any("<img src=x" in h for h in html)
+    assert not any("onerror=alert(1)>" in h and "&gt;" not in h for h in html)
+
+
+def test_text_custom_model_from_a_local_folder(tiny_text_dir):
+    at = run(page("text", {"model_src": "custom", "model": str(tiny_text_dir),
+                           "text": f"the soup was bad {XSS}"}))
+    assert at.metric[0].value in ("negative", "positive")
+    assert len(panel_stats(at)) == 3
+    assert not any("<img src=x" in h for h in rendered(at))
+
+
+def test_text_unknown_model_is_a_message_not_a_traceback(tmp_path):
+    at = run(page("text", {"model_src": "custom", "model": str(tmp_path / "missing")}))
+    assert any("Model not available" in e.value for e in at.error)
+
+
+# -- image ------------------------------------------------------------------------------------
+def test_image_panels_erase_and_compare():
+    at = run(page("image", FAST_IMAGE))
+    assert at.metric[0].value == "Egyptian cat"
+    assert len(panel_stats(at)) == 3
+    assert len(at.image) >= 3
+    captions = "\n".join(c.value for c in at.caption)
+    assert "n_steps=4" in captions and "window=112" in captions
+    # erase the cat's face: the prediction changes and every panel re-explains the edit
+    at.toggle(key="erase").set_value(True)
+    run(at)
+    before, after = edit_change(at)
+    assert after < before
+    assert len(panel_stats(at)) == 6
+    # Compare: agreement is automatic on images, the rest waits for a click
+    assert [t.label for t in at.tabs] == ["Agreement", "Faithfulness", "Flips", "Stability",
+                                          "Sanity & robustness"]
+    assert "Where the methods disagree most" in "\n".join(m.value for m in at.markdown)
+    assert at.button(key="cmp.run.faithfulness") is not None
+
+
+def test_image_cost_cap_refuses_expensive_settings():
+    # IG needs 4 + 2 passes, GradientSHAP 3 x 2, occlusion 1 + 4 windows: a cap of 5 keeps occlusion only
+    at = run(page("image", {**FAST_IMAGE, "cap": "5"}))
+    refused = [w.value for w in at.warning if "Refused" in w.value]
+    assert len(refused) == 2 and all("over the cap of 5" in r for r in refused)
+    assert len(panel_stats(at)) == 1
+
+
+# -- tabular ----------------------------------------------------------------------------------
+def test_tabular_panels_what_if_and_scale_toggle():
+    at = run(page("tabular", {"row": "13"}))  # a malignant row predicted at ~81 %
+    assert at.metric[0].value == "malignant"  # its true label
+    assert len(panel_stats(at)) == 3
+    legend = "\n".join(h.value for h in at.get("html"))
+    assert "shared by all panels" in legend
+    ig_before = panel_stats(at)[0]
+    at.number_input(key="ig.n_steps").set_value(3)
+    run(at)
+    assert panel_stats(at)[0] != ig_before
+    # what-if: shrink the worst radius; the prediction of the edited row is shown at once
+    at.number_input(key="wf.13.worst radius").set_value(10.0)
+    at.number_input(key="wf.13.worst area").set_value(300.0)
+    run(at)
+    before, after = edit_change(at)
+    assert before != after
+    assert len(panel_stats(at)) == 6
+    at.radio(key="scale").set_value("per panel")
+    run(at)
+    assert "per panel" in "\n".join(h.value for h in at.get("html"))
+    # a bad parameter is a message in its own panel; the other panels still render
+    at.multiselect(key="occ.baselines").set_value([])
+    run(at)
+    assert any("Occlusion" in e.value and "baselines" in e.value for e in at.error)
+    assert len(panel_stats(at)) == 4  # IG and GradientSHAP, before and after
+
+
+def test_tabular_compare_section_and_apply_flip():
+    at = run(page("tabular"))
+    md = "\n".join(rendered(at))
+    assert "Where the methods disagree most" in md
+    assert "Integrated Gradients convergence" in md
+    assert "GradientSHAP across seeds" in md
+    assert "Baseline sensitivity" in md
+    table = at.dataframe[0].value
+    assert {"deletion AOPC ↑", "comprehensiveness ↑", "sufficiency ↓", "beats random"} <= set(table.columns)
+    assert "random (control)" in list(table["method"])
+    assert charts(at) >= 8  # probabilities, 3 panels, agreement, disagreement, curves, stability
+    # the convergence check suggests fewer IG steps; one click applies them to the IG panel
+    suggested = at.button(key="cmp.use_steps")
+    steps = int(re.search(r"(\d+)$", suggested.label).group(1))
+    suggested.click()
+    run(at)
+    assert at.number_input(key="ig.n_steps").value == steps
+    assert f"n_steps={steps}" in "\n".join(c.value for c in at.caption)
+    apply = [b for b in at.button if b.key and b.key.startswith("cmp.apply.")]
+    assert apply, "no flip found for any method"
+    apply[0].click()
+    run(at)
+    assert len(at.metric) == 3  # true label, prediction, edited prediction
+    assert at.metric[2].value != at.metric[1].value  # the applied edit flips the prediction
+    assert len(panel_stats(at)) == 6
+
+
+def test_tabular_sanity_and_robustness_on_demand():
+    at = run(page("tabular"))
+    assert not [s for s in at.success if "passes" in s.value]
+    at.button(key="cmp.run.sanity").click()
+    run(at)
+    verdicts = [s.value for s in at.success] + [e.value for e in at.error]
+    assert sum(("passes" in v or "Do not trust" in v) for v in verdicts) == 3
+    at.button(key="cmp.run.robustness").click()
+    run(at)
+    rob = [d.value for d in at.dataframe if "infidelity ↓" in d.value.columns]
+    assert rob and len(rob[0]) == 3
+
+
+def test_compare_without_metrics_engine_says_so(monkeypatch):
+    import dashboard.compare
+    monkeypatch.setattr(dashboard.compare, "metrics_engine", lambda: None)
+    at = run(page("tabular"))
+    assert any("metrics engine is not available" in i.value for i in at.info)
+    assert len(panel_stats(at)) == 3  # the panels do not depend on it
+
+
+# -- uploads ------------------------------------------------------------------------------------
+def _png(arr) -> bytes:
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_image_upload_and_a_broken_file():
+    import numpy as np
+    at = run(page("image", {**FAST_IMAGE, "src": "upload"}))
+    assert any("Upload an image" in i.value for i in at.info)
+    rng = np.random.default_rng(0)
+    at.file_uploader(key="upload").upload("noise.png", _png(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)),
+                                          "image/png")
+    run(at)
+    assert len(panel_stats(at)) == 3
+    assert any("resized to 224x224" in c.value for c in at.caption)
+    at.file_uploader(key="upload").set_value(("fake.png", b"not an image at all", "image/png"))
+    run(at)
+    assert any("not an image" in e.value for e in at.error)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_tabular_upload_csv_and_torchscript(tmp_path):
+    import torch
+
+    from tests.conftest import tiny_frame
+    frame = tiny_frame()
+    frame["label"] = (frame["f0"] > 0).astype(int)
+    torch.manual_seed(0)
+    model = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)))
+    path = tmp_path / "model.pt"
+    model.save(str(path))
+    at = run(page("tabular", {"model_src": "upload"}))
+    at.file_uploader(key="up.csv").upload("rows.csv", frame.to_csv(index=False).encode(), "text/csv")
+    at.file_uploader(key="up.model").upload("model.pt", path.read_bytes())
+    at.text_input(key="up.label").input("label")
+    at.text_input(key="up.names").input("no, yes")
+    run(at)
+    assert at.metric[0].value in ("no", "yes")
+    assert len(panel_stats(at)) == 3
+    bars = "\n".join(rendered(at))
+    assert "Where the methods disagree most" in bars
+
+
+def test_image_flip_apply_fills_the_patches():
+    at = run(page("image", FAST_IMAGE))
+    at.button(key="cmp.run.flip").click()
+    run(at)
+    apply = [b for b in at.button if b.key and b.key.startswith("cmp.apply.") and b.key != "cmp.apply.random"]
+    assert apply, "no method flips the prediction"
+    apply[0].click()
+    run(at)
+    patches = at.multiselect(key="cf.patches").value
+    assert patches and all(p.startswith("patch r") for p in patches)
+    assert at.metric[1].value != "Egyptian cat"  # the loaded edit flips the prediction
+    assert len(panel_stats(at)) == 6

@@ -1,0 +1,167 @@
+"""A real browser against a real server: `streamlit run dashboard/app.py` + Debian chromium.
+
+Playwright drives ``/usr/bin/chromium`` (never a downloaded browser). Each page is opened,
+an explanation runs, the text page deletes a word and checks the new prediction, and a
+screenshot of each page lands in ``docs/screenshots/``. Skipped when chromium or
+Playwright is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "docs" / "screenshots"
+TEXT_WEIGHTS = ROOT / "cache" / "weights" / "sst2_minilm.safetensors"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+#: cheap image settings passed as a shared link would pass them. The text and image
+IMAGE_QUERY = "ig.n_steps=8&gs.n_samples=4&occ.window=56&occ.stride=56"
+
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed"),
+    pytest.mark.e2e,
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = _free_port()
+    cache = tmp_path_factory.mktemp("e2e_cache")
+    log = open(cache / "streamlit.log", "w")
+    env = {**os.environ, "ATTRIBUTION_STUDIO_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail("streamlit did not start:\n" + (cache / "streamlit.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        # Playwright gives every launch a fresh temporary profile (user-data-dir).
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def _settle(page, quiet: float = 2.0, timeout: float = 240) -> None:
+    """Wait until the app has not been running for ``quiet`` seconds in a row."""
+    deadline, calm_since = time.time() + timeout, None
+    while time.time() < deadline:
+        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
+        if running:
+            calm_since = None
+        elif calm_since is None:
+            calm_since = time.time()
+        elif time.time() - calm_since >= quiet:
+            return
+        time.sleep(0.25)
+    raise AssertionError("the app kept running")
+
+
+def _open(browser, url: str, ready_text: str, height: int = 2200):
+    page = browser.new_page(viewport={"width": 1440, "height": height})
+    page.goto(url)
+    page.get_by_text(ready_text, exact=False).first.wait_for(timeout=240_000)
+    _settle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    return page
+
+
+def _shot(page, name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    assert path.stat().st_size > 10_000
+    return path
+
+
+def _panel_captions(page) -> list[str]:
+    return [t for t in page.locator('[data-testid="stCaptionContainer"]').all_inner_texts() if "δ =" in t]
+
+
+def test_home(server, browser):
+    page = _open(browser, server, "How to read the numbers", height=1300)
+    assert page.get_by_text("Integrated Gradients").count() >= 1
+    _shot(page, "home")
+    page.close()
+
+
+@pytest.mark.skipif(not TEXT_WEIGHTS.is_file(), reason="default text model weights not built yet")
+def test_text_delete_a_word(server, browser):
+    text = "The soup was bland and the service was terrible."
+    page = _open(browser, f"{server}/text?text={urllib.request.quote(text)}", "Download review",
+                 height=2300)
+    assert len(_panel_captions(page)) == 3
+    first = page.get_by_text(re.compile(r"^(negative|positive)$")).first.inner_text()
+    # click the word "terrible" in the token pills: it is deleted and the prediction re-runs
+    page.locator('[data-testid="stButtonGroup"] button', has_text=re.compile(r"^terrible$")).first.click()
+    page.get_by_text("Prediction on the edit").first.wait_for(timeout=120_000)
+    page.get_by_text("Edited input: text edited").first.wait_for(timeout=120_000)
+    _settle(page)
+    change = page.get_by_text("Prediction on the edit").first.inner_text()
+    before, after = re.search(r"([\d.]+)% → ([\d.]+)%", change).groups()
+    assert before != after, change
+    assert page.locator("del").count() >= 1  # the diff shows the deleted word
+    assert len(_panel_captions(page)) == 6  # before/after rows in every panel
+    assert first in ("negative", "positive")
+    assert "edit=" in page.url  # the edit is part of the shareable link
+    page.evaluate("window.scrollTo(0, 0)")
+    _shot(page, "text")
+    page.close()
+
+
+def test_image(server, browser):
+    page = _open(browser, f"{server}/image?{IMAGE_QUERY}", "Download review", height=1900)
+    assert len(_panel_captions(page)) == 3
+    assert page.get_by_text("Egyptian cat").count() >= 1
+    page.get_by_text("Attributions side by side").first.scroll_into_view_if_needed()
+    _shot(page, "image")
+    page.close()
+
+
+def test_tabular(server, browser):
+    page = _open(browser, f"{server}/tabular", "Download review", height=2000)
+    assert len(_panel_captions(page)) == 3
+    assert page.get_by_text("Where the methods disagree most").count() == 1
+    _shot(page, "tabular")
+    page.close()
