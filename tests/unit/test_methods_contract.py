@@ -223,3 +223,18 @@ def test_one_feature_occlusion_equals_feature_ablation(tiny_adapters, modality):
     occ = run_method(adapter, enc, "occlusion", {"window": 1, "stride": 1}, target=0).scores
     fa = run_method(adapter, enc, "feature_ablation", target=0).scores
     np.testing.assert_allclose(occ, fa, rtol=1e-4, atol=1e-7)
+
+
+def test_gradient_shap_fast_delta_matches_captums(tiny_tabular):
+    """The 2-forward delta (no noise, one baseline) equals Captum's per-sample mean."""
+    enc = tiny_tabular.encode(2)
+    p = {"n_samples": 6, "stdevs": 0.0, "baselines": ["train_median"], "seed": 1}
+    fast = run_method(tiny_tabular, enc, "gradient_shap", p, 0)
+    from captum.attr import GradientShap
+    np.random.seed(1)
+    torch.manual_seed(1)
+    attr, deltas = GradientShap(tiny_tabular.forward_fn(enc)).attribute(
+        enc.inputs, baselines=tiny_tabular.baselines(enc, ["train_median"]), n_samples=6, stdevs=0.0,
+        target=0, return_convergence_delta=True)
+    np.testing.assert_allclose(fast.scores, attr[0].numpy(), rtol=1e-5, atol=1e-7)
+    assert fast.convergence_delta == pytest.approx(float(deltas.mean()), abs=1e-5)
