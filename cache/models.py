@@ -128,7 +128,7 @@ DEFAULT_LOADERS = {"text": default_text, "image": default_image, "tabular": defa
 
 # -- user models -------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=8)
-def hf_text(spec: str) -> TextAdapter:
+def hf_text(spec: str, labels: tuple[str, ...] | None = None) -> TextAdapter:
     """A Hugging Face sequence classifier from a local directory or a hub id.
 
     ``trust_remote_code`` is never enabled. A hub id needs the network, unless the files
@@ -145,7 +145,9 @@ def hf_text(spec: str) -> TextAdapter:
         raise ExplainerError(f"could not load text model from {where} {spec!r}: "
                              f"{str(e).splitlines()[0][:200]}") from None
     id2label = getattr(model.config, "id2label", None) or {}
-    labels = [str(id2label.get(i, i)) for i in range(model.config.num_labels)]
+    if labels and len(labels) != model.config.num_labels:
+        raise ExplainerError(f"{len(labels)} labels given for a model with {model.config.num_labels} classes")
+    labels = list(labels) if labels else [str(id2label.get(i, i)) for i in range(model.config.num_labels)]
     return TextAdapter(Path(spec).name if local else spec, model, tokenizer, labels)
 
 
@@ -230,7 +232,7 @@ def load(spec: str, modality: str | None = None, *, checkpoint: str | None = Non
         return DEFAULT_LOADERS[modality]()
     labels_t = tuple(labels) if labels else None
     if modality == "text":
-        return hf_text(spec)
+        return hf_text(spec, labels_t)
     if modality == "image":
         return timm_image(spec, checkpoint, labels_t)
     if modality == "tabular":

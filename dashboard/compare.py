@@ -164,8 +164,8 @@ def compare_section(adapter, inp: Input, run: PanelRun, apply: Apply | None = No
     with tabs[0]:
         c1, c2 = st.columns([3, 2])
         stat = c1.radio("Statistic", list(STATS), format_func=STATS.get, horizontal=True, key="cmp.stat")
-        k = c2.slider("top-k size (k)", 1, max(1, n), max(1, min(n, round(0.1 * n) or 1)), key="cmp.k",
-                      help=engine.OPTION_HELP.get("k", ""))
+        k = (c2.slider("top-k size (k)", 1, n, max(1, min(n, round(0.1 * n) or 1)), key="cmp.k",
+                       help=engine.OPTION_HELP.get("k", "")) if n > 1 else 1)
     kinds = list(adapter.baseline_kinds)
     with tabs[1]:
         baseline = st.selectbox(

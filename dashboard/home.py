@@ -65,9 +65,11 @@ def reading_guide() -> None:
     st.markdown(
         """
 **Colours.** Red marks features that push the explained class *up*, blue those that push it
-*down*; stronger colour, larger share. By default every panel (and the before/after rows) uses
-**one shared colour scale**, so equal colours mean equal scores across methods; the sidebar
-switches to a per-panel scale, and the legend under the panels says which one is in use.
+*down*; stronger colour, larger share. On the text and tabular pages every panel (and the
+before/after rows) uses **one shared colour scale** by default, so equal colours mean equal
+scores across methods. Images default to a per-panel scale, because pixel maps differ in how
+concentrated they are (IG is spiky, occlusion spreads a drop over its window). The sidebar
+switches between the two, and the legend under the panels says which one is in use.
 
 **Under each panel.** :material/timer: seconds of the computation (of the original run when the result came
 from the cache) · `δ` the convergence delta (IG, GradientSHAP): how far the scores' sum is from

@@ -31,7 +31,7 @@ def md(value) -> str:
     """``value`` as literal text inside Streamlit markdown: HTML-escaped and with markdown
     syntax (links, emphasis, code) backslash-escaped. For model labels, feature names,
     tokens and anything else a model or an upload can choose."""
-    text = html.escape(str(value))
+    text = html.escape(str(value), quote=False)  # quotes are safe in markdown text; &#x27; is not
     return re.sub(r"([\\`*_{}\[\]()#+!|~$>-])", r"\\\1", text)
 
 

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="write the JSON lines here instead of stdout")
     r.add_argument("--no-cache", action="store_true")
 
-    sub.add_parser("methods", help="list methods and their parameters")
+    sub.add_parser("methods", help="list methods: modalities, paper, summary, convergence delta")
     return parser
 
 

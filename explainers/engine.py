@@ -92,7 +92,7 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
 
     method, resolved = check_method(adapter, name, params)
     target_index = resolve_target(adapter, enc, target)
-    key = make_key(adapter.fingerprint, enc.key, name, resolved, target_index)
+    key = make_key(adapter.result_key, enc.key, name, resolved, target_index)
     if store is not None:
         hit = store.get(key)
         if hit is not None:

@@ -129,6 +129,17 @@ class ModelAdapter:
             self._fingerprint = fingerprint_module(self.module)
         return self._fingerprint
 
+    def config(self) -> dict:
+        """Settings outside the weights that change results (normalisation, reference data)."""
+        return {}
+
+    @property
+    def result_key(self) -> str:
+        """Everything about the model that a cached result depends on: weights, adapter
+        settings, device and precision (CUDA runs under bf16 autocast)."""
+        precision = "bf16-autocast" if self.device.type == "cuda" else "fp32"
+        return f"{self.fingerprint}|{self.device.type}|{precision}|{sorted(self.config().items())}"
+
     def label(self, index: int) -> str:
         return self.labels[index] if 0 <= index < len(self.labels) else str(index)
 
@@ -143,6 +154,10 @@ class ModelAdapter:
     def baseline(self, enc: Encoded, kind: str) -> torch.Tensor:
         """Baseline tensor(s) of shape ``[K, ...]`` (K >= 1) for ``enc``."""
         raise NotImplementedError
+
+    def baseline_rows(self, kind: str) -> int:
+        """How many rows :meth:`baseline` returns for ``kind`` (without building them)."""
+        return 1
 
     def sliding_window(self, enc: Encoded, window: int, stride: int) -> tuple[tuple, tuple]:
         """Captum Occlusion ``sliding_window_shapes`` and ``strides`` for a window size."""
@@ -226,7 +241,7 @@ class ModelAdapter:
 
     @contextlib.contextmanager
     def guarded(self):
-        """Hold the model lock and check the model state is unchanged afterwards."""
+        """Hold the model lock; afterwards restore the train/eval mode and drop any grads."""
         with self.lock:
             was_training = self.module.training
             try:

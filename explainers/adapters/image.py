@@ -13,7 +13,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ExplainerError
@@ -119,6 +118,10 @@ class ImageAdapter(ModelAdapter):
             warn.append(f"image {img.size[0]}x{img.size[1]} resized to {self.size}x{self.size}")
         return Encoded(inputs=x, feature_labels=labels, groups=groups, raw=arr, warnings=warn)
 
+    def config(self) -> dict:
+        return {"size": self.size, "patch": self.patch, "mean": self.mean.flatten().tolist(),
+                "std": self.std.flatten().tolist()}
+
     def _logits(self, inputs: torch.Tensor, enc: Encoded) -> torch.Tensor:
         return self.module((inputs - self.mean) / self.std)
 
@@ -149,10 +152,11 @@ class ImageAdapter(ModelAdapter):
                 "patch": self.patch}
 
     def group_scores(self, scores: np.ndarray, enc: Encoded) -> np.ndarray:
-        s = torch.as_tensor(np.asarray(scores, dtype=np.float64))
-        n = self.size // self.patch
-        pooled = F.avg_pool2d(s[None, None, : n * self.patch, : n * self.patch], self.patch)
-        return (pooled[0, 0] * self.patch * self.patch).reshape(-1).numpy()
+        """Pixel scores summed per patch, with the same pixel -> patch map as ``groups``
+        (edge pixels of a size that is not a multiple of the patch join the last patch)."""
+        ids = enc.groups[0].flatten().cpu().numpy()
+        return np.bincount(ids, weights=np.asarray(scores, dtype=np.float64).reshape(-1),
+                           minlength=enc.n_features)
 
     def erase(self, enc: Encoded, box: tuple[int, int, int, int], fill: str = "black") -> np.ndarray:
         """An RGB uint8 copy of the model-resolution image with ``box`` (x0, y0, x1, y1) filled."""

@@ -8,6 +8,7 @@ while the model still sees exactly the raw row.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -64,6 +65,9 @@ class TabularAdapter(ModelAdapter):
         super().__init__(name, module, labels, device)
         self.data = check_frame(data)
         self.feature_names = [str(c) for c in self.data.columns]
+        self.data_hash = hashlib.sha256(
+            pd.util.hash_pandas_object(self.data, index=False).to_numpy().tobytes()
+            + "|".join(self.feature_names).encode()).hexdigest()
         values = torch.tensor(self.data.to_numpy(), dtype=torch.float32, device=self.device)
         self.mean = values.mean(0, keepdim=True)
         self.std = values.std(0, keepdim=True).clamp_min(1e-6)
@@ -105,6 +109,13 @@ class TabularAdapter(ModelAdapter):
         z = (x - self.mean) / self.std
         groups = torch.arange(len(self.feature_names), device=self.device)
         return Encoded(inputs=z, feature_labels=list(self.feature_names), groups=groups, raw=values)
+
+    def config(self) -> dict:
+        # the reference data defines the standardisation and the baselines
+        return {"data": self.data_hash}
+
+    def baseline_rows(self, kind: str) -> int:
+        return min(N_BASELINE_SAMPLES, len(self.z_data)) if kind == "train_samples" else 1
 
     def _logits(self, inputs: torch.Tensor, enc: Encoded) -> torch.Tensor:
         out = self.module(inputs * self.std + self.mean)

@@ -55,14 +55,16 @@ class TextAdapter(ModelAdapter):
         text = raw.strip()
         if not text:
             raise ExplainerError("the text is empty: type a sentence to explain")
-        full = self.tokenizer(text, add_special_tokens=True)["input_ids"]
-        warnings = []
-        if len(full) > self.max_length:
-            warnings.append(
-                f"text has {len(full)} tokens; truncated to the model's maximum of {self.max_length}")
         fast = bool(getattr(self.tokenizer, "is_fast", False))
-        enc = self.tokenizer(text, truncation=True, max_length=self.max_length, return_tensors="pt",
-                             return_offsets_mapping=fast)
+        # Fast tokenizers are not safe to call from two threads at once ("Already borrowed").
+        with self.lock:
+            n_tokens = len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+            enc = self.tokenizer(text, truncation=True, max_length=self.max_length,
+                                 return_tensors="pt", return_offsets_mapping=fast)
+        warnings = []
+        if n_tokens > self.max_length:
+            warnings.append(
+                f"text has {n_tokens} tokens; truncated to the model's maximum of {self.max_length}")
         ids = enc["input_ids"].to(self.device)
         mask = enc["attention_mask"].to(self.device)
         with torch.no_grad():
@@ -114,6 +116,9 @@ class TextAdapter(ModelAdapter):
                 vec = self.embeddings(torch.tensor([self._token_id(kind)], device=self.device))
             base[0, pos] = vec.to(base.dtype)
         return base
+
+    def config(self) -> dict:
+        return {"max_length": self.max_length}
 
     def sliding_window(self, enc: Encoded, window: int, stride: int) -> tuple[tuple, tuple]:
         hidden = enc.inputs.shape[-1]

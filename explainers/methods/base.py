@@ -66,9 +66,9 @@ def repeat_for_baselines(enc: "Encoded", baselines: torch.Tensor) -> torch.Tenso
 
 
 def n_baselines(adapter: "ModelAdapter", enc: "Encoded", params: dict) -> int:
-    return int(adapter.baselines(enc, params["baselines"]).shape[0])
+    return sum(adapter.baseline_rows(kind) for kind in params["baselines"])
 
 
 def n_windows(shape: Sequence[int], window: Sequence[int], stride: Sequence[int]) -> int:
-    """Number of occlusion windows Captum slides over ``shape``."""
-    return math.prod((d - w) // s + 1 for d, w, s in zip(shape, window, stride))
+    """Number of occlusion windows Captum slides over ``shape`` (it rounds up)."""
+    return math.prod(math.ceil((d - w) / s) + 1 for d, w, s in zip(shape, window, stride))

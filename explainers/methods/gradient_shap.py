@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from captum.attr import GradientShap as _GS
 
 from ..params import ParamSpec
 from ..registry import register_method
+from ..rng import seeded
 from .base import Method
+
+
+SAMPLE_CHUNK = 32
 
 
 @register_method
@@ -46,20 +49,15 @@ class GradientShap(Method):
     def attribute(self, adapter, enc, target, params, forward):
         baselines = adapter.baselines(enc, params["baselines"])
         gs = _GS(forward, multiply_by_inputs=True)
-        total, chunk = params["n_samples"], max(1, adapter.grad_batch_size)
+        # A fixed chunk size: the random stream (and so the cached result) must not depend
+        # on the device's batch size or on an out-of-memory retry.
+        total, chunk = params["n_samples"], SAMPLE_CHUNK
         # With no input noise and one baseline, every sample starts at x and ends at b, so
         # the delta needs f(x) and f(b) once instead of Captum's 2 x n_samples forwards.
         deterministic = params["stdevs"] == 0 and baselines.shape[0] == 1
-        devices = [enc.inputs.device.index] if enc.inputs.is_cuda else []
-        np_state = np.random.get_state()
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(params["seed"])
-            np.random.seed(params["seed"])
-            try:
-                attr_sum, deltas = self._sample(gs, enc, baselines, target, params, total, chunk,
-                                                with_delta=not deterministic)
-            finally:
-                np.random.set_state(np_state)
+        with seeded(params["seed"], enc.inputs.device):
+            attr_sum, deltas = self._sample(gs, enc, baselines, target, params, total, chunk,
+                                            with_delta=not deterministic)
         attr = attr_sum / total
         if deterministic:
             with torch.no_grad():

@@ -25,4 +25,5 @@ class InputXGradient(Method):
         return 1
 
     def attribute(self, adapter, enc, target, params, forward):
-        return _InputXGradient(forward).attribute(enc.inputs, target=target), None
+        # a copy: Captum toggles requires_grad in place, without a finally
+        return _InputXGradient(forward).attribute(enc.inputs.detach().clone(), target=target), None

@@ -6,6 +6,7 @@ import math
 
 from captum.attr import Occlusion as _Occlusion
 
+from ..errors import ExplainerError
 from ..params import ParamSpec
 from ..registry import register_method
 from .base import Method, n_baselines, n_windows, repeat_for_baselines
@@ -17,8 +18,9 @@ class Occlusion(Method):
     records the drop in the target logit, spread evenly over the window.
 
     Captum gives every element of a window the window's whole drop; dividing by the window's
-    element count makes each element carry its share, so a token's score (summed over its
-    384 embedding dims) is its logit drop, and maps share a scale with the gradient methods.
+    element count makes each element carry its share. With window = stride = 1 a token's
+    score (summed over its embedding dims) is its logit drop, and maps share a scale with the
+    gradient methods.
 
     Many windows are evaluated per forward pass (``perturbations_per_eval`` from the
     adapter's batch size); no gradients are taken.
@@ -42,6 +44,9 @@ class Occlusion(Method):
         ]
 
     def _windows(self, adapter, enc, params):
+        if params["stride"] > params["window"]:
+            raise ExplainerError(f"occlusion stride ({params['stride']}) must not exceed the window "
+                                 f"({params['window']}): parts of the input would never be occluded")
         shapes, strides = adapter.sliding_window(enc, params["window"], params["stride"])
         return shapes, strides, n_windows(enc.inputs.shape[1:], shapes, strides)
 

@@ -29,6 +29,7 @@ class Saliency(Method):
         return 1
 
     def attribute(self, adapter, enc, target, params, forward):
-        attr = _Saliency(forward).attribute(enc.inputs, target=target,
+        # a copy: Captum toggles requires_grad in place, without a finally
+        attr = _Saliency(forward).attribute(enc.inputs.detach().clone(), target=target,
                                             abs=params["absolute"] == "yes")
         return attr, None

@@ -107,8 +107,14 @@ def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names
         elif name == "flip":
             from .flip import flip
             original = int(explanation.prediction.index)
-            out[name] = flip(scores, original, repredict(), enc.feature_labels, adapter.labels,
+            # Scores explain the target. If it is not the predicted class, the features most
+            # opposed to it are the ones holding the prediction, so they go first.
+            toward = target == original
+            ordered = scores if toward else {m: -s for m, s in scores.items()}
+            out[name] = flip(ordered, original, repredict(), enc.feature_labels, adapter.labels,
                              opts["seed"], chunk=max(1, adapter.eval_batch_size))
+            out[name]["order"] = ("most support for the target first" if toward
+                                  else "most opposition to the target first")
         elif name == "stability":
             from .stability import stability
             out[name] = stability(adapter, enc, target, runnable, opts["ig_steps"], opts["tolerance"],

@@ -23,6 +23,7 @@ import torch
 from captum.metrics import infidelity, sensitivity_max
 
 from ..adapters.base import Encoded, ModelAdapter
+from ..rng import seeded
 from ..engine import check_method
 
 DROP_PROBABILITY = 0.25
@@ -97,9 +98,7 @@ def explanation_function(adapter: ModelAdapter, enc: Encoded, name: str, params:
 def sensitivity_score(adapter: ModelAdapter, enc: Encoded, target: int, name: str, params: dict,
                       n_samples: int = 5, radius: float = 0.02, seed: int = 0) -> float:
     """Captum ``sensitivity_max`` of one method's per-feature scores."""
-    devices = [enc.inputs.device.index] if enc.inputs.is_cuda else []
-    with adapter.guarded(), torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with adapter.guarded(), seeded(seed, enc.inputs.device):
         value = sensitivity_max(explanation_function(adapter, enc, name, params, target), enc.inputs,
                                 perturb_radius=radius, n_perturb_samples=n_samples,
                                 max_examples_per_batch=n_samples)

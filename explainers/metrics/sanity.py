@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..adapters.base import Encoded, ModelAdapter
+from ..rng import seeded
 from ..engine import run_method
 from .agreement import rank_agreement
 
@@ -151,26 +152,24 @@ def sanity(adapter: ModelAdapter, enc: Encoded, target: int, original: dict[str,
     labels = []
     done = 0
     total = max(1, len(counts) * max(1, len(methods)))
-    devices = [enc.inputs.device.index] if enc.inputs.is_cuda else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        randomized = 0
-        for count in counts:
-            with clone.lock:
-                for _, layer in top_first[randomized:count]:
-                    reinitialize(layer)
-            randomized = count
-            deepest = top_first[count - 1][0] or "(root)"
-            labels.append(f"{deepest} ({count}/{len(top_first)} layers)" if count == 1
-                          else f"{deepest} and above ({count}/{len(top_first)} layers)")
-            for name, params in methods.items():
-                a = run_method(clone, enc, name, params, target, store=None)
-                s_abs, s = _similarity(original[name], clone.group_scores(a.scores, enc))
-                result[name]["spearman_abs"].append(s_abs)
-                result[name]["spearman"].append(s)
-                done += 1
-                if progress:
-                    progress(done / total)
+    randomized = 0
+    for stage, count in enumerate(counts):
+        # seed only the re-initialisation: the method runs take their own seeded sections
+        with clone.lock, seeded(seed + stage, enc.inputs.device):
+            for _, layer in top_first[randomized:count]:
+                reinitialize(layer)
+        randomized = count
+        deepest = top_first[count - 1][0] or "(root)"
+        labels.append(f"{deepest} ({count}/{len(top_first)} layers)" if count == 1
+                      else f"{deepest} and above ({count}/{len(top_first)} layers)")
+        for name, params in methods.items():
+            a = run_method(clone, enc, name, params, target, store=None)
+            s_abs, s = _similarity(original[name], clone.group_scores(a.scores, enc))
+            result[name]["spearman_abs"].append(s_abs)
+            result[name]["spearman"].append(s)
+            done += 1
+            if progress:
+                progress(done / total)
     for name in result:
         result[name]["independent_of_model"] = model_independent(result[name]["spearman_abs"], threshold)
     return {"stages": labels, "methods": result, "threshold": threshold}

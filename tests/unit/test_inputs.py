@@ -181,3 +181,25 @@ def test_edit_text_keeps_the_users_spelling(tiny_text):
     masked = tiny_text.edit_tokens(enc, mask=[labels.index("soup")])
     assert masked == "The [MASK] was bland, the service was terrible!"
     assert tiny_text.edit_tokens(enc, delete=[0]).startswith("soup was")
+
+
+def test_image_patch_scores_cover_every_pixel():
+    """At a size that is not a multiple of the patch, edge pixels join the last patch both
+    when perturbing and when summing scores."""
+    from explainers.adapters import ImageAdapter
+    from tests.conftest import TinyCNN
+    adapter = ImageAdapter("odd", TinyCNN(), ["a", "b", "c"], size=36, patch=8)
+    enc = adapter.encode(np.zeros((36, 36, 3), np.uint8))
+    assert enc.n_features == 16
+    scores = np.ones((36, 36))
+    per_patch = adapter.group_scores(scores, enc)
+    assert per_patch.sum() == 36 * 36
+    assert per_patch[-1] == 12 * 12 and per_patch[0] == 64
+
+
+def test_tabular_reference_data_is_part_of_the_cache_key(tiny_tabular):
+    from explainers.adapters import TabularAdapter
+    from tests.conftest import tiny_frame
+    other = TabularAdapter("tiny-mlp", tiny_tabular.module, tiny_frame(seed=1), ["no", "yes"])
+    assert other.fingerprint == tiny_tabular.fingerprint
+    assert other.result_key != tiny_tabular.result_key
