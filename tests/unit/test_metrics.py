@@ -177,6 +177,19 @@ def test_flip_count_matches_hand_computation(linear):
     assert f["random"]["count"] is None or f["random"]["count"] >= expected
 
 
+def test_flip_for_a_non_predicted_target_removes_its_opposition(linear):
+    """Explaining class 1 (not predicted): the target-1 scores are -c, and the features most
+    opposed to class 1 (largest c) are what holds the prediction, so they are deleted first."""
+    adapter, enc, c = linear
+    expl = make_explanation(adapter, enc, {"truth_for_target_1": -c}, target=1)
+    f = compute(adapter, enc, expl, ["flip"], {})["flip"]
+    order = np.argsort(-c, kind="stable")
+    remaining = c.sum() - np.cumsum(c[order])
+    expected = int(np.flatnonzero(remaining < 0.5)[0]) + 1
+    assert f["methods"]["truth_for_target_1"]["count"] == expected
+    assert f["order"] == "most opposition to the target first"
+
+
 def test_agreement_block(linear):
     adapter, enc, c = linear
     expl = make_explanation(adapter, enc, {"truth": c, "twice": 2 * c, "reversed": -c})
