@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import compare, editors, panels, widgets
+from dashboard import editors, layout, panels, widgets
 
 st.title("Image")
 st.caption("Pixel attributions for an ImageNet classifier, blended over the image the model sees "
@@ -14,16 +14,5 @@ raw, key, input_id = editors.image_input()
 original = panels.prepare(adapter, raw, key=key)
 if original is None:
     st.stop()
-
-strip = st.container()
-st.subheader("What if…")
-edited = editors.image_counterfactual(adapter, original)
-with strip:
-    target = panels.prediction_strip(adapter, original, edited)
-
-st.subheader("Attributions side by side")
-methods = widgets.method_picker("image")
-run = panels.explain_panels(adapter, original, edited, methods, target, settings)
-metrics = compare.compare_section(adapter, original, run, apply=editors.apply_image(adapter, original.enc),
-                                  input_id=input_id)
-panels.page_downloads(adapter, original, edited, run, metrics, input_id=input_id)
+layout.modality_page("image", adapter, original, lambda: editors.image_counterfactual(adapter, original),
+                     editors.apply_image(adapter, original.enc), input_id, settings)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import compare, editors, panels, widgets
+from dashboard import editors, layout, panels, widgets
 
 st.title("Tabular")
 st.caption("Feature attributions for a classifier over one row of a table. Change any value in "
@@ -14,16 +14,6 @@ row = editors.tabular_input(adapter)
 original = panels.prepare(adapter, row, key=("row", row))
 if original is None:
     st.stop()
-
-strip = st.container()
-st.subheader("What if…")
-edited = editors.tabular_counterfactual(adapter, original, row)
-with strip:
-    target = panels.prediction_strip(adapter, original, edited)
-
-st.subheader("Attributions side by side")
-methods = widgets.method_picker("tabular")
-run = panels.explain_panels(adapter, original, edited, methods, target, settings)
-metrics = compare.compare_section(adapter, original, run,
-                                  apply=editors.apply_tabular(adapter, original.enc, row), input_id=row)
-panels.page_downloads(adapter, original, edited, run, metrics, input_id=row)
+layout.modality_page("tabular", adapter, original,
+                     lambda: editors.tabular_counterfactual(adapter, original, row),
+                     editors.apply_tabular(adapter, original.enc, row), row, settings)
