@@ -25,7 +25,7 @@ from explainers.engine import check_method
 
 SENTENCE_20 = "The soup was bland, the service was slow, and the dessert was far too sweet for us."
 METHODS = ("integrated_gradients", "gradient_shap", "occlusion", "saliency", "input_x_gradient",
-           "feature_ablation")
+           "feature_ablation", "smoothgrad", "kernel_shap", "lime")
 
 
 def timed(fn, repeats: int) -> float:
@@ -54,9 +54,10 @@ def floor_seconds(adapter, enc, n: int, backward: bool, repeats: int) -> float:
 
 def examples(adapter, enc, name: str, params: dict) -> tuple[int, bool]:
     method, resolved = check_method(adapter, name, params)
-    grad = name in ("integrated_gradients", "gradient_shap", "saliency", "input_x_gradient")
+    grad = name in ("integrated_gradients", "gradient_shap", "saliency", "input_x_gradient", "smoothgrad")
     n = {"integrated_gradients": resolved.get("n_steps", 1),
-         "gradient_shap": resolved.get("n_samples", 1)}.get(name)
+         "gradient_shap": resolved.get("n_samples", 1),
+         "smoothgrad": resolved.get("n_samples", 1)}.get(name)
     if n is None:
         n = method.cost(adapter, enc, resolved) if not grad else 1
     return int(n), grad

@@ -7,5 +7,7 @@ from . import (  # noqa: F401
     integrated_gradients,
     occlusion,
     saliency,
+    smoothgrad,
+    surrogates,
 )
 from .base import Method  # noqa: F401

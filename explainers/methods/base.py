@@ -69,6 +69,17 @@ def n_baselines(adapter: "ModelAdapter", enc: "Encoded", params: dict) -> int:
     return sum(adapter.baseline_rows(kind) for kind in params["baselines"])
 
 
+def share_by_group(attr: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Divide each element by its feature group's size.
+
+    Perturbation methods over groups (feature ablation, KernelSHAP, LIME) give every element
+    of a group the group's whole effect; this turns that into each element's share, so a
+    feature's summed score is its effect.
+    """
+    sizes = torch.bincount(mask[0].flatten()).to(attr.dtype)
+    return attr / sizes[mask[:1]]
+
+
 def n_windows(shape: Sequence[int], window: Sequence[int], stride: Sequence[int]) -> int:
     """Number of occlusion windows Captum slides over ``shape`` (it rounds up)."""
     return math.prod(math.ceil((d - w) / s) + 1 for d, w, s in zip(shape, window, stride))

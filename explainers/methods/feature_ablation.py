@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 from captum.attr import FeatureAblation as _FeatureAblation
 
 from ..registry import register_method
-from .base import Method, n_baselines, repeat_for_baselines
+from .base import Method, n_baselines, repeat_for_baselines, share_by_group
 
 
 @register_method
@@ -33,5 +32,4 @@ class FeatureAblation(Method):
         attr = _FeatureAblation(forward).attribute(
             inputs, baselines=baselines, target=target, feature_mask=mask,
             perturbations_per_eval=per_eval)
-        sizes = torch.bincount(mask[0].flatten()).to(attr.dtype)
-        return attr.mean(0, keepdim=True) / sizes[mask[:1]], None
+        return share_by_group(attr.mean(0, keepdim=True), mask), None

@@ -55,6 +55,12 @@ def test_negative_sentence_top_ig_token_is_sentiment_word(text_model, sentence, 
     assert abs(ig.convergence_delta) < 0.05
 
 
+@pytest.mark.parametrize("method", ["kernel_shap", "lime", "occlusion", "feature_ablation"])
+def test_perturbation_methods_find_the_sentiment_word(text_model, method):
+    r = explain(text_model, "This is an awful movie.", methods=[method], use_cache=False)
+    assert r.features[int(np.argmax(r.attributions[method].scores))] == "awful"
+
+
 def test_positive_sentence(text_model):
     r = explain(text_model, "A wonderful, moving film with a brilliant cast.", methods=["occlusion"],
                 use_cache=False)
