@@ -118,20 +118,28 @@ def _compute(engine, adapter, inp: Input, run: PanelRun, names: list[str], optio
     expl = export.explanation(adapter, inp, {m: run.original[m] for m in run.ok}, run.target)
     bar = st.progress(0.0, text="computing metrics")
 
-    for n in todo:
-        def progress(metric: str, fraction: float, n=n) -> None:
-            # Touching Streamlit lets a widget change interrupt the computation.
-            bar.progress(float(min(max(fraction, 0.0), 1.0)), text=f"{metric}: {fraction:.0%}")
-        try:
-            block = engine.compute(adapter, inp.enc, expl, [n], options,
-                                   params={m: run.params[m] for m in run.ok}, store=store(),
-                                   progress=progress)
+    def progress(metric: str, fraction: float) -> None:
+        # Touching Streamlit lets a widget change interrupt the computation.
+        bar.progress(float(min(max(fraction, 0.0), 1.0)), text=f"{metric}: {fraction:.0%}")
+
+    def attempt(batch: list[str]) -> None:
+        block = engine.compute(adapter, inp.enc, expl, batch, options,
+                               params={m: run.params[m] for m in run.ok}, store=store(),
+                               progress=progress)
+        for n in batch:
             out[n] = block.get(n)
             _remember(keys[n], out[n])
-        except ExplainerError as e:
-            errors[n] = str(e)
-        except Exception as e:  # noqa: BLE001
-            errors[n] = f"{n} failed ({type(e).__name__})."
+
+    try:  # one call, so faithfulness and flip share their re-predictions
+        attempt(todo)
+    except Exception:  # noqa: BLE001  (retried one by one below, to say which metric failed)
+        for n in todo:
+            try:
+                attempt([n])
+            except ExplainerError as e:
+                errors[n] = str(e)
+            except Exception as e:  # noqa: BLE001
+                errors[n] = f"{n} failed ({type(e).__name__})."
     bar.empty()
     return out, errors
 
