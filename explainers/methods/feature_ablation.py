@@ -22,7 +22,9 @@ class FeatureAblation(Method):
     paper = "Captum FeatureAblation (perturbation baseline; cf. Zeiler & Fergus 2014)."
 
     def cost(self, adapter, enc, params):
-        return n_baselines(adapter, enc, params) * (1 + enc.n_features)
+        # never-perturbed elements ([CLS]/[SEP]) form one more group in Captum's feature mask
+        groups = enc.n_features + int(bool((enc.groups < 0).any()))
+        return n_baselines(adapter, enc, params) * (1 + groups)
 
     def attribute(self, adapter, enc, target, params, forward):
         baselines = adapter.baselines(enc, params["baselines"])

@@ -257,3 +257,18 @@ def test_gradient_shap_fast_delta_matches_captums(tiny_tabular):
         target=0, return_convergence_delta=True)
     np.testing.assert_allclose(fast.scores, attr[0].numpy(), rtol=1e-5, atol=1e-7)
     assert fast.convergence_delta == pytest.approx(float(deltas.mean()), abs=1e-5)
+
+
+@pytest.mark.parametrize("modality,name", [(m, n) for m in MODALITIES
+                                           for n in ("occlusion", "feature_ablation", "integrated_gradients")])
+def test_cost_estimate_counts_the_examples_run(tiny_adapters, modality, name, monkeypatch):
+    """The estimate shown before a run (and checked against the cap) is what the run does."""
+    adapter, raw = tiny_adapters[modality]
+    enc = adapter.encode(raw)
+    params = {"baselines": list(adapter.baseline_kinds[:2])}
+    seen = []
+    forward = adapter.forward_fn
+    monkeypatch.setattr(adapter, "forward_fn",
+                        lambda e, on_batch=None: forward(e, lambda n: (seen.append(n), on_batch(n))))
+    run_method(adapter, enc, name, params, target=0)
+    assert sum(seen) == estimate_cost(adapter, enc, name, params)
