@@ -44,7 +44,12 @@ class GradientShap(Method):
         ]
 
     def cost(self, adapter, enc, params):
-        return 3 * params["n_samples"]  # gradients (~3 forwards each) dominate either delta path
+        n = params["n_samples"]
+        return n + (2 if self._deterministic(adapter, params) else 2 * n)
+
+    @staticmethod
+    def _deterministic(adapter, params) -> bool:
+        return params["stdevs"] == 0 and sum(adapter.baseline_rows(k) for k in params["baselines"]) == 1
 
     def attribute(self, adapter, enc, target, params, forward):
         baselines = adapter.baselines(enc, params["baselines"])
@@ -54,7 +59,7 @@ class GradientShap(Method):
         total, chunk = params["n_samples"], SAMPLE_CHUNK
         # With no input noise and one baseline, every sample starts at x and ends at b, so
         # the delta needs f(x) and f(b) once instead of Captum's 2 x n_samples forwards.
-        deterministic = params["stdevs"] == 0 and baselines.shape[0] == 1
+        deterministic = self._deterministic(adapter, params)
         with seeded(params["seed"], enc.inputs.device):
             attr_sum, deltas = self._sample(gs, enc, baselines, target, params, total, chunk,
                                             with_delta=not deterministic)

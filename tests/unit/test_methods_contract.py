@@ -260,7 +260,8 @@ def test_gradient_shap_fast_delta_matches_captums(tiny_tabular):
 
 
 @pytest.mark.parametrize("modality,name", [(m, n) for m in MODALITIES
-                                           for n in ("occlusion", "feature_ablation", "integrated_gradients")])
+                                           for n in ("occlusion", "feature_ablation", "integrated_gradients",
+                                                     "gradient_shap")])
 def test_cost_estimate_counts_the_examples_run(tiny_adapters, modality, name, monkeypatch):
     """The estimate shown before a run (and checked against the cap) is what the run does."""
     adapter, raw = tiny_adapters[modality]
@@ -272,3 +273,17 @@ def test_cost_estimate_counts_the_examples_run(tiny_adapters, modality, name, mo
                         lambda e, on_batch=None: forward(e, lambda n: (seen.append(n), on_batch(n))))
     run_method(adapter, enc, name, params, target=0)
     assert sum(seen) == estimate_cost(adapter, enc, name, params)
+
+
+@pytest.mark.parametrize("stdevs,baselines", [(0.0, ["train_mean"]), (0.1, ["train_mean"]),
+                                              (0.0, ["train_mean", "train_median"])])
+def test_gradient_shap_cost_follows_the_delta_path(tiny_tabular, stdevs, baselines, monkeypatch):
+    enc = tiny_tabular.encode(0)
+    params = {"n_samples": 10, "stdevs": stdevs, "baselines": baselines}
+    seen = []
+    forward = tiny_tabular.forward_fn
+    monkeypatch.setattr(tiny_tabular, "forward_fn",
+                        lambda e, on_batch=None: forward(e, lambda n: (seen.append(n), on_batch(n))))
+    run_method(tiny_tabular, enc, "gradient_shap", params, target=0)
+    expected = 12 if stdevs == 0 and len(baselines) == 1 else 30
+    assert sum(seen) == estimate_cost(tiny_tabular, enc, "gradient_shap", params) == expected
