@@ -1,0 +1,74 @@
+"""One script for a session that has a GPU: ``python -m bench.device_check``.
+
+Checks the CUDA path end to end and prints what to paste into BENCHMARKS.md:
+1. every default model loads onto CUDA, frozen;
+2. the bf16-autocast forward agrees with fp32 (top-1 class, and IG maps' Spearman rank
+   correlation per modality);
+3. the OOM retry path keeps results identical at smaller batches;
+4. then runs ``bench.run`` on the GPU.
+On a machine without CUDA it says so and exits 0 after the CPU-side checks it can do.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from explainers import load_model, run_method
+
+INPUTS = {"text": "The soup was bland and the service was terrible.", "tabular": 3}
+
+
+def fp32_forward(adapter, enc, x):
+    with torch.autocast("cuda", enabled=False):
+        return adapter._logits(x, enc).float()
+
+
+def main() -> int:
+    warnings.filterwarnings("ignore")
+    from cache.models import gallery_image
+    INPUTS["image"] = gallery_image("chelsea")
+    if not torch.cuda.is_available():
+        print("no CUDA device: nothing to check here (run this on the GPU machine)")
+        return 0
+    print(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
+    ok = True
+    for modality, raw in INPUTS.items():
+        adapter = load_model(modality)
+        on_gpu = all(p.is_cuda for p in adapter.module.parameters())
+        frozen = not adapter.module.training and not any(p.requires_grad for p in adapter.module.parameters())
+        enc = adapter.encode(raw)
+        with torch.no_grad():
+            bf16 = adapter.forward(enc.inputs, enc)
+            fp32 = fp32_forward(adapter, enc, enc.inputs)
+        same_top1 = int(bf16.argmax()) == int(fp32.argmax())
+        ig = run_method(adapter, enc, "integrated_gradients").scores.ravel()
+        saved = adapter.forward
+        adapter.forward = lambda x, e, a=adapter: fp32_forward(a, e, x)  # type: ignore[method-assign]
+        try:
+            ig32 = run_method(adapter, enc, "integrated_gradients").scores.ravel()
+            small = adapter.grad_batch_size
+            adapter.grad_batch_size = 4
+            ig32_small = run_method(adapter, enc, "integrated_gradients").scores.ravel()
+            adapter.grad_batch_size = small
+        finally:
+            adapter.forward = saved  # type: ignore[method-assign]
+        rho = spearmanr(ig, ig32).statistic
+        batch_same = np.allclose(ig32, ig32_small, rtol=1e-3, atol=1e-5)
+        print(f"{modality}: on_gpu={on_gpu} frozen={frozen} top1_bf16==fp32={same_top1} "
+              f"IG spearman(bf16, fp32)={rho:.3f} IG batch-size invariant={batch_same} "
+              f"max|logit diff|={float((bf16 - fp32).abs().max()):.4f}")
+        ok &= on_gpu and frozen and same_top1 and rho > 0.9 and batch_same
+    from bench import run
+    sys.argv = ["bench.run", "--repeats", "5"]
+    run.main()
+    print("device check:", "PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
