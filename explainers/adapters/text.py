@@ -7,6 +7,7 @@ The model adds position and token-type embeddings itself.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Sequence
 
 import numpy as np
@@ -41,6 +42,9 @@ class TextAdapter(ModelAdapter):
                  labels: Sequence[str], device: torch.device | None = None) -> None:
         super().__init__(name, module, labels, device)
         self.tokenizer = tokenizer
+        # Fast tokenizers are not safe to call from two threads at once ("Already borrowed");
+        # a lock of their own, so encoding never waits for a long attribution.
+        self.tokenizer_lock = threading.Lock()
         self.embeddings = module.get_input_embeddings()
         limits = [getattr(tokenizer, "model_max_length", 512) or 512,
                   getattr(getattr(module, "config", None), "max_position_embeddings", 512) or 512]
@@ -56,8 +60,7 @@ class TextAdapter(ModelAdapter):
         if not text:
             raise ExplainerError("the text is empty: type a sentence to explain")
         fast = bool(getattr(self.tokenizer, "is_fast", False))
-        # Fast tokenizers are not safe to call from two threads at once ("Already borrowed").
-        with self.lock:
+        with self.tokenizer_lock:
             n_tokens = len(self.tokenizer(text, add_special_tokens=True)["input_ids"])
             enc = self.tokenizer(text, truncation=True, max_length=self.max_length,
                                  return_tensors="pt", return_offsets_mapping=fast)
