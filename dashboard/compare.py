@@ -32,6 +32,7 @@ from explainers import ExplainerError, get_method
 from . import export, render
 from .panels import Input, PanelRun, store
 from .state import digest, set_widget
+from .widgets import DEFAULT_MAX_COST
 
 #: metrics computed without a click, per modality. The others re-run the model hundreds of
 #: times (stability on the MiniLM text model: ~50 s on 2 CPU cores; every image metric but
@@ -144,6 +145,16 @@ def _compute(engine, adapter, inp: Input, run: PanelRun, names: list[str], optio
     return out, errors
 
 
+def _costs(engine, adapter, inp: Input, run: PanelRun, names: list[str], options: dict) -> dict[str, int]:
+    """Upper bounds of forward passes per metric; empty if the engine cannot estimate them."""
+    if not names or not hasattr(engine, "metric_costs"):
+        return {}
+    try:
+        return engine.metric_costs(adapter, inp.enc, names, {m: run.params[m] for m in run.ok}, options)
+    except ExplainerError:
+        return {}
+
+
 # == section =================================================================================
 def compare_section(adapter, inp: Input, run: PanelRun, apply: Apply | None = None,
                     input_id=None) -> dict:
@@ -200,14 +211,22 @@ def compare_section(adapter, inp: Input, run: PanelRun, apply: Apply | None = No
     cached = [m for m in on_demand
               if digest(base_key, m, {o: options.get(o) for o in DEPENDS.get(m, ())}) in _cache()]
     clicked = []
+    cap = int(st.session_state.get("cap", DEFAULT_MAX_COST))
+    costs = _costs(engine, adapter, inp, run, on_demand, options)
     with button_row:
         cols = st.columns(len(on_demand) + 1) if on_demand else []
         for col, m in zip(cols, on_demand):
-            if col.button(BUTTONS[m], key=f"cmp.run.{m}", disabled=m in cached, help=BUTTON_HELP.get(m)):
+            cost = costs.get(m)
+            over = cost is not None and cost > cap
+            note = "" if cost is None else f" (≤ {cost:,} forward passes{', over the cap' if over else ''})"
+            if col.button(BUTTONS[m], key=f"cmp.run.{m}", disabled=m in cached or over,
+                          help=BUTTON_HELP.get(m, "") + note):
                 clicked.append(m)
         if on_demand:
-            st.caption("The buttons start metrics that re-run the model hundreds of times; results are "
-                       "kept while the input, target and parameters stay the same.")
+            st.caption("The buttons start metrics that re-run the model hundreds of times (the upper "
+                       "bound of forward passes is in each button's tooltip; those over the sidebar "
+                       "cap are disabled); results are kept while the input, target and parameters "
+                       "stay the same.")
         metrics, errors = _compute(engine, adapter, inp, run, auto + cached + clicked, options, base_key)
 
     sections = [

@@ -36,7 +36,13 @@ from .common import (
 
 METRICS = ("agreement", "faithfulness", "flip", "stability", "sanity", "robustness")
 
-__all__ = ["METRICS", "OPTION_HELP", "compute", "check_names"]
+__all__ = ["METRICS", "OPTION_HELP", "compute", "check_names", "metric_costs"]
+
+
+def metric_costs(*args, **kwargs):
+    """See :func:`explainers.metrics.cost.metric_costs`."""
+    from .cost import metric_costs as _costs
+    return _costs(*args, **kwargs)
 
 
 def check_names(names: Sequence[str]) -> list[str]:

@@ -316,3 +316,14 @@ def test_image_flip_apply_fills_the_patches():
     assert patches and all(p.startswith("patch r") for p in patches)
     assert at.metric[1].value != "Egyptian cat"  # the loaded edit flips the prediction
     assert len(panel_stats(at)) == 6
+
+
+def test_expensive_metric_buttons_show_their_cost_and_respect_the_cap():
+    """On-demand metrics say how many forward passes they may run; over the cap they are off."""
+    at = run(page("tabular", {"row": "13"}))
+    buttons = {b.key: b for b in at.button if str(b.key).startswith("cmp.run.")}
+    assert buttons and all("forward passes" in (b.help or "") for b in buttons.values())
+    assert not any(b.disabled for b in buttons.values())
+    at2 = run(page("tabular", {"row": "13", "cap": "60"}))
+    sanity = next(b for b in at2.button if b.key == "cmp.run.sanity")
+    assert sanity.disabled and "over the cap" in sanity.help

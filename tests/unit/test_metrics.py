@@ -412,3 +412,31 @@ def test_metrics_on_tiny_text_and_image(tiny_adapters):
             names = [name for name, _ in layers(adapter.module, lambda: adapter.forward(enc.inputs, enc))]
             assert not any("word_embeddings" in name for name in names)  # fed inputs_embeds
             assert names[-1] == "classifier"
+
+
+def test_metric_cost_is_an_upper_bound_of_the_work(monkeypatch):
+    """Count the examples the model really sees per metric; the estimate must cover them."""
+    from explainers.metrics import metric_costs
+    adapter = mlp_adapter(n_features=8)
+    enc = adapter.encode(2)
+    methods = {"integrated_gradients": {"n_steps": 8}, "gradient_shap": {"n_samples": 4},
+               "occlusion": {}}
+    expl = explain(adapter, enc, methods=list(methods), params=methods, use_cache=False)
+    options = {"ig_steps": [4, 8], "seeds": 2, "sanity_stages": 2, "n_perturb_samples": 3,
+               "sensitivity_samples": 2, "random_orders": 3}
+    costs = metric_costs(adapter, enc, list(METRICS), methods, options)
+    seen = []
+    original = type(adapter).forward
+
+    def counting(self, x, e):
+        seen.append(int(x.shape[0]))
+        return original(self, x, e)
+
+    monkeypatch.setattr(type(adapter), "forward", counting)
+    for name in METRICS:
+        seen.clear()
+        compute(adapter, enc, expl, [name], options, params=methods)
+        assert sum(seen) <= costs[name], name
+        if name not in ("agreement",):
+            assert sum(seen) > 0, name
+    assert costs["agreement"] == 0
