@@ -153,6 +153,23 @@ def summary_table(summary: dict) -> str:
     return "\n".join(lines + ["", tail, notes])
 
 
+def review_one(model: Any, ident: Any, raw: Any, methods: Sequence[str] | None, params: dict | None,
+               metrics: Sequence[str], metric_params: dict | None, use_cache: bool = True) -> dict:
+    """One review line: ``{"id": ..., **Explanation.to_dict()}``, or ``{"id": ..., "error": ...}``
+    (an ExplainerError message, or the exception type and first line for unexpected errors,
+    so one bad input does not stop the batch)."""
+    from .api import explain
+    try:
+        result = explain(model, raw, methods=methods, params=params, use_cache=use_cache,
+                         metrics=metrics, metric_params=metric_params)
+        return {"id": ident, **result.to_dict()}
+    except ExplainerError as e:
+        return {"id": ident, "error": str(e)}
+    except Exception as e:  # noqa: BLE001 - recorded, the batch goes on
+        first = str(e).splitlines()[0] if str(e) else ""
+        return {"id": ident, "error": f"{type(e).__name__}: {first}"}
+
+
 def run_review(model: Any, inputs: Iterable[tuple[Any, Any]], methods: Sequence[str] | None,
                params: dict | None, metrics: Sequence[str] | None, metric_params: dict | None,
                limit: int | None = None, out: str | Path | None = None, use_cache: bool = True,
@@ -169,15 +186,11 @@ def run_review(model: Any, inputs: Iterable[tuple[Any, Any]], methods: Sequence[
         log: where progress and the table go (default: stderr when the JSON goes to
             stdout, stdout when it goes to a file).
 
-    Each input gives one line ``{"id": ..., **Explanation.to_dict()}``, or
-    ``{"id": ..., "error": message}`` when it fails (an ExplainerError message, or the
-    exception type and first line for unexpected errors, so one bad input does not stop
-    the batch).
+    Each input gives one :func:`review_one` line.
 
     Returns:
         The :func:`summarize` dict.
     """
-    from .api import explain
     from .metrics import check_names
 
     metrics = check_names(metrics or [])
@@ -193,15 +206,7 @@ def run_review(model: Any, inputs: Iterable[tuple[Any, Any]], methods: Sequence[
     with sink as fh:
         for i, (ident, raw) in enumerate(items):
             start = time.perf_counter()
-            try:
-                result = explain(model, raw, methods=methods, params=params, use_cache=use_cache,
-                                 metrics=metrics, metric_params=metric_params)
-                record = {"id": ident, **result.to_dict()}
-            except ExplainerError as e:
-                record = {"id": ident, "error": str(e)}
-            except Exception as e:  # noqa: BLE001 - recorded, the batch goes on
-                first = str(e).splitlines()[0] if str(e) else ""
-                record = {"id": ident, "error": f"{type(e).__name__}: {first}"}
+            record = review_one(model, ident, raw, methods, params, metrics, metric_params, use_cache)
             fh.write(json.dumps(record, default=str) + "\n")
             fh.flush()
             records.append(slim(record))

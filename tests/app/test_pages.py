@@ -327,3 +327,32 @@ def test_expensive_metric_buttons_show_their_cost_and_respect_the_cap():
     at2 = run(page("tabular", {"row": "13", "cap": "60"}))
     sanity = next(b for b in at2.button if b.key == "cmp.run.sanity")
     assert sanity.disabled and "over the cap" in sanity.help
+
+
+# -- review -----------------------------------------------------------------------------------
+def test_review_page_summarises_a_batch():
+    at = run(AppTest.from_file(str(ROOT / "pages" / "review.py"), default_timeout=300))
+    assert not at.exception
+    at.segmented_control(key="rv.modality").set_value("tabular")
+    run(at)
+    at.number_input(key="rv.count").set_value(4)
+    at.button(key="rv.run").click()
+    run(at)
+    assert not at.exception
+    frame = at.dataframe[0].value
+    assert list(frame["method"]) == ["integrated_gradients", "gradient_shap", "occlusion",
+                                     "(random control)"]
+    aopc = frame.set_index("method")["del. AOPC"]
+    assert aopc.notna().all() and aopc["integrated_gradients"] > aopc["(random control)"]
+    assert "4 input(s) explained" in " ".join(c.value for c in at.caption)
+
+
+def test_review_page_reports_bad_inputs():
+    at = run(AppTest.from_file(str(ROOT / "pages" / "review.py"), default_timeout=300))
+    at.text_area(key="rv.texts").set_value("the film was good\n   \n[SEP]\nthe film was bad")
+    at.multiselect(key="rv.metrics").set_value(["agreement"])
+    at.button(key="rv.run").click()
+    run(at)
+    assert not at.exception
+    assert "2 input(s) explained, 1 failed" in " ".join(c.value for c in at.caption)
+    assert "no tokens besides special ones" in " ".join(m.value for m in at.markdown)

@@ -1,0 +1,23 @@
+"""Review page: explain a batch of inputs with metrics and compare the methods over all of it."""
+
+import streamlit as st
+
+from dashboard import review
+
+st.title("Review")
+st.caption("An internal model review: every input explained by each method, with agreement, "
+           "faithfulness against a random control and flips, summarised per method. The same "
+           "report as `python -m explainers review`.")
+
+modality = st.segmented_control("Modality", ["text", "image", "tabular"], default="text", key="rv.modality")
+if modality is None:
+    st.stop()
+adapter = review.load(modality)
+items = review.collect_inputs(modality, adapter)[: review.MAX_INPUTS]
+methods, metrics = review.choose(modality)
+st.caption(f"{len(items)} input(s) (at most {review.MAX_INPUTS}).")
+key = ("rv.result", modality)
+if st.button("Run review", type="primary", disabled=not (items and methods), key="rv.run"):
+    st.session_state[key] = review.run_batch(adapter, items, methods, metrics)
+if st.session_state.get(key):
+    review.show(st.session_state[key])
