@@ -86,7 +86,12 @@ def summary_frame(summary: dict) -> pd.DataFrame:
 def show(records: list[dict]) -> None:
     """The summary table, the failed inputs, and the downloads."""
     summary = summarize(slim(r) for r in records)
-    st.dataframe(summary_frame(summary), hide_index=True, width="stretch")
+    pct = st.column_config.NumberColumn(format="percent")
+    st.dataframe(summary_frame(summary), hide_index=True, width="stretch",
+                 column_config={"flipped": pct, "beats random": pct,
+                                "del. AOPC": st.column_config.NumberColumn(format="%.3f"),
+                                "agreement": st.column_config.NumberColumn(format="%.2f"),
+                                "seconds": st.column_config.NumberColumn(format="%.3f")})
     tail, notes = summary_table(summary).splitlines()[-2:]
     st.caption(f"{tail}. {notes}.")
     failed = [r for r in records if "error" in r]
