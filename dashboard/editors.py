@@ -302,8 +302,9 @@ def tabular_counterfactual(adapter, original: Input, row: int) -> Input | None:
         for i, f in enumerate(names):
             step = float(f"{max(float(std[i]) / 10, 1e-6):.1g}")
             with cols[i % 3]:
+                # bound to the URL: only changed values appear there, so a link keeps the edit
                 edited_values[f] = st.number_input(f, value=float(values[f]), step=step, format="%.6g",
-                                                   key=_wf_key(row, f))
+                                                   key=_wf_key(row, f), bind=BIND)
     changed = {f: (values[f], v) for f, v in edited_values.items()
                if v is not None and abs(float(v) - float(values[f])) > 1e-5 * max(1e-3, abs(float(values[f])))}
     if not changed:

@@ -356,3 +356,10 @@ def test_review_page_reports_bad_inputs():
     assert not at.exception
     assert "2 input(s) explained, 1 failed" in " ".join(c.value for c in at.caption)
     assert "no tokens besides special ones" in " ".join(m.value for m in at.markdown)
+
+
+def test_tabular_what_if_values_travel_in_the_url():
+    # (AppTest does not mirror widgets into query_params; a link carrying one is the check)
+    shared = run(page("tabular", {"row": "13", "wf.13.worst radius": "10.0"}))
+    before, after = edit_change(shared)
+    assert before != after  # the link reproduces the edited row and its prediction
