@@ -134,13 +134,32 @@ def text_counterfactual(adapter, original: Input) -> Input | None:
 
 # == image ======================================================================================
 def image_model():
-    adapter, err = models.get_model("image", "image")
+    """Sidebar: the default EfficientNet-Lite0, or a timm architecture with your checkpoint."""
+    with st.sidebar:
+        st.subheader("Model")
+        src = st.radio("Image model", ["default", "custom"], key="model_src", bind=BIND,
+                       captions=[models.DEFAULT_TITLES["image"], "a timm architecture + your checkpoint"])
+        if src == "default":
+            adapter, err = models.get_model("image", "image")
+        else:
+            arch = st.text_input("timm model name", key="model", bind=BIND, placeholder="e.g. resnet18").strip()
+            ckpt = st.file_uploader("Checkpoint (.safetensors, or a state dict .pt/.pth)",
+                                    type=["safetensors", "pt", "pth"], key="up.ckpt")
+            names = st.text_input("Class names, comma-separated (optional; 1,000 = ImageNet)", key="up.names")
+            st.caption("Pickled checkpoints are read with weights_only=True: anything but tensors is "
+                       "refused. Without a checkpoint, timm's pretrained weights are needed offline.")
+            if not arch:
+                st.info("Type a timm model name in the sidebar.")
+                st.stop()
+            path = None
+            if ckpt is not None:
+                suffix = ".safetensors" if ckpt.name.endswith(".safetensors") else ".pt"
+                path = models.save_upload(ckpt.getvalue(), suffix)
+            labels = tuple(s.strip() for s in names.split(",") if s.strip()) or None
+            adapter, err = models.get_model(arch, "image", checkpoint=path, labels=labels)
     if err:
         st.error(f"Model not available: {render.md(err)}")
         st.stop()
-    with st.sidebar:
-        st.subheader("Model")
-        st.caption(models.DEFAULT_TITLES["image"])
     return adapter
 
 

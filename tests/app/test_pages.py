@@ -363,3 +363,12 @@ def test_tabular_what_if_values_travel_in_the_url():
     shared = run(page("tabular", {"row": "13", "wf.13.worst radius": "10.0"}))
     before, after = edit_change(shared)
     assert before != after  # the link reproduces the edited row and its prediction
+
+
+@pytest.mark.parametrize("arch,message", [("no_such_net", "unknown timm model"),
+                                          ("resnet10t", "not reachable")])
+def test_image_custom_model_errors_are_messages(arch, message):
+    """A custom timm model without a checkpoint needs hub weights: offline, that is a message."""
+    at = run(page("image", {"model_src": "custom", "model": arch}))
+    assert not at.exception
+    assert any(message in e.value for e in at.error)
