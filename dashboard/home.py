@@ -14,7 +14,9 @@ PAGES = (("text", "Text", ":material/notes:", "a sentiment classifier (MiniLM-L6
          ("image", "Image", ":material/image:", "EfficientNet-Lite0 on ImageNet: heat maps over the "
           "gallery or your upload, erase a rectangle"),
          ("tabular", "Tabular", ":material/table_chart:", "an MLP on the breast-cancer data (30 "
-          "features) or your CSV + TorchScript model: what-if values"))
+          "features) or your CSV + TorchScript model: what-if values"),
+         ("review", "Review", ":material/fact_check:", "a batch of inputs explained with metrics: "
+          "which method is most faithful across all of them"))
 
 #: when to trust each method, beyond its one-line summary
 TRUST = {
@@ -30,6 +32,12 @@ TRUST = {
                         "the model saturates.",
     "feature_ablation": "Removes one feature (token, patch, column) at a time; exact for that "
                         "question, blind to interactions.",
+    "smoothgrad": "Steadier than Saliency, still a sensitivity map; the noise level (stdevs) sets "
+                  "how much detail survives.",
+    "kernel_shap": "Noisy with few samples: rerun with another seed or more n_samples and check "
+                   "the ranking holds (Compare › Agreement).",
+    "lime": "The surrogate is only locally linear: trust the top few features, and check them "
+            "against a second seed.",
 }
 
 
