@@ -169,3 +169,16 @@ def test_tabular(server, browser):
     assert page.get_by_text("Where the methods disagree most").count() == 1
     _shot(page, "tabular")
     page.close()
+
+
+def test_review(server, browser):
+    page = _open(browser, f"{server}/review", "Run review", height=1100)
+    page.get_by_text("tabular", exact=True).click()
+    _settle(page)
+    page.get_by_role("button", name="Run review").click()
+    page.get_by_text("input(s) explained").first.wait_for(timeout=240_000)
+    _settle(page)
+    assert page.get_by_text("20 input(s) explained").count() == 1
+    assert page.get_by_text("Download JSON lines").count() == 1
+    _shot(page, "review")
+    page.close()
