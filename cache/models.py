@@ -157,7 +157,6 @@ def timm_image(name: str, checkpoint: str | None = None, labels: tuple[str, ...]
     import timm
     if name not in timm.list_models():
         raise ExplainerError(f"unknown timm model {name!r}")
-    warnings = []
     if checkpoint:
         state = load_state_dict(checkpoint)
         head = [k for k in state if k.endswith(".weight") and state[k].ndim == 2]
@@ -177,10 +176,8 @@ def timm_image(name: str, checkpoint: str | None = None, labels: tuple[str, ...]
     size = int((cfg.get("input_size") or (3, 224, 224))[-1])
     n_out = model.get_classifier().out_features if hasattr(model.get_classifier(), "out_features") else 1000
     names = list(labels) if labels else (imagenet_labels() if n_out == 1000 else [f"class {i}" for i in range(n_out)])
-    adapter = ImageAdapter(name, model, names, size=size, mean=cfg.get("mean", (0.485, 0.456, 0.406)),
-                           std=cfg.get("std", (0.229, 0.224, 0.225)))
-    adapter.warnings.extend(warnings)
-    return adapter
+    return ImageAdapter(name, model, names, size=size, mean=cfg.get("mean", (0.485, 0.456, 0.406)),
+                        std=cfg.get("std", (0.229, 0.224, 0.225)))
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:

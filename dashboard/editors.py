@@ -48,10 +48,7 @@ def text_model():
         st.info("Type a Hugging Face model id or a local folder in the sidebar.")
         st.stop()
     adapter, err = models.get_model(spec, "text")
-    if err:
-        st.error(f"Model not available: {render.md(err)}")
-        st.stop()
-    return adapter
+    return models.require_model(adapter, err)
 
 
 def _use_sample() -> None:
@@ -132,6 +129,11 @@ def text_counterfactual(adapter, original: Input) -> Input | None:
     return edited
 
 
+def _class_names(text: str) -> tuple[str, ...] | None:
+    """Comma-separated class names typed in the sidebar (None when empty)."""
+    return tuple(s.strip() for s in text.split(",") if s.strip()) or None
+
+
 # == image ======================================================================================
 def image_model():
     """Sidebar: the default EfficientNet-Lite0, or a timm architecture with your checkpoint."""
@@ -155,12 +157,9 @@ def image_model():
             if ckpt is not None:
                 suffix = ".safetensors" if ckpt.name.endswith(".safetensors") else ".pt"
                 path = models.save_upload(ckpt.getvalue(), suffix)
-            labels = tuple(s.strip() for s in names.split(",") if s.strip()) or None
+            labels = _class_names(names)
             adapter, err = models.get_model(arch, "image", checkpoint=path, labels=labels)
-    if err:
-        st.error(f"Model not available: {render.md(err)}")
-        st.stop()
-    return adapter
+    return models.require_model(adapter, err)
 
 
 def image_input():
@@ -264,14 +263,11 @@ def tabular_model():
             if csv is None or ts is None:
                 st.info("Upload both files to use your own model.")
                 st.stop()
-            labels = tuple(s.strip() for s in names.split(",") if s.strip()) or None
+            labels = _class_names(names)
             adapter, err = models.get_model(models.save_upload(ts.getvalue(), ".pt"), "tabular",
                                             data=models.save_upload(csv.getvalue(), ".csv"),
                                             labels=labels, label_column=label_col)
-    if err:
-        st.error(f"Model not available: {render.md(err)}")
-        st.stop()
-    return adapter
+    return models.require_model(adapter, err)
 
 
 def tabular_input(adapter) -> int:

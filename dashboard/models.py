@@ -14,6 +14,8 @@ import streamlit as st
 
 from explainers import ExplainerError, load_model
 
+from . import render
+
 DEFAULT_TITLES = {
     "text": "MiniLM-L6 fine-tuned on SST-2 (sentiment)",
     "image": "EfficientNet-Lite0 on ImageNet",
@@ -39,6 +41,14 @@ def get_model(spec: str, modality: str, *, checkpoint: str | None = None, data: 
         return None, f"model files not found: {e}"
     except Exception as e:  # noqa: BLE001  (any loader failure becomes one line)
         return None, f"the model could not be loaded ({type(e).__name__})"
+
+
+def require_model(adapter, err: str | None):
+    """The adapter, or the load error shown as a message, and the page stops there."""
+    if err:
+        st.error(f"Model not available: {render.md(err)}")
+        st.stop()
+    return adapter
 
 
 def save_upload(data: bytes, suffix: str) -> str:

@@ -107,8 +107,4 @@ def show(records: list[dict]) -> None:
 
 
 def load(modality: str):
-    adapter, err = models.get_model(modality, modality)
-    if err:
-        st.error(f"Model not available: {render.md(err)}")
-        st.stop()
-    return adapter
+    return models.require_model(*models.get_model(modality, modality))

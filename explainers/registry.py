@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import ExplainerError
 
@@ -40,5 +40,3 @@ def get_method(name: str) -> "Method":
     except KeyError:
         raise ExplainerError(f"unknown method '{name}'; available: {sorted(_METHODS)}") from None
 
-
-Factory = Callable[[], "Method"]

@@ -60,6 +60,12 @@ def baseline_spec(adapter: "ModelAdapter") -> ParamSpec:
         choices=tuple(adapter.baseline_kinds), cost=True)
 
 
+def seed_spec() -> ParamSpec:
+    """The ``seed`` parameter of every sampling method (seeded via :func:`explainers.rng.seeded`)."""
+    return ParamSpec("seed", "int", 0, "random seed (results are reproducible per seed)",
+                     min=0, max=2**31 - 1)
+
+
 def repeat_for_baselines(enc: "Encoded", baselines: torch.Tensor) -> torch.Tensor:
     """The input repeated once per baseline row, so Captum runs all baselines in one call."""
     return enc.inputs.expand((baselines.shape[0],) + tuple(enc.inputs.shape[1:])).contiguous()

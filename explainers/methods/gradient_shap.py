@@ -8,7 +8,7 @@ from captum.attr import GradientShap as _GS
 from ..params import ParamSpec
 from ..registry import register_method
 from ..rng import seeded
-from .base import Method
+from .base import Method, seed_spec
 
 
 SAMPLE_CHUNK = 32
@@ -39,8 +39,7 @@ class GradientShap(Method):
             ParamSpec("n_samples", "int", 20, "random samples per input", min=1, max=1024, cost=True),
             ParamSpec("stdevs", "float", 0.0 if adapter.modality == "text" else 0.01,
                       "std of Gaussian noise added to the input per sample", min=0.0, max=10.0),
-            ParamSpec("seed", "int", 0, "random seed (results are reproducible per seed)",
-                      min=0, max=2**31 - 1),
+            seed_spec(),
         ]
 
     def cost(self, adapter, enc, params):

@@ -7,7 +7,7 @@ from captum.attr import NoiseTunnel, Saliency
 from ..params import ParamSpec
 from ..registry import register_method
 from ..rng import seeded
-from .base import Method
+from .base import Method, seed_spec
 
 
 @register_method
@@ -30,7 +30,7 @@ class SmoothGrad(Method):
                       "std of the Gaussian noise (input units)", min=0.0, max=10.0),
             ParamSpec("absolute", "choice", "yes", "take the absolute value of each gradient",
                       choices=("yes", "no")),
-            ParamSpec("seed", "int", 0, "random seed", min=0, max=2**31 - 1),
+            seed_spec(),
         ]
 
     def cost(self, adapter, enc, params):

@@ -14,7 +14,7 @@ from captum.attr import Lime as _Lime
 from ..params import ParamSpec
 from ..registry import register_method
 from ..rng import seeded
-from .base import Method, n_baselines, share_by_group
+from .base import Method, n_baselines, seed_spec, share_by_group
 
 
 class _Surrogate(Method):
@@ -28,8 +28,7 @@ class _Surrogate(Method):
         return [
             ParamSpec("n_samples", "int", self.default_samples,
                       "coalitions sampled (more = less noisy)", min=10, max=20_000, cost=True),
-            ParamSpec("seed", "int", 0, "random seed (results are reproducible per seed)",
-                      min=0, max=2**31 - 1),
+            seed_spec(),
         ]
 
     def cost(self, adapter, enc, params):
