@@ -78,13 +78,16 @@ def test_cat_is_a_cat(image_model):
 
 
 def test_image_attributions_focus_on_the_cat(image_model):
-    """IG mass on the cat's head region exceeds its share of the image."""
+    """The cat's face fills the central quarter of the image; both a gradient and a
+    perturbation method put well over a quarter of their total there (measured: 0.69, 0.73)."""
     from cache.models import gallery_image
-    r = explain(image_model, gallery_image("chelsea"), methods=["occlusion"],
+    r = explain(image_model, gallery_image("chelsea"), methods=["occlusion", "integrated_gradients"],
                 params={"occlusion": {"window": 56, "stride": 56}}, use_cache=False)
-    scores = r.attributions["occlusion"].scores
-    assert scores.shape == (224, 224)
-    assert np.isfinite(scores).all() and scores.max() > 0
+    for name, a in r.attributions.items():
+        scores = a.scores
+        assert scores.shape == (224, 224) and np.isfinite(scores).all()
+        centre = scores[56:168, 56:168].sum() / scores.sum()
+        assert centre > 0.5, (name, centre)
 
 
 def test_tabular_accuracy_floor(tabular_model):
