@@ -34,12 +34,6 @@ from .panels import Input, PanelRun, store
 from .state import digest, set_widget
 from .widgets import DEFAULT_MAX_COST
 
-#: metrics computed without a click, per modality. The others re-run the model hundreds of
-#: times (stability on the MiniLM text model: ~50 s on 2 CPU cores; every image metric but
-#: agreement: 0.1 s per forward), so they wait for a button.
-AUTO = {"text": ("agreement", "faithfulness", "flip"),
-        "tabular": ("agreement", "faithfulness", "flip", "stability"),
-        "image": ("agreement",)}
 STATS = {"spearman": "Spearman ρ", "kendall": "Kendall τ", "topk_jaccard": "top-k Jaccard",
          "sign_agreement": "sign agreement"}
 #: the options each metric depends on (part of its session cache key)
@@ -52,6 +46,7 @@ BUTTON_HELP = {"faithfulness": "deletion/insertion curves against a random contr
                "stability": "IG over n_steps, GradientSHAP over seeds, each method over every baseline",
                "sanity": "randomize the model layer by layer (a copy) and re-run every method",
                "robustness": "infidelity and max-sensitivity (re-runs each method on noisy inputs)"}
+#: loads a flip's features into the what-if editor: ``apply(indices, feature_labels, baseline)``
 Apply = Callable[[Sequence[int], Sequence[str], str | None], None]
 
 
@@ -156,9 +151,19 @@ def _costs(engine, adapter, inp: Input, run: PanelRun, names: list[str], options
 
 
 # == section =================================================================================
-def compare_section(adapter, inp: Input, run: PanelRun, apply: Apply | None = None,
+def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | None = None,
                     input_id=None) -> dict:
-    """Draw the Compare section; returns the metrics shown (for the review download)."""
+    """Draw the Compare section; returns the metrics shown (for the review download).
+
+    Args:
+        view: the modality's view: which metrics run without a click (``auto_metrics``),
+            what the features are called, how the per-feature disagreement is drawn.
+        adapter: the loaded model adapter.
+        inp: the original input (metrics are computed on it).
+        run: what the panels computed.
+        apply: loads a flip into the what-if editor (None: no "Apply" buttons).
+        input_id: identifies the input in the review download.
+    """
     st.header("Compare methods", anchor="compare")
     engine = metrics_engine()
     if engine is None:
@@ -169,11 +174,8 @@ def compare_section(adapter, inp: Input, run: PanelRun, apply: Apply | None = No
     if not run.ok:
         st.info("Compare: no method produced an attribution yet (see the panels above).")
         return {}
-    modality = adapter.modality
     n = inp.enc.n_features
-    unit = {"text": "tokens", "image": f"{getattr(adapter, 'patch', 16)}x{getattr(adapter, 'patch', 16)} "
-            "patches", "tabular": "features"}.get(modality, "features")
-    st.caption(f"Metrics on the original input, over {n} interpretable {unit}, for the methods "
+    st.caption(f"Metrics on the original input, over {n} interpretable {view.unit(adapter)}, for the methods "
                f"that ran: {', '.join(_title(m) for m in run.ok)}. Explaining class "
                f"*{render.md(adapter.label(run.target))}*.")
 
@@ -205,7 +207,7 @@ def compare_section(adapter, inp: Input, run: PanelRun, apply: Apply | None = No
 
     base_key = digest(adapter.name, id(adapter), inp.enc.key, run.target, run.ok,
                       {m: run.original[m].params for m in run.ok})
-    auto = [m for m in AUTO.get(modality, ()) if m in engine.METRICS]
+    auto = [m for m in view.auto_metrics if m in engine.METRICS]
     on_demand = [m for m in engine.METRICS if m not in auto and m in BUTTONS]
     # Already computed on-demand metrics stay visible while their inputs are unchanged.
     cached = [m for m in on_demand
@@ -230,7 +232,7 @@ def compare_section(adapter, inp: Input, run: PanelRun, apply: Apply | None = No
         metrics, errors = _compute(engine, adapter, inp, run, auto + cached + clicked, options, base_key)
 
     sections = [
-        (tabs[0], ["agreement"], lambda: _agreement(adapter, inp, metrics["agreement"], stat)),
+        (tabs[0], ["agreement"], lambda: _agreement(view, adapter, inp, metrics["agreement"], stat)),
         (tabs[1], ["faithfulness"], lambda: _faithfulness(metrics["faithfulness"])),
         (tabs[2], ["flip"], lambda: _flips(metrics["flip"], apply, metrics.get("faithfulness"), baseline)),
         (tabs[3], ["stability"], lambda: _stability(metrics["stability"], run)),
@@ -288,7 +290,7 @@ def _matrix_chart(methods: Sequence[str], matrix, title: str, domain=(-1, 1), la
     return (rect + text).properties(width=alt.Step(64), height=alt.Step(44), title=title)
 
 
-def _agreement(adapter, inp: Input, a: dict, stat: str) -> None:
+def _agreement(view, adapter, inp: Input, a: dict, stat: str) -> None:
     methods = a.get("methods", [])
     c1, c2 = st.columns([1, 1])
     with c1:
@@ -315,15 +317,7 @@ def _agreement(adapter, inp: Input, a: dict, stat: str) -> None:
                                                  axis=alt.Axis(labelLimit=200, labelOverlap=False)),
             tooltip=["feature", alt.Tooltip("disagreement:Q", format=".3f")],
         ).properties(height=alt.Step(20)), width="stretch")
-        scale = float(dis.max()) or 1.0
-        if adapter.modality == "text":
-            st.html(render.token_html(inp.enc.feature_labels, dis, scale, title_prefix="disagreement ",
-                                      colour=render.AMBER))
-        elif adapter.modality == "image":
-            n = adapter.size // adapter.patch
-            grid = render.patch_grid(dis, n, adapter.size)
-            st.image(render.overlay(inp.enc.raw, grid, scale, positive_only=True), width=260,
-                     caption="disagreement per patch (darker red = more disagreement)")
+        view.draw_disagreement(adapter, inp, dis, float(dis.max()) or 1.0)
         st.caption("Disagreement per feature: how differently the methods rank it. Features here "
                    "deserve a second look before trusting any single map.")
 

@@ -6,15 +6,10 @@ dashboard and ``python -m explainers`` output can be diffed.
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
-import numpy as np
-
 from explainers import Attribution, Explanation
-
-from . import render
 
 
 def explanation(adapter, inp, attributions: dict[str, Attribution], target: int,
@@ -34,33 +29,22 @@ def result_json(adapter, inp, attributions, target, metrics=None, extra: dict | 
 
 
 def scores_csv(adapter, enc, a: Attribution) -> bytes:
-    """Text/tabular: one row per feature (index, feature, value, score). Image: the H x W
-    score matrix (row = y), one line per image row."""
-    buf = io.StringIO()
-    if adapter.modality == "image":
-        np.savetxt(buf, np.asarray(a.scores), delimiter=",", fmt="%.6g")
-        return buf.getvalue().encode()
-    import csv
-    w = csv.writer(buf)
-    values = enc.raw if isinstance(enc.raw, dict) else {}
-    w.writerow(["index", "feature", "value", "score"])
-    for i, (f, s) in enumerate(zip(enc.feature_labels, np.asarray(a.scores).tolist())):
-        w.writerow([i, f, values.get(f, ""), f"{s:.8g}"])
-    return buf.getvalue().encode()
+    """The panel's scores as CSV, in the modality view's layout (one row per feature for
+    text and tables, the H x W matrix for images)."""
+    from .views import get_view
+    return get_view(adapter.modality).scores_csv(adapter, enc, a)
 
 
-def panel_png(adapter, inp, a: Attribution, scale: float, positive_only: bool = False,
-              smooth: float = 0.0) -> bytes:
-    """The panel drawn with PIL (same colours as on screen)."""
+def panel_png(adapter, inp, a: Attribution, scale: float, settings=None) -> bytes:
+    """The panel drawn with PIL (same colours as on screen), titled with the method, the
+    input, the prediction and the colour scale."""
     from explainers import get_method
+
+    from .views import get_view
+    from .widgets import Settings
     title = (f"{get_method(a.method).title} · {inp.name} · predicted {inp.prediction.label} · "
              f"scale ±{scale:.3g}")
-    if adapter.modality == "image":
-        shown = render.smooth(a.scores, smooth) if smooth > 0 else a.scores
-        return render.png_bytes(render.overlay(inp.enc.raw, shown, scale, positive_only, inp.box))
-    if adapter.modality == "text":
-        return render.text_png(inp.enc.feature_labels, a.scores, scale, title=title)
-    return render.bars_png(inp.enc.feature_labels, a.scores, inp.enc.raw, scale, title=title)
+    return get_view(adapter.modality).panel_png(adapter, inp, a, scale, settings or Settings(0, True), title)
 
 
 def review_json(adapter, inp, target: int, methods: list[str], params: dict, metrics: dict,

@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from explainers import DEFAULT_METHODS, get_method, list_methods
+from explainers.methods.base import ANY_MODALITY
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = (("text", "Text", ":material/notes:", "a sentiment classifier (MiniLM-L6 on SST-2) or your own "
@@ -61,7 +62,8 @@ def methods_table() -> None:
         with cols[i % 3].container(border=True):
             default = " · default panel" if name in DEFAULT_METHODS else ""
             st.markdown(f"#### {m.title}")
-            st.caption(f"`{name}` · {', '.join(m.modalities)}{default}"
+            where = "any modality" if ANY_MODALITY in m.modalities else ", ".join(m.modalities)
+            st.caption(f"`{name}` · {where}{default}"
                        + (" · reports a convergence delta" if m.has_convergence_delta else ""))
             st.markdown(m.summary)
             if name in TRUST:

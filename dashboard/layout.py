@@ -1,36 +1,35 @@
-"""The layout every modality page shares: prediction strip, what-if editor, side-by-side
-panels, Compare section and downloads. A page only says where its input comes from."""
+"""The layout every modality page shares: model and input pickers, prediction strip, what-if
+editor, side-by-side panels, Compare section and downloads. The modality's own parts come
+from its view (``dashboard/views/``), so this file never branches on the modality."""
 
 from __future__ import annotations
-
-from typing import Callable
 
 import streamlit as st
 
 from . import compare, panels, widgets
-from .panels import Input
+from .views import ModalityView
 
 
-def modality_page(modality: str, adapter, original: Input, counterfactual: Callable[[], Input | None],
-                  apply: compare.Apply | None, input_id, settings: widgets.Settings) -> None:
-    """Draw the page below the input picker.
+def modality_page(view: ModalityView) -> None:
+    """Draw a modality page below its title.
 
     Args:
-        modality: "text", "image" or "tabular".
-        adapter: the loaded model adapter.
-        original: the prepared original input.
-        counterfactual: draws the what-if editor and returns the edited input (or None).
-        apply: loads a Compare "flip" edit into the editor.
-        input_id: identifies the input in downloads.
-        settings: the sidebar settings.
+        view: the modality's view, from ``dashboard.views.get_view(modality)``.
     """
+    settings = widgets.sidebar_settings(view)
+    adapter = view.model()
+    picked = view.input_picker(adapter)
+    original = panels.prepare(adapter, picked.raw, key=picked.key)
+    if original is None:
+        st.stop()
     strip = st.container()  # drawn after the editor, so it can show the edited prediction
     st.subheader("What if…")
-    edited = counterfactual()
+    edited = view.what_if(adapter, original)
     with strip:
         target = panels.prediction_strip(adapter, original, edited)
     st.subheader("Attributions side by side")
-    methods = widgets.method_picker(modality)
-    run = panels.explain_panels(adapter, original, edited, methods, target, settings)
-    metrics = compare.compare_section(adapter, original, run, apply=apply, input_id=input_id)
-    panels.page_downloads(adapter, original, edited, run, metrics, input_id=input_id)
+    methods = widgets.method_picker(view.modality)
+    run = panels.explain_panels(view, adapter, original, edited, methods, target, settings)
+    metrics = compare.compare_section(view, adapter, original, run, apply=view.apply_flip(adapter, original),
+                                      input_id=picked.input_id)
+    panels.page_downloads(adapter, original, edited, run, metrics, input_id=picked.input_id)

@@ -115,9 +115,18 @@ def _progress_callback(bar, label: str):
     return cb
 
 
-def explain_panels(adapter, original: Input, edited: Input | None, methods: list[str], target: int,
+def explain_panels(view, adapter, original: Input, edited: Input | None, methods: list[str], target: int,
                    settings: Settings) -> PanelRun:
-    """Draw one column per method and run them; see the module docstring."""
+    """Draw one column per method and run them; see the module docstring.
+
+    Args:
+        view: the modality's view (draws each map and sets the colour-scale rule).
+        adapter: the loaded model adapter.
+        original, edited: the inputs; ``edited`` is None when the user made no edit.
+        methods: registered method names, one column each.
+        target: the class every panel explains.
+        settings: the sidebar settings.
+    """
     run = PanelRun(list(methods), {}, target)
     if not methods:
         st.info("Pick at least one method above to see its attribution.")
@@ -162,13 +171,13 @@ def explain_panels(adapter, original: Input, edited: Input | None, methods: list
         finally:
             bars[m].empty()
 
-    scales = _scales(adapter.modality, run, settings)
+    scales = _scales(view, run, settings)
     _scale_note(run, settings)
     st.html(render.legend_html(scales.get("_shared") if settings.shared_scale else None,
                                settings.positive_only))
-    _draw_row(adapter, original, run.original, run, scales, settings, header="Original input")
+    _draw_row(view, adapter, original, run.original, run, scales, settings, header="Original input")
     if edited is not None:
-        _draw_row(adapter, edited, run.edited, run, scales, settings,
+        _draw_row(view, adapter, edited, run.edited, run, scales, settings,
                   header=f"Edited input{(': ' + edited.note) if edited.note else ''}")
     return run
 
@@ -195,27 +204,21 @@ def _scale_note(run: PanelRun, settings: Settings) -> None:
         c2.button("Per-panel scale", on_click=_per_panel, key="scale.switch", icon=":material/tune:")
 
 
-def shown_scores(modality: str, a: Attribution, settings: Settings) -> np.ndarray:
-    """The scores as drawn: image maps smoothed for display when the sidebar asks for it."""
-    if modality == "image" and settings.smooth > 0:
-        return render.smooth(a.scores, settings.smooth)
-    return a.scores
-
-
-def _scales(modality: str, run: PanelRun, settings: Settings) -> dict[str, float]:
+def _scales(view, run: PanelRun, settings: Settings) -> dict[str, float]:
+    """Full-colour magnitude per method (shared by its before/after maps), or one for all."""
     per = {}
     for m in run.methods:
-        maps = [shown_scores(modality, a, settings) for a in (run.original.get(m), run.edited.get(m))
+        maps = [view.shown_scores(a, settings) for a in (run.original.get(m), run.edited.get(m))
                 if a is not None]
         if maps:
-            per[m] = render.shared_scale(maps, modality, settings.positive_only)
+            per[m] = max(view.robust_max(s, settings.positive_only) for s in maps)
     if settings.shared_scale and per:
         shared = max(per.values())
         return {**{m: shared for m in per}, "_shared": shared}
     return per
 
 
-def _draw_row(adapter, inp: Input, attrs: dict[str, Attribution], run: PanelRun, scales: dict,
+def _draw_row(view, adapter, inp: Input, attrs: dict[str, Attribution], run: PanelRun, scales: dict,
               settings: Settings, header: str) -> None:
     st.markdown(f"**{render.md(header)}** — predicted *{render.md(inp.prediction.label)}* "
                 f"({inp.prediction.probabilities[inp.prediction.index]:.1%}); explaining "
@@ -230,10 +233,10 @@ def _draw_row(adapter, inp: Input, attrs: dict[str, Attribution], run: PanelRun,
             if a is None:
                 continue
             scale = scales.get(m, 1.0)
-            draw(adapter, inp, a, scale, settings)
+            view.draw(adapter, inp, a, scale, settings)
             st.caption(stats_caption(a), help="seconds of the computation (of the original run when "
                                               "cached) · convergence delta · whether the store answered")
-            _panel_downloads(adapter, inp, a, scale, settings)
+            _panel_downloads(view, adapter, inp, a, scale, settings)
 
 
 def stats_caption(a: Attribution) -> str:
@@ -244,29 +247,15 @@ def stats_caption(a: Attribution) -> str:
     return f":material/timer: {a.seconds:.2f} s · δ = {delta} · Σ = {total:+.3g} · {src}"
 
 
-def draw(adapter, inp: Input, a: Attribution, scale: float, settings: Settings) -> None:
-    """The one renderer per modality used by every panel."""
-    modality = adapter.modality
-    if modality == "text":
-        st.html(render.token_html(inp.enc.feature_labels, a.scores, scale))
-    elif modality == "image":
-        st.image(render.overlay(inp.enc.raw, shown_scores(modality, a, settings), scale,
-                                settings.positive_only, inp.box), width="stretch")
-    else:
-        st.altair_chart(render.tabular_chart(inp.enc.feature_labels, a.scores, inp.enc.raw, scale,
-                                             settings.top_features), width="stretch")
-
-
-def _panel_downloads(adapter, inp: Input, a: Attribution, scale: float, settings: Settings) -> None:
+def _panel_downloads(view, adapter, inp: Input, a: Attribution, scale: float, settings: Settings) -> None:
     stem = f"{a.method}_{inp.name}"
     c1, c2 = st.columns(2)
     with c1:
-        st.download_button("CSV", data=lambda: export.scores_csv(adapter, inp.enc, a), file_name=f"{stem}.csv",
+        st.download_button("CSV", data=lambda: view.scores_csv(adapter, inp.enc, a), file_name=f"{stem}.csv",
                            mime="text/csv", key=f"dl.csv.{stem}", on_click="ignore", icon=":material/download:",
                            help="the scores of this panel")
     with c2:
-        st.download_button("PNG", data=lambda: export.panel_png(adapter, inp, a, scale, settings.positive_only,
-                                                                settings.smooth),
+        st.download_button("PNG", data=lambda: export.panel_png(adapter, inp, a, scale, settings),
                            file_name=f"{stem}.png", mime="image/png", key=f"dl.png.{stem}", on_click="ignore",
                            icon=":material/download:", help="this panel as an image")
 

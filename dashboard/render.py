@@ -36,23 +36,17 @@ def md(value) -> str:
 
 
 # -- scales ------------------------------------------------------------------------------------
-def robust_max(scores: np.ndarray, modality: str, positive_only: bool = False) -> float:
-    """The magnitude mapped to full colour: the max |score|, or the 99th percentile for
-    images (one hot pixel would otherwise wash the whole map out)."""
+def robust_max(scores: np.ndarray, percentile: float | None = None, positive_only: bool = False) -> float:
+    """The magnitude mapped to full colour: the max |score|, or its ``percentile`` (views of
+    pixel maps use 99.5, so one hot pixel does not wash the whole map out)."""
     s = np.asarray(scores, dtype=np.float64)
     s = np.clip(s, 0, None) if positive_only else np.abs(s)
     if s.size == 0:
         return 1.0
-    m = float(np.percentile(s, 99.5)) if modality == "image" else float(s.max())
+    m = float(np.percentile(s, percentile)) if percentile is not None else float(s.max())
     if not np.isfinite(m) or m <= 0:
         m = float(s.max()) if s.size and np.isfinite(s.max()) else 0.0
     return m if m > 0 else 1.0
-
-
-def shared_scale(all_scores: Sequence[np.ndarray], modality: str, positive_only: bool = False) -> float:
-    """One scale for several maps: the largest of their robust maxima."""
-    vals = [robust_max(s, modality, positive_only) for s in all_scores if s is not None]
-    return max(vals) if vals else 1.0
 
 
 def legend_html(scale: float | None, positive_only: bool = False) -> str:

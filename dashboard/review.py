@@ -9,46 +9,20 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from cache.models import IMAGE_GALLERY, TEXT_SAMPLES, gallery_image
 from explainers import DEFAULT_METHODS, get_method, list_methods
 from explainers.metrics import METRICS
 from explainers.review import COLUMNS, review_one, slim, summarize, summary_table
 
 from . import models, render
+from .views import get_view
 
 MAX_INPUTS = 200
 DEFAULT_METRICS = ("agreement", "faithfulness", "flip")
 
 
-def text_lines(data: str) -> list[str]:
-    """Texts from a TSV/TXT (first column; a ``text`` header row is skipped)."""
-    lines = data.splitlines()
-    if lines and lines[0].lower().startswith("text\t"):
-        lines = lines[1:]
-    return [t for t in (line.split("\t")[0].strip() for line in lines) if t]
-
-
 def collect_inputs(modality: str, adapter) -> list[tuple[Any, Any]]:
-    """``(id, raw input)`` pairs chosen on the page."""
-    if modality == "text":
-        upload = st.file_uploader("Texts (TSV or TXT; first column, one per line)", type=["tsv", "txt"],
-                                  key="rv.file")
-        if upload is not None:
-            texts = text_lines(upload.getvalue().decode("utf-8", errors="replace"))
-        else:
-            texts = text_lines(st.text_area("Or type texts, one per line", "\n".join(TEXT_SAMPLES),
-                                            key="rv.texts", height=150))
-        return list(enumerate(texts))
-    if modality == "image":
-        names = st.multiselect("Sample images", IMAGE_GALLERY, default=list(IMAGE_GALLERY), key="rv.gallery")
-        uploads = st.file_uploader("And/or upload PNG/JPEG files", type=["png", "jpg", "jpeg"],
-                                   accept_multiple_files=True, key="rv.images") or []
-        return [(n, gallery_image(n)) for n in names] + [(u.name, u.getvalue()) for u in uploads]
-    c1, c2 = st.columns(2)
-    start = c1.number_input("First row", 0, len(adapter.data) - 1, 0, key="rv.start")
-    count = c2.number_input("Rows", 1, MAX_INPUTS, 20, key="rv.count")
-    stop = min(len(adapter.data), int(start) + int(count))
-    return [(i, i) for i in range(int(start), stop)]
+    """``(id, raw input)`` pairs chosen on the page (the modality view draws the choices)."""
+    return get_view(modality).review_inputs(adapter)
 
 
 def choose(modality: str) -> tuple[list[str], list[str]]:

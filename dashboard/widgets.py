@@ -7,7 +7,7 @@ a method to the registry adds its panel and its widgets here without touching th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import streamlit as st
 
@@ -20,17 +20,26 @@ DEFAULT_MAX_COST = 20_000
 
 @dataclass
 class Settings:
-    """Sidebar settings shared by every panel of a page."""
+    """Sidebar settings shared by every panel of a page.
+
+    Attributes:
+        max_cost: refuse a method whose settings need more forward passes than this.
+        shared_scale: one colour scale for every panel (else one per panel).
+        options: the view's own display options (from ``view.sidebar_options()``).
+    """
 
     max_cost: int
     shared_scale: bool
-    positive_only: bool = False
-    top_features: int = 15
-    smooth: float = 0.0
+    options: dict = field(default_factory=dict)
+
+    @property
+    def positive_only(self) -> bool:
+        """Draw only the part of each map that supports the target."""
+        return bool(self.options.get("positive_only", False))
 
 
-def sidebar_settings(modality: str) -> Settings:
-    """Cost cap, colour-scale mode and the modality's display options (in the sidebar)."""
+def sidebar_settings(view) -> Settings:
+    """Cost cap, colour-scale mode and the view's own display options (in the sidebar)."""
     with st.sidebar:
         st.subheader("Run settings")
         cap = st.number_input(
@@ -38,24 +47,14 @@ def sidebar_settings(modality: str) -> Settings:
             value=DEFAULT_MAX_COST, step=1000, key="cap", bind=BIND,
             help="A method whose settings need more forward passes than this is refused "
                  "before it runs. The estimate is shown in each panel.")
-        # Pixel maps differ in concentration (IG is spiky, occlusion spreads a drop over a
-        # window), so one shared scale washes images out; tokens and columns compare well.
-        scale = st.radio("Colour scale", ["shared", "per panel"], key="scale", bind=BIND, horizontal=True,
-                         index=1 if modality == "image" else 0,
+        scales = ["shared", "per panel"]
+        scale = st.radio("Colour scale", scales, key="scale", bind=BIND, horizontal=True,
+                         index=scales.index(view.default_scale),
                          help="Shared: one scale for every panel (and for before/after), so "
                               "colours compare across methods. Per panel: each map uses its own "
                               "maximum (the default for images, whose maps differ in concentration).")
-        positive_only, top, smooth = False, 15, 0.0
-        if modality == "image":
-            positive_only = st.radio("Heat map", ["signed", "positive only"], key="sign", bind=BIND,
-                                     horizontal=True) == "positive only"
-            smooth = st.slider("Smooth heat maps (σ, pixels)", 0.0, 8.0, 3.0, step=0.5, key="smooth", bind=BIND,
-                               help="Display only: a Gaussian blur of each pixel map, so speckled maps "
-                                    "(IG, GradientSHAP) show which regions carry the attribution. "
-                                    "Downloads (CSV, JSON) keep the raw scores.")
-        if modality == "tabular":
-            top = st.slider("Features shown per panel", 5, 30, 15, key="top", bind=BIND)
-    return Settings(int(cap), scale == "shared", positive_only, int(top), float(smooth))
+        options = view.sidebar_options()
+    return Settings(int(cap), scale == "shared", options)
 
 
 def method_picker(modality: str) -> list[str]:

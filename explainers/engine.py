@@ -38,7 +38,7 @@ def resolve_target(adapter: ModelAdapter, enc: Encoded, target: Any) -> int:
 def check_method(adapter: ModelAdapter, name: str, params: dict | None):
     """The method instance and its validated parameters, or an ExplainerError."""
     method = get_method(name)
-    if adapter.modality not in method.modalities:
+    if not method.supports(adapter.modality):
         raise ExplainerError(f"method '{name}' does not support {adapter.modality} input")
     return method, resolve_params(method.param_specs(adapter), params, name)
 

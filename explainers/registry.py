@@ -29,7 +29,7 @@ def _ensure_loaded() -> None:
 def list_methods(modality: str | None = None) -> list[str]:
     """Names of registered methods, optionally only those that support ``modality``."""
     _ensure_loaded()
-    return [n for n, c in _METHODS.items() if modality is None or modality in c.modalities]
+    return [n for n, c in _METHODS.items() if modality is None or c.supports(modality)]
 
 
 def get_method(name: str) -> "Method":

@@ -3,13 +3,14 @@
 import streamlit as st
 
 from dashboard import review
+from dashboard.views import list_views
 
 st.title("Review")
 st.caption("An internal model review: every input explained by each method, with agreement, "
            "faithfulness against a random control and flips, summarised per method. The same "
            "report as `python -m explainers review`.")
 
-modality = st.segmented_control("Modality", ["text", "image", "tabular"], default="text", key="rv.modality")
+modality = st.segmented_control("Modality", list_views(), default="text", key="rv.modality")
 if modality is None:
     st.stop()
 adapter = review.load(modality)

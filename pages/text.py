@@ -2,18 +2,10 @@
 
 import streamlit as st
 
-from cache.models import TEXT_SAMPLES
-from dashboard import editors, layout, panels, widgets
+from dashboard import layout
+from dashboard.views import get_view
 
 st.title("Text")
 st.caption("Token attributions for a sequence classifier. Click tokens to delete or mask them and "
            "every panel re-explains the edit next to the original.")
-
-settings = widgets.sidebar_settings("text")
-adapter = editors.text_model()
-text = editors.text_input(TEXT_SAMPLES)
-original = panels.prepare(adapter, text, key=text)
-if original is None:
-    st.stop()
-layout.modality_page("text", adapter, original, lambda: editors.text_counterfactual(adapter, original),
-                     editors.apply_text(adapter, original.enc), text, settings)
+layout.modality_page(get_view("text"))

@@ -3,8 +3,12 @@
 A method never sees text, images or tables. It sees an :class:`Encoded` input (the tensor
 attributions are taken against, with a batch dimension of 1), a forward function that maps a
 batch of such tensors to logits, a set of baselines, and a ``groups`` map that says which
-interpretable feature (token, image patch, table column) each element belongs to. Adding a
-modality is one adapter plus one renderer.
+interpretable feature (token, image patch, table column) each element belongs to.
+
+Adding a modality is one adapter here (subclass :class:`ModelAdapter`) plus one dashboard
+view in ``dashboard/views/`` (subclass ``ModalityView``), sample inputs and tests; the
+README's "Adding a modality" has the checklist. Methods declared for any modality and the
+Compare metrics need nothing else.
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ from ..params import ParamSpec
 if TYPE_CHECKING:
     from ..adapters.base import Encoded, ModelAdapter
 
-ALL_MODALITIES = ("text", "image", "tabular")
+#: ``modalities`` value of a method that works on any adapter (it needs only what every
+#: adapter gives: an input tensor, a forward function, baselines and feature groups)
+ANY_MODALITY = "any"
 
 
 class Method:
@@ -28,9 +30,15 @@ class Method:
     #: one line for the dashboard's home page: what it computes and when to trust it
     summary: str = ""
     paper: str = ""
-    modalities: Sequence[str] = ALL_MODALITIES
+    #: the adapters' ``modality`` values this method supports, or ``(ANY_MODALITY,)``
+    modalities: Sequence[str] = (ANY_MODALITY,)
     has_convergence_delta: bool = False
     uses_baselines: bool = True
+
+    @classmethod
+    def supports(cls, modality: str) -> bool:
+        """Whether the method applies to inputs of ``modality`` (LIT's ``is_compatible``)."""
+        return ANY_MODALITY in cls.modalities or modality in cls.modalities
 
     def param_specs(self, adapter: "ModelAdapter") -> list[ParamSpec]:
         """The parameters of this method for ``adapter``'s modality."""

@@ -1,0 +1,183 @@
+"""The protocol every modality view implements, and the registry that finds a view by the
+adapter's ``modality``.
+
+A *view* is the whole dashboard UI of one modality: where its model and input come from,
+how one attribution is drawn, which colour-scale rule applies, the what-if editor and how a
+Compare "flip" is loaded into it, the modality's sidebar options, the PNG/CSV export of a
+panel, and the Review page's input choices. Everything else (prediction strip, panels,
+Compare, downloads) is shared and lives in ``dashboard/layout.py``, ``panels.py`` and
+``compare.py``, which never branch on the modality: they ask the view.
+
+Adding a modality (see README, "Adding a modality"):
+
+1. an adapter in ``explainers/adapters/`` (encode, forward, baselines, groups);
+2. a view here: subclass :class:`ModalityView`, decorate it with :func:`register_view`;
+3. sample inputs for its input picker and Review choices;
+4. a page in ``pages/`` (title, caption, ``layout.modality_page(get_view("..."))``) and its
+   entry in ``dashboard/app.py``;
+5. tests: a tiny adapter in ``tests/conftest.py`` for the engine's contract tests and an
+   AppTest of the page (``tests/app/test_views.py`` shows a toy 1-D signal modality).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import streamlit as st
+
+from explainers import Attribution
+
+from .. import render
+from ..compare import Apply
+from ..panels import Input
+from ..widgets import Settings
+
+
+
+@dataclass
+class PickedInput:
+    """What an input picker returns: the raw input, a hashable key that identifies it in
+    per-session memos, and an id for downloads and links."""
+
+    raw: Any
+    key: Any
+    input_id: Any
+
+
+class ModalityView(ABC):
+    """The dashboard UI of one modality. Subclasses set the class attributes and implement
+    the abstract methods; the others have defaults that suit per-feature (1-D) scores."""
+
+    #: the adapter's ``modality`` this view draws
+    modality: ClassVar[str] = ""
+    #: the sidebar's colour-scale default: "shared" or "per panel"
+    default_scale: ClassVar[str] = "shared"
+    #: Compare metrics computed without a click (the others wait for a button)
+    auto_metrics: ClassVar[tuple[str, ...]] = ("agreement",)
+    #: full colour at this percentile of |score| (None: at the maximum). Images use 99.5, so
+    #: one hot pixel does not wash a map out.
+    scale_percentile: ClassVar[float | None] = None
+
+    # -- sidebar and input -------------------------------------------------------------------
+    @abstractmethod
+    def model(self):
+        """Draw the model picker in the sidebar and return the loaded adapter (the page stops
+        with a message when the model cannot be loaded)."""
+
+    def sidebar_options(self) -> dict:
+        """Draw the modality's display options in the sidebar; returns them by name
+        (``positive_only`` is read by the shared legend)."""
+        return {}
+
+    @abstractmethod
+    def input_picker(self, adapter) -> PickedInput:
+        """Draw the input picker (samples, upload, row choice) above the prediction."""
+
+    # -- what-if ---------------------------------------------------------------------------------
+    @abstractmethod
+    def what_if(self, adapter, original: Input) -> Input | None:
+        """Draw the counterfactual editor; return the edited input, or None when unedited."""
+
+    @abstractmethod
+    def apply_flip(self, adapter, original: Input) -> Apply:
+        """A callback that loads a Compare flip (features to remove) into the editor."""
+
+    # -- drawing -----------------------------------------------------------------------------------
+    def shown_scores(self, a: Attribution, settings: Settings) -> np.ndarray:
+        """The scores as drawn (a display transform such as smoothing; exports keep raw scores)."""
+        return a.scores
+
+    def robust_max(self, scores: np.ndarray, positive_only: bool = False) -> float:
+        """The magnitude mapped to full colour for one map (see :attr:`scale_percentile`)."""
+        return render.robust_max(scores, self.scale_percentile, positive_only)
+
+    @abstractmethod
+    def draw(self, adapter, inp: Input, a: Attribution, scale: float, settings: Settings) -> None:
+        """Draw one attribution of ``inp`` with full colour at ``scale``."""
+
+    def draw_disagreement(self, adapter, inp: Input, disagreement: np.ndarray, scale: float) -> None:
+        """Draw the per-feature disagreement of the methods over the input (optional)."""
+
+    def unit(self, adapter) -> str:
+        """What the interpretable features are called, plural ("tokens", "16x16 patches")."""
+        return f"{adapter.feature_unit}s"
+
+    # -- exports -------------------------------------------------------------------------------------
+    def scores_csv(self, adapter, enc, a: Attribution) -> bytes:
+        """One row per feature: index, feature, value (when the input has named values), score."""
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        values = enc.raw if isinstance(enc.raw, dict) else {}
+        w.writerow(["index", "feature", "value", "score"])
+        for i, (f, s) in enumerate(zip(enc.feature_labels, np.asarray(a.scores).tolist())):
+            w.writerow([i, f, values.get(f, ""), f"{s:.8g}"])
+        return buf.getvalue().encode()
+
+    @abstractmethod
+    def panel_png(self, adapter, inp: Input, a: Attribution, scale: float, settings: Settings,
+                  title: str) -> bytes:
+        """The panel as a PNG (same colours as on screen), with ``title`` where it fits."""
+
+    # -- review ---------------------------------------------------------------------------------------
+    @abstractmethod
+    def review_inputs(self, adapter) -> list[tuple[Any, Any]]:
+        """Draw the Review page's input choices; return ``(id, raw input)`` pairs."""
+
+
+# == registry ========================================================================================
+_VIEWS: dict[str, type[ModalityView]] = {}
+V = TypeVar("V", bound=type[ModalityView])
+
+
+def register_view(cls: V) -> V:
+    """Class decorator: register a view under its ``modality`` (replacing an earlier one,
+    so a test or a plugin can swap a view)."""
+    if not cls.modality:
+        raise ValueError(f"{cls.__name__} sets no modality")
+    _VIEWS[cls.modality] = cls
+    return cls
+
+
+def unregister_view(modality: str) -> None:
+    """Remove a view (tests that register a toy modality clean up with this)."""
+    _VIEWS.pop(modality, None)
+
+
+def get_view(modality: str) -> ModalityView:
+    """An instance of the view registered for ``modality``."""
+    from . import _ensure_loaded
+    _ensure_loaded()
+    try:
+        return _VIEWS[modality]()
+    except KeyError:
+        raise KeyError(f"no dashboard view for modality {modality!r}; registered: {sorted(_VIEWS)}") from None
+
+
+def list_views() -> list[str]:
+    """Modalities that have a view, in registration order."""
+    from . import _ensure_loaded
+    _ensure_loaded()
+    return list(_VIEWS)
+
+
+# == helpers the views share ==========================================================================
+def prediction_change(original: Input, edited: Input) -> None:
+    """One line under the editor: the edited prediction and the original class's change."""
+    p, q = original.prediction, edited.prediction
+    before, after = p.probabilities[p.index], q.probabilities[p.index]
+    flipped = q.index != p.index
+    verdict = (f":red[**flipped to {render.md(q.label)}**]" if flipped
+               else f"still **{render.md(q.label)}**")
+    st.markdown(f"Prediction on the edit: {verdict} ({q.probabilities[q.index]:.1%}) · "
+                f"P({render.md(p.label)}) {before:.1%} → {after:.1%} "
+                f"(**{(after - before) * 100:+.1f}** pts)")
+
+
+def class_names(text: str) -> tuple[str, ...] | None:
+    """Comma-separated class names typed in the sidebar (None when empty)."""
+    return tuple(s.strip() for s in text.split(",") if s.strip()) or None

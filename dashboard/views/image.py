@@ -1,0 +1,177 @@
+"""Image view: heat maps blended over the picture; erase a rectangle or fill patches."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import streamlit as st
+
+from cache.models import IMAGE_GALLERY, gallery_image
+from explainers import ExplainerError
+
+from .. import models, render
+from ..panels import Input, prepare
+from ..state import BIND, digest
+from .base import Apply, ModalityView, PickedInput, class_names, prediction_change, register_view
+
+
+def _patch_box(adapter, label: str, labels: Sequence[str]) -> tuple[int, int, int, int]:
+    n = adapter.size // adapter.patch
+    idx = list(labels).index(label)
+    r, c = divmod(idx, n)
+    p = adapter.patch
+    return c * p, r * p, (c + 1) * p, (r + 1) * p
+
+
+def _reset() -> None:
+    st.session_state["erase"] = False
+    st.session_state["cf.patches"] = []
+
+
+@register_view
+class ImageView(ModalityView):
+    """Pixel maps over the image (per-panel scale at the 99.5th percentile, optional display
+    smoothing), rectangle and patch erasing."""
+
+    modality = "image"
+    default_scale = "per panel"  # pixel maps differ in concentration (IG spiky, occlusion blocky)
+    auto_metrics = ("agreement",)  # every other image metric costs ~0.1 s per forward pass
+    scale_percentile = 99.5
+
+    def model(self):
+        """Sidebar: the default EfficientNet-Lite0, or a timm architecture with your checkpoint."""
+        with st.sidebar:
+            st.subheader("Model")
+            src = st.radio("Image model", ["default", "custom"], key="model_src", bind=BIND,
+                           captions=[models.DEFAULT_TITLES["image"], "a timm architecture + your checkpoint"])
+            if src == "default":
+                adapter, err = models.get_model("image", "image")
+            else:
+                arch = st.text_input("timm model name", key="model", bind=BIND, placeholder="e.g. resnet18").strip()
+                ckpt = st.file_uploader("Checkpoint (.safetensors, or a state dict .pt/.pth)",
+                                        type=["safetensors", "pt", "pth"], key="up.ckpt")
+                names = st.text_input("Class names, comma-separated (optional; 1,000 = ImageNet)", key="up.names")
+                st.caption("Pickled checkpoints are read with weights_only=True: anything but tensors is "
+                           "refused. Without a checkpoint, timm's pretrained weights are needed offline.")
+                if not arch:
+                    st.info("Type a timm model name in the sidebar.")
+                    st.stop()
+                path = None
+                if ckpt is not None:
+                    suffix = ".safetensors" if ckpt.name.endswith(".safetensors") else ".pt"
+                    path = models.save_upload(ckpt.getvalue(), suffix)
+                adapter, err = models.get_model(arch, "image", checkpoint=path, labels=class_names(names))
+        return models.require_model(adapter, err)
+
+    def sidebar_options(self) -> dict:
+        positive_only = st.radio("Heat map", ["signed", "positive only"], key="sign", bind=BIND,
+                                 horizontal=True) == "positive only"
+        smooth = st.slider("Smooth heat maps (σ, pixels)", 0.0, 8.0, 3.0, step=0.5, key="smooth", bind=BIND,
+                           help="Display only: a Gaussian blur of each pixel map, so speckled maps "
+                                "(IG, GradientSHAP) show which regions carry the attribution. "
+                                "Downloads (CSV, JSON) keep the raw scores.")
+        return {"positive_only": positive_only, "smooth": float(smooth)}
+
+    def input_picker(self, adapter) -> PickedInput:
+        """Gallery image (name kept in the URL) or an uploaded PNG/JPEG."""
+        c1, c2 = st.columns([1, 2])
+        with c1:
+            src = st.radio("Image source", ["gallery", "upload"], key="src", bind=BIND, horizontal=True)
+        with c2:
+            if src == "gallery":
+                name = st.selectbox("Sample image", list(IMAGE_GALLERY), key="img", bind=BIND)
+                return PickedInput(gallery_image(name), ("gallery", name), name)
+            up = st.file_uploader("PNG or JPEG (max 20 MB)", type=["png", "jpg", "jpeg"], key="upload")
+            if up is None:
+                st.info("Upload an image, or switch to the gallery. (Uploads are not part of shared links.)")
+                st.stop()
+            data = up.getvalue()
+            return PickedInput(data, ("upload", digest(data)), f"upload:{up.name}")
+
+    def what_if(self, adapter, original: Input) -> Input | None:
+        """Erase a rectangle (sliders) and/or patches with one of the adapter's fills."""
+        enc, size = original.enc, adapter.size
+        c1, c2, c3 = st.columns([1, 1, 1])
+        with c1:
+            erase = st.toggle("Erase a rectangle", key="erase", bind=BIND)
+            fill = st.selectbox("Fill with", list(adapter.baseline_kinds), key="fill", bind=BIND,
+                                help="the same fills the methods use as baselines")
+            st.button("Reset", on_click=_reset, key="cf.reset", icon=":material/restart_alt:")
+        with c2:
+            xs = st.slider("x0 → x1 (pixels)", 0, size, (size * 5 // 16, size * 11 // 16), key="box.x",
+                           bind=BIND, disabled=not erase)
+            ys = st.slider("y0 → y1 (pixels)", 0, size, (size * 5 // 16, size * 11 // 16), key="box.y",
+                           bind=BIND, disabled=not erase)
+            patches = st.multiselect(f"Also fill {adapter.patch}x{adapter.patch} patches", enc.feature_labels,
+                                     key="cf.patches", help="the Compare section's 'apply' fills these")
+        box = (xs[0], ys[0], xs[1], ys[1]) if erase and xs[1] > xs[0] and ys[1] > ys[0] else None
+        boxes = ([box] if box else []) + [_patch_box(adapter, p, enc.feature_labels) for p in patches]
+        if not boxes:
+            with c3:
+                st.image(render.outline(enc.raw, (xs[0], ys[0], xs[1], ys[1]) if erase else None),
+                         caption="model input (224 x 224)", width=200)
+            st.caption("Switch on 'Erase a rectangle' (or pick patches) to see the prediction and every "
+                       "map on the edited image.")
+            return None
+        try:
+            filled = adapter.erase(enc, (0, 0, size, size), fill)  # the fill everywhere (uint8)
+        except ExplainerError as e:
+            st.error(render.md(e))
+            return None
+        mask = np.zeros(enc.raw.shape[:2], dtype=bool)
+        for x0, y0, x1, y1 in boxes:
+            mask[y0:y1, x0:x1] = True
+        arr = np.where(mask[..., None], filled, enc.raw).astype(np.uint8)
+        note = (f"{fill} fill on x {box[0]}-{box[2]}, y {box[1]}-{box[3]}" if box else "") + \
+               (f"{' + ' if box else ''}{len(patches)} patch(es) filled with {fill}" if patches else "")
+        with c3:
+            st.image(render.outline(arr, box), caption="edited input", width=200)
+        edited = prepare(adapter, arr, key=("img", digest(arr)), name="edited", box=box, note=note)
+        if edited is not None:
+            prediction_change(original, edited)
+        return edited
+
+    def apply_flip(self, adapter, original: Input) -> Apply:
+        """Fill the flipping patches with the baseline."""
+        enc = original.enc
+
+        def apply(indices: Sequence[int], _features: Sequence[str], baseline: str | None = None) -> None:
+            st.session_state["cf.patches"] = [enc.feature_labels[int(i)] for i in indices]
+            if baseline in adapter.baseline_kinds:
+                st.session_state["fill"] = baseline
+        return apply
+
+    def shown_scores(self, a, settings) -> np.ndarray:
+        smooth = float(settings.options.get("smooth", 0.0))
+        return render.smooth(a.scores, smooth) if smooth > 0 else a.scores
+
+    def draw(self, adapter, inp, a, scale, settings) -> None:
+        st.image(render.overlay(inp.enc.raw, self.shown_scores(a, settings), scale,
+                                settings.positive_only, inp.box), width="stretch")
+
+    def draw_disagreement(self, adapter, inp, disagreement, scale) -> None:
+        n = adapter.size // adapter.patch
+        grid = render.patch_grid(disagreement, n, adapter.size)
+        st.image(render.overlay(inp.enc.raw, grid, scale, positive_only=True), width=260,
+                 caption="disagreement per patch (darker red = more disagreement)")
+
+    def unit(self, adapter) -> str:
+        return f"{adapter.patch}x{adapter.patch} patches"
+
+    def scores_csv(self, adapter, enc, a) -> bytes:
+        """The H x W score matrix (row = y), one line per image row."""
+        import io
+        buf = io.StringIO()
+        np.savetxt(buf, np.asarray(a.scores), delimiter=",", fmt="%.6g")
+        return buf.getvalue().encode()
+
+    def panel_png(self, adapter, inp, a, scale, settings, title) -> bytes:
+        return render.png_bytes(render.overlay(inp.enc.raw, self.shown_scores(a, settings), scale,
+                                               settings.positive_only, inp.box))
+
+    def review_inputs(self, adapter) -> list[tuple[Any, Any]]:
+        names = st.multiselect("Sample images", IMAGE_GALLERY, default=list(IMAGE_GALLERY), key="rv.gallery")
+        uploads = st.file_uploader("And/or upload PNG/JPEG files", type=["png", "jpg", "jpeg"],
+                                   accept_multiple_files=True, key="rv.images") or []
+        return [(n, gallery_image(n)) for n in names] + [(u.name, u.getvalue()) for u in uploads]

@@ -1,0 +1,147 @@
+"""Text view: highlighted tokens; click tokens to delete or mask them, or type an edit."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import streamlit as st
+
+from cache.models import TEXT_SAMPLES
+
+from .. import models, render
+from ..panels import Input, prepare
+from ..state import BIND, digest
+from .base import Apply, ModalityView, PickedInput, prediction_change, register_view
+
+
+def _token_key(enc) -> str:
+    return "cf.tok." + digest(enc.raw)
+
+
+def _tokens_changed(adapter, enc) -> None:
+    sel = sorted(st.session_state.get(_token_key(enc)) or [])
+    if not sel:
+        st.session_state["edit"] = ""
+        return
+    if st.session_state.get("cf.action", "delete") == "delete":
+        st.session_state["edit"] = adapter.edit_tokens(enc, delete=sel)
+    else:
+        st.session_state["edit"] = adapter.edit_tokens(enc, mask=sel)
+
+
+def _reset(enc) -> None:
+    st.session_state["edit"] = ""
+    st.session_state[_token_key(enc)] = []
+
+
+def _start(text: str) -> None:
+    st.session_state["edit"] = text
+
+
+def _use_sample() -> None:
+    sample = st.session_state.get("sample")
+    if sample:
+        st.session_state["text"] = sample
+
+
+def text_lines(data: str) -> list[str]:
+    """Texts from a TSV/TXT (first column; a ``text`` header row is skipped)."""
+    lines = data.splitlines()
+    if lines and lines[0].lower().startswith("text\t"):
+        lines = lines[1:]
+    return [t for t in (line.split("\t")[0].strip() for line in lines) if t]
+
+
+@register_view
+class TextView(ModalityView):
+    """Token highlights (one shared colour scale), token-click and free-text what-if edits."""
+
+    modality = "text"
+    auto_metrics = ("agreement", "faithfulness", "flip")
+    samples: Sequence[str] = TEXT_SAMPLES
+
+    def model(self):
+        """Sidebar: the default sentiment model or any Hugging Face id / local folder."""
+        with st.sidebar:
+            st.subheader("Model")
+            src = st.radio("Text model", ["default", "custom"], key="model_src", bind=BIND,
+                           captions=[models.DEFAULT_TITLES["text"], "a Hugging Face id or a local folder"])
+            spec = "text"
+            if src == "custom":
+                spec = st.text_input("Model id or folder", key="model", bind=BIND,
+                                     placeholder="e.g. /models/my-bert-classifier").strip()
+                st.caption("A sequence classifier loadable by transformers (no remote code). "
+                           "Hub ids need the files in the local Hugging Face cache (offline).")
+        if not spec:
+            st.info("Type a Hugging Face model id or a local folder in the sidebar.")
+            st.stop()
+        return models.require_model(*models.get_model(spec, "text"))
+
+    def input_picker(self, adapter) -> PickedInput:
+        c1, c2 = st.columns([3, 1])
+        with c2:
+            st.selectbox("Samples", [""] + list(self.samples), key="sample", on_change=_use_sample,
+                         format_func=lambda s: s if s else "(pick a sample)")
+        with c1:
+            text = st.text_area("Text to explain", value=self.samples[0], key="text", bind=BIND, height=80)
+        return PickedInput(text, text, text)
+
+    def what_if(self, adapter, original: Input) -> Input | None:
+        """Click tokens to delete or mask them, or type an edited text freely."""
+        enc = original.enc
+        shown = render.display_tokens(enc.feature_labels)
+        c1, c2 = st.columns([4, 1])
+        with c2:
+            st.radio("Clicked tokens are", ["delete", "mask"], key="cf.action", on_change=_tokens_changed,
+                     args=(adapter, enc),
+                     format_func=lambda a: "deleted" if a == "delete" else "replaced by [MASK]")
+        with c1:
+            st.pills("Click tokens to edit them", list(range(enc.n_features)), selection_mode="multi",
+                     format_func=lambda i: shown[i][0] or enc.feature_labels[i], key=_token_key(enc),
+                     on_change=_tokens_changed, args=(adapter, enc))
+        edit = st.text_area("Edited text (clicks fill it in; you can also type freely)", key="edit", bind=BIND,
+                            height=68, placeholder="No edit yet: click tokens above, or type a variant of the text.")
+        b1, b2, _ = st.columns([1, 1, 4])
+        b1.button("Copy original", on_click=_start, args=(enc.raw,), key="cf.start",
+                  icon=":material/content_copy:")
+        b2.button("Reset", on_click=_reset, args=(enc,), key="cf.reset", icon=":material/restart_alt:")
+        edit = (edit or "").strip()
+        if not edit or edit == enc.raw:
+            st.caption("Original and edited inputs are the same; edit to see before/after maps.")
+            return None
+        st.html(render.diff_html(enc.raw, edit))
+        edited = prepare(adapter, edit, key=edit, name="edited", note="text edited")
+        if edited is not None:
+            prediction_change(original, edited)
+        return edited
+
+    def apply_flip(self, adapter, original: Input) -> Apply:
+        """Delete the flipping tokens."""
+        enc = original.enc
+
+        def apply(indices: Sequence[int], _features: Sequence[str], _baseline: str | None = None) -> None:
+            idx = sorted(int(i) for i in indices)
+            st.session_state[_token_key(enc)] = idx
+            st.session_state["cf.action"] = "delete"
+            st.session_state["edit"] = adapter.edit_tokens(enc, delete=idx)
+        return apply
+
+    def draw(self, adapter, inp, a, scale, settings) -> None:
+        st.html(render.token_html(inp.enc.feature_labels, a.scores, scale))
+
+    def draw_disagreement(self, adapter, inp, disagreement, scale) -> None:
+        st.html(render.token_html(inp.enc.feature_labels, disagreement, scale, title_prefix="disagreement ",
+                                  colour=render.AMBER))
+
+    def panel_png(self, adapter, inp, a, scale, settings, title) -> bytes:
+        return render.text_png(inp.enc.feature_labels, a.scores, scale, title=title)
+
+    def review_inputs(self, adapter) -> list[tuple[Any, Any]]:
+        upload = st.file_uploader("Texts (TSV or TXT; first column, one per line)", type=["tsv", "txt"],
+                                  key="rv.file")
+        if upload is not None:
+            texts = text_lines(upload.getvalue().decode("utf-8", errors="replace"))
+        else:
+            texts = text_lines(st.text_area("Or type texts, one per line", "\n".join(self.samples),
+                                            key="rv.texts", height=150))
+        return list(enumerate(texts))
