@@ -16,6 +16,8 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dash
 
 import streamlit as st  # noqa: E402
 
+from dashboard.state import enter_page  # noqa: E402
+
 st.set_page_config(page_title="Attribution Studio", page_icon=":material/insights:", layout="wide",
                    initial_sidebar_state="expanded")
 
@@ -27,4 +29,6 @@ PAGES = [
     st.Page(str(ROOT / "pages" / "review.py"), title="Review", icon=":material/fact_check:"),
 ]
 
-st.navigation(PAGES).run()
+page = st.navigation(PAGES)
+enter_page(page.url_path)
+page.run()

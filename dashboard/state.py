@@ -72,3 +72,37 @@ def memo(name: str, key: Any, fn: Callable[[], Any], size: int = 16) -> Any:
 def set_widget(key: str, value: Any) -> None:
     """Set a widget's value from a callback (the only way to change a bound widget)."""
     st.session_state[key] = value
+
+
+def enter_page(page: str) -> None:
+    """Scope widget state and the URL to the page being shown.
+
+    Bound widgets keep their values across a page switch (``bind="query-params"`` wins over
+    Streamlit's page scope), so without this the Image page would inherit the Text page's
+    ``ig.baselines=pad`` (invalid there) or its explained class. On a switch to another page
+    every widget value is dropped, except those the arriving URL names (a link that carries
+    parameters keeps them). The values of the page left behind that its URL held are kept
+    aside, so coming back restores that page as it was. Private keys (``_memo.*``,
+    ``_metrics``) are caches keyed by content and stay. Call it once per run, before the
+    page draws any widget.
+    """
+    bound = st.session_state.setdefault("_page_bound", {})   # page -> keys its URL has held
+    kept = st.session_state.setdefault("_page_values", {})   # page -> their values when left
+    urls = st.session_state.setdefault("_page_urls", {})     # page -> its last URL parameters
+    previous = st.session_state.get("_page")
+    st.session_state["_page"] = page
+    if previous is not None and previous != page:
+        arriving = set(st.query_params)
+        kept[previous] = {k: st.session_state[k] for k in bound.get(previous, ()) if k in st.session_state}
+        for key in [k for k in st.session_state if isinstance(k, str) and not k.startswith("_")]:
+            if key not in arriving:
+                del st.session_state[key]
+        if not arriving:
+            for key, value in kept.get(page, {}).items():
+                st.session_state[key] = value
+            if urls.get(page):  # so the address bar is a link to the restored view at once
+                st.query_params.from_dict(urls[page])
+    # Only bound widgets appear in the URL, and their values may be set from code (buttons
+    # and uploaders may not), so these are the keys that are safe to restore.
+    bound.setdefault(page, set()).update(st.query_params)
+    urls[page] = {k: st.query_params.get_all(k) for k in st.query_params}

@@ -372,3 +372,51 @@ def test_image_custom_model_errors_are_messages(arch, message):
     at = run(page("image", {"model_src": "custom", "model": arch}))
     assert not at.exception
     assert any(message in e.value for e in at.error)
+
+
+# -- moving between pages ---------------------------------------------------------------------
+PAGES = ("home", "text", "image", "tabular", "review")
+
+
+def every_ordered_pair(nodes: tuple[str, ...]) -> list[str]:
+    """A walk that goes from every page to every other page exactly once (an Eulerian circuit
+    of the complete directed graph, by Hierholzer's algorithm)."""
+    out = {a: [b for b in nodes if b != a] for a in nodes}
+    stack, walk = [nodes[0]], []
+    while stack:
+        if out[stack[-1]]:
+            stack.append(out[stack[-1]].pop())
+        else:
+            walk.append(stack.pop())
+    return walk[::-1]
+
+
+def test_the_walk_covers_every_ordered_pair():
+    walk = every_ordered_pair(PAGES)
+    pairs = list(zip(walk, walk[1:]))
+    assert len(pairs) == len(set(pairs)) == len(PAGES) * (len(PAGES) - 1)
+
+
+@needs_text_model
+def test_every_page_after_every_other_page_explains_its_default_input():
+    """Widget values never leak from one page into the next (issue: the Image page showed
+    the Text page's `baselines=pad` as an error, and explained ImageNet class 0)."""
+    from dashboard.views import get_view
+    at = run(page("app", timeout=300))
+    for name in every_ordered_pair(PAGES)[1:]:
+        at.switch_page(f"../pages/{name}.py")
+        run(at)
+        where = f"page {name}"
+        assert not at.error, (where, [e.value for e in at.error])
+        if name in ("home", "review"):
+            continue
+        assert len(panel_stats(at)) == 3, where
+        assert at.selectbox(key="target").value == -1, where  # the predicted class, not a leftover
+        assert at.radio(key="scale").value == get_view(name).default_scale, where
+        captions = "\n".join(c.value for c in at.caption)
+        assert "baselines=" in captions and "baselines= " not in captions and not captions.endswith(
+            "baselines="), where
+        # leave the page with state that would be wrong elsewhere: another class, another scale
+        at.selectbox(key="target").set_value(0)
+        at.radio(key="scale").set_value("per panel" if get_view(name).default_scale == "shared" else "shared")
+        run(at)

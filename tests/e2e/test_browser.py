@@ -182,3 +182,36 @@ def test_review(server, browser):
     assert page.get_by_text("Download JSON lines").count() == 1
     _shot(page, "review")
     page.close()
+
+
+def _nav(page, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    time.sleep(1.0)
+    _settle(page)
+
+
+@pytest.mark.skipif(not TEXT_WEIGHTS.is_file(), reason="default text model weights not built yet")
+def test_pages_do_not_leak_state_into_each_other_and_keep_their_own(server, browser):
+    """Type a sentence on Text, then visit every page from every other page (sidebar links):
+    no page shows an error or another page's parameters; Text still has the sentence."""
+    from tests.app.test_pages import PAGES, every_ordered_pair
+    page = _open(browser, f"{server}/text", "Download review", height=1600)
+    box = page.locator("textarea").first
+    box.fill("Great movie.")
+    box.press("Control+Enter")
+    time.sleep(1.0)
+    _settle(page)
+    for name in every_ordered_pair(PAGES)[1:]:
+        _nav(page, name.capitalize())
+        assert page.locator('[data-testid="stException"]').count() == 0, name
+        errors = page.locator('[data-testid="stAlertContentError"]').all_inner_texts()
+        assert not errors, (name, errors)
+        if name in ("text", "image", "tabular"):
+            page.get_by_text("Download review").first.wait_for(timeout=240_000)
+            _settle(page)
+            assert len(_panel_captions(page)) == 3, name
+            assert "baselines=pad" not in page.url or name == "text", page.url
+        if name == "text":
+            assert page.locator("textarea").first.input_value() == "Great movie."
+            assert "text=Great" in page.url  # the restored view is also the page's link
+    page.close()
