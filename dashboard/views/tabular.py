@@ -18,9 +18,11 @@ def _wf_key(row: int, feature: str) -> str:
     return f"wf.{row}.{feature}"
 
 
-def _reset(row: int) -> None:
-    for k in [k for k in st.session_state if isinstance(k, str) and k.startswith(f"wf.{row}.")]:
-        del st.session_state[k]
+def _reset(row: int, values: dict[str, float]) -> None:
+    """Every what-if value back to the row's own. Set, not deleted: the values are bound to
+    the URL, and a widget whose state is dropped would read an edited value from it again."""
+    for f, v in values.items():
+        st.session_state[_wf_key(row, f)] = float(v)
 
 
 @register_view
@@ -78,7 +80,7 @@ class TabularView(ModalityView):
         std = adapter.std[0].cpu().numpy()
         edited_values = {}
         with st.expander(f"What-if: edit any of the {len(names)} feature values", expanded=False):
-            st.button("Reset", on_click=_reset, args=(row,), key="cf.reset", icon=":material/restart_alt:")
+            st.button("Reset", on_click=_reset, args=(row, values), key="cf.reset", icon=":material/restart_alt:")
             cols = st.columns(3)
             for i, f in enumerate(names):
                 step = float(f"{max(float(std[i]) / 10, 1e-6):.1g}")

@@ -420,3 +420,28 @@ def test_every_page_after_every_other_page_explains_its_default_input():
         at.selectbox(key="target").set_value(0)
         at.radio(key="scale").set_value("per panel" if get_view(name).default_scale == "shared" else "shared")
         run(at)
+
+
+# -- reset ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,params", [
+    ("text", {"edit": "The soup was and the service was terrible."}),
+    ("image", {**FAST_IMAGE, "erase": "true"}),
+    ("tabular", {"row": "13", "wf.13.worst radius": "10.0", "wf.13.worst area": "300.0"}),
+])
+def test_reset_restores_the_original_input(name, params):
+    """After Reset the edited row is gone and the prediction is the original's, even when
+    the edit came in with the link (the URL parameters are reset too)."""
+    if name == "text" and not TEXT_WEIGHTS.is_file():
+        pytest.skip("default text model weights not built yet")
+    at = run(page(name, params))
+    edit_change(at)  # the edit is applied
+    metrics_before = len(at.metric)
+    original = at.metric[0 if name != "tabular" else 1].value
+    at.button(key="cf.reset").click()
+    run(at)
+    assert not any("Prediction on the edit" in m.value for m in at.markdown)
+    assert len(at.metric) == metrics_before - 1  # the "Edited input" metric is gone
+    assert at.metric[0 if name != "tabular" else 1].value == original
+    assert len(panel_stats(at)) == 3  # no before/after rows
+    assert not [k for k in at.query_params if k.startswith(("wf.", "edit", "erase"))
+                and at.query_params[k] not in ("", "false")]
