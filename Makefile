@@ -17,12 +17,13 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
-# Debian's Chromium for the real-browser tests (Playwright drives it; it never downloads one).
+# Debian's Chromium for the real-browser tests (Playwright drives it; it never downloads one),
+# and a CJK font, so screenshots show Chinese text as users see it rather than empty boxes.
 browser:
-	@if [ ! -x /usr/bin/chromium ]; then \
+	@if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/opentype/noto ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
-	  else echo "chromium not installed and not root: browser tests will be skipped"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-noto-cjk >/dev/null; \
+	  else echo "chromium or fonts-noto-cjk not installed and not root: browser tests may be skipped"; fi; \
 	fi
 
 run: $(STAMP)

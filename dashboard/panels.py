@@ -34,6 +34,7 @@ class Input:
     name: str = "original"          # "original" or "edited"
     box: tuple | None = None        # image: the erased rectangle, drawn as an outline
     note: str = ""                  # one line describing the edit
+    edit: dict = field(default_factory=dict)  # the edit itself, as the JSON download records it
 
 
 @dataclass
@@ -60,7 +61,8 @@ def store():
 
 
 # -- inputs -------------------------------------------------------------------------------------
-def prepare(adapter, raw: Any, key: Any, name: str = "original", box=None, note: str = "") -> Input | None:
+def prepare(adapter, raw: Any, key: Any, name: str = "original", box=None, note: str = "",
+            edit: dict | None = None) -> Input | None:
     """Encode and predict ``raw`` (memoised per session); an error is shown, not raised."""
     try:
         enc, pred = memo("encode", (id(adapter), adapter.name, name, digest(key)),
@@ -71,7 +73,7 @@ def prepare(adapter, raw: Any, key: Any, name: str = "original", box=None, note:
     except Exception as e:  # noqa: BLE001
         st.error(f"Cannot use this {name} input ({type(e).__name__}).")
         return None
-    return Input(enc, pred, name, box, note)
+    return Input(enc, pred, name, box, note, dict(edit or {}))
 
 
 def _encode_predict(adapter, raw):
@@ -89,12 +91,12 @@ def prediction_strip(adapter, original: Input, edited: Input | None) -> int:
     p = original.prediction
     left, right = st.columns([1, 2])
     with left:
-        st.metric("Prediction", p.label, help="the model's arg-max class on the original input")
+        st.metric("Prediction", render.md(p.label), help="the model's arg-max class on the original input")
         st.caption(f"probability {p.probabilities[p.index]:.1%} · model {render.md(adapter.name)}")
         if edited is not None:
             q = edited.prediction
             change = q.probabilities[p.index] - p.probabilities[p.index]
-            st.metric("Edited input", q.label, delta=f"{change * 100:+.1f} pts for {p.label}",
+            st.metric("Edited input", render.md(q.label), delta=f"{change * 100:+.1f} pts for {render.md(p.label)}",
                       delta_color="normal")
         target = target_picker(adapter, p)
     with right:
@@ -277,7 +279,7 @@ def page_downloads(adapter, original: Input, edited: Input | None, run: PanelRun
         c2.download_button(
             "Result JSON (edited)", key="dl.json.edited", on_click="ignore", icon=":material/download:",
             data=lambda: export.result_json(adapter, edited, run.edited, run.target,
-                                            extra={"edit": edited.note}),
+                                            extra={"edit": {"description": edited.note, **edited.edit}}),
             file_name=f"explanation_{adapter.modality}_edited.json", mime="application/json")
     c3.caption("Share: the address bar holds this view's model, input, methods, parameters, target "
                "and edit (values at their defaults are left out), so the link reproduces it. "

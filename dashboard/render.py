@@ -28,11 +28,17 @@ AMBER = (255, 127, 14)  # neutral highlight (disagreement), not a sign
 
 
 def md(value) -> str:
-    """``value`` as literal text inside Streamlit markdown: HTML-escaped and with markdown
-    syntax (links, emphasis, code) backslash-escaped. For model labels, feature names,
-    tokens and anything else a model or an upload can choose."""
+    """``value`` as literal text inside Streamlit markdown: HTML-escaped, with markdown
+    syntax (links, emphasis, code) backslash-escaped, and bare URLs, ``www.`` names and
+    e-mail addresses kept from auto-linking. For model labels, feature names, tokens and
+    anything else a model or an upload can choose."""
     text = html.escape(str(value), quote=False)  # quotes are safe in markdown text; &#x27; is not
-    return re.sub(r"([\\`*_{}\[\]()#+!|~$>-])", r"\\\1", text)
+    text = re.sub(r"([\\`*_{}\[\]()#+!|~$>-])", r"\\\1", text)
+    # GFM auto-links "scheme://", "www." and "a@b" in plain text; a character reference
+    # reads the same but no longer matches (the text stays text, nothing is fetched).
+    text = re.sub(r":(?=//)", "&#58;", text)
+    text = re.sub(r"(?i)\b(www)\.", r"\1&#46;", text)
+    return text.replace("@", "&#64;")
 
 
 # -- scales ------------------------------------------------------------------------------------
@@ -250,6 +256,31 @@ def png_bytes(arr: np.ndarray | Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def titled_image_png(image: np.ndarray, title: str, scale: float, positive_only: bool = False,
+                     note: str = "") -> bytes:
+    """An image map with a title line and a colour key above it (what the screen's legend
+    says), so a downloaded PNG explains itself."""
+    arr = np.asarray(image, dtype=np.uint8)
+    font = _font(13)
+    pad, line = 8, 18
+    lines = [title] + ([note] if note else [])
+    width = max(arr.shape[1], int(max(font.getlength(t) for t in lines)) + 2 * pad, 420)
+    top = pad + line * (len(lines) + 1) + pad
+    img = Image.new("RGB", (width, top + arr.shape[0]), "white")
+    d = ImageDraw.Draw(img)
+    for i, t in enumerate(lines):
+        d.text((pad, pad + i * line), t, fill=(40, 40, 40), font=font)
+    y = pad + len(lines) * line
+    keys = [(POS, f"+{scale:.3g} supports the target")] + ([] if positive_only else [(NEG, f"-{scale:.3g} against it")])
+    x = pad
+    for colour, label in keys:
+        d.rectangle([x, y + 2, x + 12, y + 14], fill=colour)
+        d.text((x + 16, y), label, fill=(60, 60, 60), font=font)
+        x += 16 + int(font.getlength(label)) + 18
+    img.paste(Image.fromarray(arr), (0, top))
+    return png_bytes(img)
 
 
 def _rgb_over_white(score: float, scale: float) -> tuple[int, int, int]:

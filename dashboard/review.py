@@ -72,7 +72,7 @@ def show(records: list[dict]) -> None:
     if failed:
         with st.expander(f"{len(failed)} input(s) failed"):
             for r in failed:
-                st.markdown(f"- `{render.md(r['id'])}`: {render.md(r['error'])}")
+                st.markdown(f"- **{render.md(r['id'])}**: {render.md(r['error'])}")
     c1, c2 = st.columns(2)
     c1.download_button("Download JSON lines", "\n".join(json.dumps(r, default=str) for r in records) + "\n",
                        file_name="review.jsonl", mime="application/jsonl", key="rv.dl.jsonl")

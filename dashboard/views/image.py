@@ -127,7 +127,9 @@ class ImageView(ModalityView):
                (f"{' + ' if box else ''}{len(patches)} patch(es) filled with {fill}" if patches else "")
         with c3:
             st.image(render.outline(arr, box), caption="edited input", width=200)
-        edited = prepare(adapter, arr, key=("img", digest(arr)), name="edited", box=box, note=note)
+        edited = prepare(adapter, arr, key=("img", digest(arr)), name="edited", box=box, note=note,
+                         edit={"fill": fill, "erased_box": list(box) if box else None,
+                               "filled_patches": list(patches)})
         if edited is not None:
             prediction_change(original, edited)
         return edited
@@ -167,8 +169,11 @@ class ImageView(ModalityView):
         return buf.getvalue().encode()
 
     def panel_png(self, adapter, inp, a, scale, settings, title) -> bytes:
-        return render.png_bytes(render.overlay(inp.enc.raw, self.shown_scores(a, settings), scale,
-                                               settings.positive_only, inp.box))
+        smooth = float(settings.options.get("smooth", 0.0))
+        note = f"display smoothing σ = {smooth:g} px (the CSV keeps the raw scores)" if smooth > 0 else ""
+        return render.titled_image_png(render.overlay(inp.enc.raw, self.shown_scores(a, settings), scale,
+                                                      settings.positive_only, inp.box),
+                                       title, scale, settings.positive_only, note)
 
     def review_inputs(self, adapter) -> list[tuple[Any, Any]]:
         names = st.multiselect("Sample images", IMAGE_GALLERY, default=list(IMAGE_GALLERY), key="rv.gallery")

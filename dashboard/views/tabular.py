@@ -65,7 +65,7 @@ class TabularView(ModalityView):
         with c2:
             truth = getattr(adapter, "true_labels", None)
             if truth is not None and row < len(truth):
-                st.metric("True label", adapter.label(int(truth[row])), help="ground truth of this row")
+                st.metric("True label", render.md(adapter.label(int(truth[row]))), help="ground truth of this row")
             acc = getattr(adapter, "heldout_accuracy", None)
             if acc is not None:
                 st.caption(f"model accuracy on held-out rows: {acc:.1%}")
@@ -98,7 +98,9 @@ class TabularView(ModalityView):
             for f, (a, b) in changed.items()) + "</div>")
         full = {f: float(edited_values[f] if edited_values[f] is not None else values[f]) for f in names}
         edited = prepare(adapter, full, key=("row", digest(full)), name="edited",
-                         note=f"{len(changed)} feature(s) changed")
+                         note=f"{len(changed)} feature(s) changed",
+                         edit={"row": row, "changed": {f: {"from": float(a), "to": float(b)}
+                                                       for f, (a, b) in changed.items()}})
         if edited is not None:
             prediction_change(original, edited)
         return edited

@@ -110,7 +110,8 @@ class TextView(ModalityView):
             st.caption("Original and edited inputs are the same; edit to see before/after maps.")
             return None
         st.html(render.diff_html(enc.raw, edit))
-        edited = prepare(adapter, edit, key=edit, name="edited", note="text edited")
+        edited = prepare(adapter, edit, key=edit, name="edited", note="text edited",
+                         edit={"original_text": enc.raw, "edited_text": edit})
         if edited is not None:
             prediction_change(original, edited)
         return edited

@@ -59,3 +59,23 @@ def test_token_html_escapes_and_diff_marks_changes():
     assert "<img" not in html and "&lt;img" in html and "rgba(214,39,40" in html and "rgba(31,119,180" in html
     diff = render.diff_html("the <b>soup</b> was bland", "the <b>soup</b> was")
     assert "<del" in diff and "bland" in diff and "<b>" not in diff and "&lt;b&gt;" in diff
+
+
+def test_image_png_has_a_title_and_a_legend(tiny_image, tiny_image_input):
+    enc = tiny_image.encode(tiny_image_input)
+    a = run_method(tiny_image, enc, "saliency")
+    inp = Input(enc, tiny_image.predict(enc))
+    png = Image.open(io.BytesIO(export.panel_png(tiny_image, inp, a, 1.0)))
+    bare = render.overlay(enc.raw, a.scores, 1.0)
+    assert png.size[1] > bare.shape[0] + 30 and png.size[0] >= bare.shape[1]  # room for title + key
+    top = np.asarray(png.convert("RGB"))[: png.size[1] - bare.shape[0]]
+    assert (np.abs(top.astype(int) - render.POS).sum(-1) < 10).any()  # the red key swatch
+    assert (np.abs(top.astype(int) - render.NEG).sum(-1) < 10).any()  # and the blue one
+
+
+def test_md_keeps_labels_literal_and_unlinked():
+    label = "![x](https://evil.example/a.png) see www.evil.example or me@evil.example *now*"
+    out = render.md(label)
+    assert "![" not in out and "](" not in out and "*now*" not in out  # no image, link or emphasis
+    assert "://" not in out and "www." not in out and "@" not in out  # nothing auto-links
+    assert "&#58;//" in out and "www&#46;" in out and "&#64;" in out  # the same text, as references

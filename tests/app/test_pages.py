@@ -44,6 +44,11 @@ def panel_stats(at: AppTest) -> list[tuple[str, str]]:
     return [m.groups()[:2] for c in at.caption if (m := PANEL.search(c.value))]
 
 
+def render_md(value: str) -> str:
+    from dashboard.render import md
+    return md(value)
+
+
 def rendered(at: AppTest) -> list[str]:
     return ([m.value for m in at.markdown] + [c.value for c in at.caption]
             + [h.value for h in at.get("html")])
@@ -296,9 +301,11 @@ def test_tabular_upload_csv_and_torchscript(tmp_path):
     at.file_uploader(key="up.csv").upload("rows.csv", frame.to_csv(index=False).encode(), "text/csv")
     at.file_uploader(key="up.model").upload("model.pt", path.read_bytes())
     at.text_input(key="up.label").input("label")
-    at.text_input(key="up.names").input("no, yes")
+    at.text_input(key="up.names").input("no, ![x](https://evil.example/a.png)")
     run(at)
-    assert at.metric[0].value in ("no", "yes")
+    assert at.metric[0].value in ("no", render_md("![x](https://evil.example/a.png)"))
+    shown = [m.value for m in at.metric] + rendered(at)
+    assert not any("](https://" in v or "https://evil" in v for v in shown)  # never a live image or link
     assert len(panel_stats(at)) == 3
     bars = "\n".join(rendered(at))
     assert "Where the methods disagree most" in bars
