@@ -34,6 +34,8 @@ from .panels import Input, PanelRun, store
 from .state import digest, set_widget
 from .widgets import DEFAULT_MAX_COST
 
+#: above this many features the metrics that re-predict (faithfulness, flips, ...) wait for a click
+AUTO_MAX_FEATURES = 100
 STATS = {"spearman": "Spearman ρ", "kendall": "Kendall τ", "topk_jaccard": "top-k Jaccard",
          "sign_agreement": "sign agreement"}
 #: the options each metric depends on (part of its session cache key)
@@ -183,10 +185,13 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
     tabs = st.tabs(["Agreement", "Faithfulness", "Flips", "Stability", "Sanity & robustness"])
     # Each metric's options sit at the top of its tab; the results are drawn below them.
     with tabs[0]:
-        c1, c2 = st.columns([3, 2])
+        c1, c2, c3 = st.columns([3, 2, 2])
         stat = c1.radio("Statistic", list(STATS), format_func=STATS.get, horizontal=True, key="cmp.stat")
         k = (c2.slider("top-k size (k)", 1, n, max(1, min(n, round(0.1 * n) or 1)), key="cmp.k",
                        help=engine.OPTION_HELP.get("k", "")) if n > 1 else 1)
+        shown = (c3.slider("Disagreements shown", 1, min(n, 50), min(n, 10), key="cmp.top",
+                           help="the features the methods disagree on most, largest first")
+                 if n > 1 else 1)
     kinds = list(adapter.baseline_kinds)
     with tabs[1]:
         baseline = st.selectbox(
@@ -208,6 +213,10 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
     base_key = digest(adapter.name, id(adapter), inp.enc.key, run.target, run.ok,
                       {m: run.original[m].params for m in run.ok})
     auto = [m for m in view.auto_metrics if m in engine.METRICS]
+    if n > AUTO_MAX_FEATURES and auto != ["agreement"]:  # hundreds of long re-predictions
+        auto = [m for m in auto if m == "agreement"]
+        st.caption(f"{n} {view.unit(adapter)}: over {AUTO_MAX_FEATURES}, only agreement runs by itself; "
+                   "the other metrics wait for their buttons.")
     on_demand = [m for m in engine.METRICS if m not in auto and m in BUTTONS]
     # Already computed on-demand metrics stay visible while their inputs are unchanged.
     cached = [m for m in on_demand
@@ -232,7 +241,7 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
         metrics, errors = _compute(engine, adapter, inp, run, auto + cached + clicked, options, base_key)
 
     sections = [
-        (tabs[0], ["agreement"], lambda: _agreement(view, adapter, inp, metrics["agreement"], stat)),
+        (tabs[0], ["agreement"], lambda: _agreement(view, adapter, inp, metrics["agreement"], stat, shown)),
         (tabs[1], ["faithfulness"], lambda: _faithfulness(metrics["faithfulness"])),
         (tabs[2], ["flip"], lambda: _flips(metrics["flip"], apply, metrics.get("faithfulness"), baseline)),
         (tabs[3], ["stability"], lambda: _stability(metrics["stability"], run)),
@@ -266,7 +275,7 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
 
 # == renderers ===============================================================================
 def _matrix_chart(methods: Sequence[str], matrix, title: str, domain=(-1, 1), labels=None,
-                  legend: bool = True) -> alt.Chart:
+                  legend: bool = True, step: int = 64) -> alt.Chart:
     names = labels or [_title(m) for m in methods]
     rows = []
     for i, a in enumerate(names):
@@ -287,19 +296,21 @@ def _matrix_chart(methods: Sequence[str], matrix, title: str, domain=(-1, 1), la
         tooltip=["row", "col", alt.Tooltip("value:Q", format=".3f")])
     text = base.mark_text(fontSize=13).encode(
         text="text:N", color=alt.condition(alt.datum.dark, alt.value("white"), alt.value("black")))
-    return (rect + text).properties(width=alt.Step(64), height=alt.Step(44), title=title)
+    return (rect + text).properties(width=alt.Step(step), height=alt.Step(44), title=title)
 
 
-def _agreement(view, adapter, inp: Input, a: dict, stat: str) -> None:
+def _agreement(view, adapter, inp: Input, a: dict, stat: str, shown: int = 10) -> None:
     methods = a.get("methods", [])
-    c1, c2 = st.columns([1, 1])
+    # with many methods the matrix needs the full width; the disagreements go below it
+    c1, c2 = st.columns([1, 1]) if len(methods) <= 4 else (st.container(), st.container())
     with c1:
         matrix = a.get(stat) or []
         domain = (-1, 1) if stat in ("spearman", "kendall") else (0, 1)
         label = STATS[stat] + (f" (k={a.get('k')})" if stat == "topk_jaccard" else "")
         if len(methods) < 2:
             st.info("Agreement needs at least two methods.")
-        st.altair_chart(_matrix_chart(methods, matrix, label, domain), width="content")
+        st.altair_chart(_matrix_chart(methods, matrix, label, domain, step=64 if len(methods) <= 4 else 48),
+                        width="content")
         st.caption("1 = the two methods rank (or sign) the features the same way; Spearman/Kendall "
                    "near 0 = unrelated rankings; top-k Jaccard = overlap of their k most important features.")
     with c2:
@@ -309,7 +320,7 @@ def _agreement(view, adapter, inp: Input, a: dict, stat: str) -> None:
         if dis.size == 0:
             st.caption("no per-feature disagreement")
             return
-        top = np.argsort(-dis)[: min(10, dis.size)]
+        top = np.argsort(-dis)[: min(shown, dis.size)]
         names = unique_labels(labels)
         df = pd.DataFrame({"feature": [names[i] for i in top], "disagreement": dis[top]})
         st.altair_chart(alt.Chart(df).mark_bar(color="#ff7f0e").encode(

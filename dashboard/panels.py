@@ -10,6 +10,7 @@ still render.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,39 +134,26 @@ def explain_panels(view, adapter, original: Input, edited: Input | None, methods
     if not methods:
         st.info("Pick at least one method above to see its attribution.")
         return run
-    n = len(methods)
     bars = {}
-    for col, m in zip(st.columns(n, border=True), methods):
-        with col:
-            meth = get_method(m)
-            st.markdown(f"**{meth.title}**")
-            with st.expander("Parameters", expanded=False):
-                run.params[m] = param_widgets(adapter, m)
-            st.caption(params_caption(run.params[m]))
-            try:
-                cost = estimate_cost(adapter, original.enc, m, run.params[m])
-                run.costs[m] = cost
-                per = " per input (original and edited)" if edited is not None else ""
-                if cost > settings.max_cost:
-                    st.warning(f"Refused: needs {cost:,} forward passes{per}, over the cap of "
-                               f"{settings.max_cost:,}. Lower its parameters or raise the cap in the sidebar.")
-                    run.errors[m] = "over the cost cap"
-                else:
-                    st.caption(f"Estimated cost: {cost:,} forward passes{per} (cap {settings.max_cost:,})")
-            except ExplainerError as e:
-                run.errors[m] = str(e)
-            bars[m] = st.empty()
+    for row in grid(methods):
+        for col, m in zip(st.columns(len(row), border=True), row):
+            with col:
+                bars[m] = _panel_header(adapter, original, edited, m, run, settings)
 
     for m in methods:
         if m in run.errors:
             continue
         try:
             bars[m].progress(0.0, text="queued")
+            started = time.perf_counter()
             run.original[m] = run_method(adapter, original.enc, m, run.params[m], target, store(),
                                          _progress_callback(bars[m], "original"), settings.max_cost)
             if edited is not None:
                 run.edited[m] = run_method(adapter, edited.enc, m, run.params[m], target, store(),
                                            _progress_callback(bars[m], "edited"), settings.max_cost)
+            if not run.original[m].cache_hit and m in run.costs:
+                _calibrate(adapter, original.enc, run.costs[m] * (2 if edited is not None else 1),
+                           time.perf_counter() - started)
         except ExplainerError as e:
             run.errors[m] = str(e)
         except Exception as e:  # noqa: BLE001  (never a traceback in the browser)
@@ -182,6 +170,71 @@ def explain_panels(view, adapter, original: Input, edited: Input | None, methods
         _draw_row(view, adapter, edited, run.edited, run, scales, settings,
                   header=f"Edited input{(': ' + edited.note) if edited.note else ''}")
     return run
+
+
+#: panels per row: up to four side by side; five or more wrap into balanced rows
+PER_ROW = 4
+
+
+def grid(methods: list[str]) -> list[list[str]]:
+    """Methods in rows of at most :data:`PER_ROW`, balanced (7 -> 4 + 3, 9 -> 3 + 3 + 3)."""
+    rows = -(-len(methods) // PER_ROW)
+    per = -(-len(methods) // rows) if rows else 1
+    return [methods[i:i + per] for i in range(0, len(methods), per)]
+
+
+def _panel_header(adapter, original: Input, edited: Input | None, m: str, run: PanelRun,
+                  settings: Settings):
+    """Title, parameter widgets, cost (forward passes, and seconds once calibrated) and an
+    empty slot for the progress bar; fills ``run.params``/``costs``/``errors`` for ``m``."""
+    st.markdown(f"**{get_method(m).title}**")
+    with st.expander("Parameters", expanded=False):
+        run.params[m] = param_widgets(adapter, m)
+    st.caption(params_caption(run.params[m]))
+    try:
+        cost = estimate_cost(adapter, original.enc, m, run.params[m])
+        run.costs[m] = cost
+        per = " per input (original and edited)" if edited is not None else ""
+        if cost > settings.max_cost:
+            st.warning(f"Refused: needs {cost:,} forward passes{per}, over the cap of "
+                       f"{settings.max_cost:,}. Lower its parameters or raise the cap in the sidebar.")
+            run.errors[m] = "over the cost cap"
+        else:
+            seconds = estimated_seconds(adapter, original.enc, cost * (2 if edited is not None else 1))
+            eta = "" if seconds is None else f", about {seconds:,.1f} s"
+            st.caption(f"Estimated cost: {cost:,} forward passes{per}{eta} (cap {settings.max_cost:,})")
+            if seconds is not None and seconds > SLOW_SECONDS:
+                st.warning(f"This will take about {seconds:,.0f} s (measured on this model in this "
+                           "session). Lower its parameters, or wait: the bar below shows progress.")
+    except ExplainerError as e:
+        run.errors[m] = str(e)
+    return st.empty()
+
+
+#: warn before a panel whose estimate is longer than this
+SLOW_SECONDS = 5.0
+
+
+def _work(enc, passes: int) -> float:
+    """Work of ``passes`` forward passes of ``enc``: passes x input elements (tokens x
+    embedding size, pixels x channels), which is what the time of one pass grows with."""
+    return float(passes) * float(enc.inputs[0].numel())
+
+
+def _calibrate(adapter, enc, passes: int, seconds: float) -> None:
+    """Remember this session's seconds per unit of work on ``adapter`` (an exponential
+    average over computed runs, never over cache hits)."""
+    rates = st.session_state.setdefault("_rates", {})
+    rate = seconds / max(_work(enc, passes), 1.0)
+    old = rates.get(adapter.name)
+    rates[adapter.name] = rate if old is None else 0.5 * old + 0.5 * rate
+
+
+def estimated_seconds(adapter, enc, passes: int) -> float | None:
+    """Seconds a run of ``passes`` forward passes should take, from this session's earlier
+    runs on the same model (None before the first computed run)."""
+    rate = st.session_state.get("_rates", {}).get(adapter.name)
+    return None if rate is None else rate * _work(enc, passes)
 
 
 def _per_panel(_=None) -> None:
@@ -225,8 +278,12 @@ def _draw_row(view, adapter, inp: Input, attrs: dict[str, Attribution], run: Pan
     st.markdown(f"**{render.md(header)}** — predicted *{render.md(inp.prediction.label)}* "
                 f"({inp.prediction.probabilities[inp.prediction.index]:.1%}); explaining "
                 f"*{render.md(adapter.label(run.target))}*")
-    for col, m in zip(st.columns(len(run.methods)), run.methods):
+    rows = grid(run.methods)
+    cells = [(col, m) for row in rows for col, m in zip(st.columns(len(row)), row)]
+    for col, m in cells:
         with col:
+            if len(rows) > 1:  # the maps no longer sit under their parameter headers: name them
+                st.markdown(f"**{get_method(m).title}**")
             if m in run.errors:
                 if inp.name == "original":
                     st.error(f"{get_method(m).title}: {render.md(run.errors[m])}")

@@ -14,24 +14,49 @@ from ..state import BIND, digest
 from .base import Apply, ModalityView, PickedInput, prediction_change, register_view
 
 
+#: above this many tokens, the token pills are paged and the disagreement text folds away
+LONG_TEXT = 60
+
+
 def _token_key(enc) -> str:
     return "cf.tok." + digest(enc.raw)
 
 
-def _tokens_changed(adapter, enc) -> None:
-    sel = sorted(st.session_state.get(_token_key(enc)) or [])
+def _selection_key(enc) -> str:
+    # a plain state key, not a widget's: it outlives the pills of pages not on screen
+    return "cf.sel." + digest(enc.raw)
+
+
+def _pages(enc) -> list[range]:
+    n = enc.n_features
+    return [range(i, min(i + LONG_TEXT, n)) for i in range(0, n, LONG_TEXT)] or [range(0)]
+
+
+def _apply_selection(adapter, enc, selected) -> None:
+    """Store the clicked tokens and write the edit they make into the edit box."""
+    sel = sorted({int(i) for i in selected})
+    st.session_state[_selection_key(enc)] = sel
     if not sel:
         st.session_state["edit"] = ""
-        return
-    if st.session_state.get("cf.action", "delete") == "delete":
+    elif st.session_state.get("cf.action", "delete") == "delete":
         st.session_state["edit"] = adapter.edit_tokens(enc, delete=sel)
     else:
         st.session_state["edit"] = adapter.edit_tokens(enc, mask=sel)
 
 
+def _tokens_changed(adapter, enc, page: int) -> None:
+    shown = set(_pages(enc)[page])
+    others = [i for i in st.session_state.get(_selection_key(enc), []) if i not in shown]
+    _apply_selection(adapter, enc, others + list(st.session_state.get(f"{_token_key(enc)}.{page}") or []))
+
+
+def _action_changed(adapter, enc) -> None:
+    _apply_selection(adapter, enc, st.session_state.get(_selection_key(enc), []))
+
+
 def _reset(enc) -> None:
     st.session_state["edit"] = ""
-    st.session_state[_token_key(enc)] = []
+    st.session_state[_selection_key(enc)] = []
 
 
 def _start(text: str) -> None:
@@ -92,13 +117,11 @@ class TextView(ModalityView):
         shown = render.display_tokens(enc.feature_labels)
         c1, c2 = st.columns([4, 1])
         with c2:
-            st.radio("Clicked tokens are", ["delete", "mask"], key="cf.action", on_change=_tokens_changed,
+            st.radio("Clicked tokens are", ["delete", "mask"], key="cf.action", on_change=_action_changed,
                      args=(adapter, enc),
                      format_func=lambda a: "deleted" if a == "delete" else "replaced by [MASK]")
         with c1:
-            st.pills("Click tokens to edit them", list(range(enc.n_features)), selection_mode="multi",
-                     format_func=lambda i: shown[i][0] or enc.feature_labels[i], key=_token_key(enc),
-                     on_change=_tokens_changed, args=(adapter, enc))
+            self._token_pills(adapter, enc, shown)
         edit = st.text_area("Edited text (clicks fill it in; you can also type freely)", key="edit", bind=BIND,
                             height=68, placeholder="No edit yet: click tokens above, or type a variant of the text.")
         b1, b2, _ = st.columns([1, 1, 4])
@@ -116,23 +139,44 @@ class TextView(ModalityView):
             prediction_change(original, edited)
         return edited
 
+    @staticmethod
+    def _token_pills(adapter, enc, shown) -> None:
+        """The tokens as clickable pills; a long text is paged (LONG_TEXT tokens a page), and
+        the selection spans pages."""
+        pages = _pages(enc)
+        page = 0
+        if len(pages) > 1:
+            page = st.selectbox("Tokens", range(len(pages)), key="cf.page",
+                                format_func=lambda p: f"{pages[p].start + 1}-{pages[p].stop} of {enc.n_features}")
+        key = f"{_token_key(enc)}.{page}"
+        selected = st.session_state.get(_selection_key(enc), [])
+        st.session_state[key] = [i for i in selected if i in pages[page]]
+        st.pills("Click tokens to edit them", list(pages[page]), selection_mode="multi",
+                 format_func=lambda i: shown[i][0] or enc.feature_labels[i], key=key,
+                 on_change=_tokens_changed, args=(adapter, enc, page))
+        if len(pages) > 1 and selected:
+            st.caption(f"{len(selected)} token(s) selected across pages.")
+
     def apply_flip(self, adapter, original: Input) -> Apply:
         """Delete the flipping tokens."""
         enc = original.enc
 
         def apply(indices: Sequence[int], _features: Sequence[str], _baseline: str | None = None) -> None:
-            idx = sorted(int(i) for i in indices)
-            st.session_state[_token_key(enc)] = idx
             st.session_state["cf.action"] = "delete"
-            st.session_state["edit"] = adapter.edit_tokens(enc, delete=idx)
+            _apply_selection(adapter, enc, indices)
         return apply
 
     def draw(self, adapter, inp, a, scale, settings) -> None:
         st.html(render.token_html(inp.enc.feature_labels, a.scores, scale))
 
     def draw_disagreement(self, adapter, inp, disagreement, scale) -> None:
-        st.html(render.token_html(inp.enc.feature_labels, disagreement, scale, title_prefix="disagreement ",
-                                  colour=render.AMBER))
+        html = render.token_html(inp.enc.feature_labels, disagreement, scale, title_prefix="disagreement ",
+                                 colour=render.AMBER)
+        if inp.enc.n_features <= LONG_TEXT:
+            st.html(html)
+        else:  # hundreds of tokens would run far past the rest of the page
+            with st.expander(f"Disagreement over all {inp.enc.n_features} tokens"):
+                st.html(html)
 
     def panel_png(self, adapter, inp, a, scale, settings, title) -> bytes:
         return render.text_png(inp.enc.feature_labels, a.scores, scale, title=title)

@@ -452,3 +452,51 @@ def test_reset_restores_the_original_input(name, params):
     assert len(panel_stats(at)) == 3  # no before/after rows
     assert not [k for k in at.query_params if k.startswith(("wf.", "edit", "erase"))
                 and at.query_params[k] not in ("", "false")]
+
+
+# -- long inputs and many methods ----------------------------------------------------------------
+def test_a_long_text_pages_its_tokens_folds_its_disagreements_and_waits_for_clicks(tiny_text_dir, monkeypatch):
+    """Above the thresholds (lowered here, so the tiny model's 64 positions are 'long'), the
+    token pills come in pages, the per-token disagreement folds into an expander, only the
+    top-k disagreements are charted, and the re-predicting metrics wait for their buttons."""
+    import dashboard.compare
+    import dashboard.views.text
+    monkeypatch.setattr(dashboard.views.text, "LONG_TEXT", 8)
+    monkeypatch.setattr(dashboard.compare, "AUTO_MAX_FEATURES", 10)
+    # distinct words: AppTest picks a pill by its label
+    text = "the soup was bland good bad film a great terrible movie not very i it and love hate service food"
+    at = run(page("text", {"model_src": "custom", "model": str(tiny_text_dir), "text": text}))
+    n = len(text.split())
+    assert len(at.pills[0].options) == 8  # one page of tokens
+    assert len(at.selectbox(key="cf.page").options) == -(-n // 8)
+    # a selection on one page survives turning to another
+    at.pills[0].set_value([0])
+    run(at)
+    first_edit = at.text_area(key="edit").value
+    assert first_edit and first_edit != text
+    at.selectbox(key="cf.page").set_value(1)
+    run(at)
+    at.pills[0].set_value([8])
+    run(at)
+    assert len(at.text_area(key="edit").value.split()) == n - 2  # both deletions kept
+    assert any("over 10, only agreement runs" in c.value for c in at.caption)
+    assert any("Not computed yet" in i.value for i in at.info)  # faithfulness waits for a click
+    assert any(e.label.startswith("Disagreement over all") for e in at.expander)
+    at.slider(key="cmp.top").set_value(5)
+    run(at)
+    bars = [c for c in at.get("vega_lite_chart") if "disagreement" in str(c.proto.spec)]
+    assert bars and str(bars[0].proto.spec).count('"feature":') <= 6  # 5 rows (+ the encoding)
+
+
+def test_many_methods_wrap_into_rows():
+    from dashboard.panels import grid
+    assert [len(r) for r in grid(list("abc"))] == [3]
+    assert [len(r) for r in grid(list("abcde"))] == [3, 2]
+    assert [len(r) for r in grid(list("abcdefg"))] == [4, 3]
+    assert [len(r) for r in grid(list("abcdefghi"))] == [3, 3, 3]
+    from explainers import list_methods
+    at = run(page("tabular", {"row": "13"}))
+    at.multiselect(key="methods").set_value(list_methods("tabular"))
+    run(at)
+    assert len(panel_stats(at)) == len(list_methods("tabular"))
+    assert not at.error
