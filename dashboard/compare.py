@@ -30,7 +30,7 @@ import streamlit as st
 from explainers import ExplainerError, get_method
 
 from . import export, render
-from .panels import Input, PanelRun, store
+from .panels import Input, PanelRun, running, store
 from .state import digest, set_widget
 from .widgets import DEFAULT_MAX_COST
 
@@ -102,7 +102,7 @@ def _remember(key: str, value) -> None:
 
 # == compute ===================================================================================
 def _compute(engine, adapter, inp: Input, run: PanelRun, names: list[str], options: dict,
-             base_key: str) -> tuple[dict, dict[str, str]]:
+             base_key: str, status=None) -> tuple[dict, dict[str, str]]:
     """The metrics in ``names`` (from the session cache or the engine) and errors by name."""
     out, errors, todo = {}, {}, []
     keys = {n: digest(base_key, n, {o: options.get(o) for o in DEPENDS.get(n, ())}) for n in names}
@@ -128,16 +128,17 @@ def _compute(engine, adapter, inp: Input, run: PanelRun, names: list[str], optio
             out[n] = block.get(n)
             _remember(keys[n], out[n])
 
-    try:  # one call, so faithfulness and flip share their re-predictions
-        attempt(todo)
-    except Exception:  # noqa: BLE001  (retried one by one below, to say which metric failed)
-        for n in todo:
-            try:
-                attempt([n])
-            except ExplainerError as e:
-                errors[n] = str(e)
-            except Exception as e:  # noqa: BLE001
-                errors[n] = f"{n} failed ({type(e).__name__})."
+    with running(status, "metrics (" + ", ".join(todo) + ")", "metrics"):
+        try:  # one call, so faithfulness and flip share their re-predictions
+            attempt(todo)
+        except Exception:  # noqa: BLE001  (retried one by one below, to say which metric failed)
+            for n in todo:
+                try:
+                    attempt([n])
+                except ExplainerError as e:
+                    errors[n] = str(e)
+                except Exception as e:  # noqa: BLE001
+                    errors[n] = f"{n} failed ({type(e).__name__})."
     bar.empty()
     return out, errors
 
@@ -154,7 +155,7 @@ def _costs(engine, adapter, inp: Input, run: PanelRun, names: list[str], options
 
 # == section =================================================================================
 def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | None = None,
-                    input_id=None) -> dict:
+                    input_id=None, status=None) -> dict:
     """Draw the Compare section; returns the metrics shown (for the review download).
 
     Args:
@@ -165,6 +166,7 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
         run: what the panels computed.
         apply: loads a flip into the what-if editor (None: no "Apply" buttons).
         input_id: identifies the input in the review download.
+        status: the page's "Running … Stop" placeholder.
     """
     st.header("Compare methods", anchor="compare")
     engine = metrics_engine()
@@ -181,6 +183,7 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
                f"that ran: {', '.join(_title(m) for m in run.ok)}. Explaining class "
                f"*{render.md(adapter.label(run.target))}*.")
 
+    verdict_slot = st.container()  # filled once the metrics are in, above the buttons and tabs
     button_row = st.container()
     tabs = st.tabs(["Agreement", "Faithfulness", "Flips", "Stability", "Sanity & robustness"])
     # Each metric's options sit at the top of its tab; the results are drawn below them.
@@ -238,7 +241,10 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
                        "bound of forward passes is in each button's tooltip; those over the sidebar "
                        "cap are disabled); results are kept while the input, target and parameters "
                        "stay the same.")
-        metrics, errors = _compute(engine, adapter, inp, run, auto + cached + clicked, options, base_key)
+        metrics, errors = _compute(engine, adapter, inp, run, auto + cached + clicked, options, base_key,
+                                   status)
+    with verdict_slot:
+        _verdicts(run.ok, metrics)
 
     sections = [
         (tabs[0], ["agreement"], lambda: _agreement(view, adapter, inp, metrics["agreement"], stat, shown)),
@@ -271,6 +277,46 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
                                             {m: run.original[m].params for m in run.ok}, metrics, input_id),
             file_name=f"review_{adapter.modality}.json", mime="application/json")
     return metrics
+
+
+# == verdicts ==================================================================================
+def verdict(method: str, metrics: dict) -> list[str]:
+    """One short clause per metric computed for ``method`` on this input, from the numbers
+    the tabs below show (nothing is computed here)."""
+    parts = []
+    faith = metrics.get("faithfulness") or {}
+    f, r = (faith.get("methods") or {}).get(method), faith.get("random") or {}
+    if f and f.get("deletion_aopc") is not None and r.get("deletion_aopc") is not None:
+        beats = "beats" if f.get("beats_random") else "does **not** beat"
+        p = f.get("p_value")
+        parts.append(f"{beats} the random control (deletion AOPC {f['deletion_aopc']:.3f} vs "
+                     f"{r['deletion_aopc']:.3f}" + (f", p = {p:.2g}" if isinstance(p, (int, float)) else "") + ")")
+    flips = metrics.get("flip") or {}
+    fl, fr = (flips.get("methods") or {}).get(method), flips.get("random") or {}
+    if fl is not None:
+        rc = fr.get("count")
+        ctrl = f"random: {rc}" if rc is not None else "random: none"
+        parts.append(f"flips the prediction with {fl['count']} deletion(s) ({ctrl})" if fl.get("count") is not None
+                     else f"no flip in its order ({ctrl})")
+    agree = metrics.get("agreement") or {}
+    names, rho = agree.get("methods") or [], agree.get("spearman") or []
+    if method in names and len(names) > 1 and rho:
+        i = names.index(method)
+        others = [rho[i][j] for j in range(len(names)) if j != i and rho[i][j] is not None]
+        if others:
+            parts.append(f"mean Spearman ρ {float(np.mean(others)):+.2f} with the other maps")
+    san = ((metrics.get("sanity") or {}).get("methods") or {}).get(method)
+    if san is not None:
+        parts.append("**fails** the randomization check" if san.get("independent_of_model")
+                     else "passes the randomization check")
+    return parts
+
+
+def _verdicts(methods: Sequence[str], metrics: dict) -> None:
+    lines = [f"- **{render.md(_title(m))}**: " + "; ".join(parts) + "."
+             for m in methods if (parts := verdict(m, metrics))]
+    if lines:
+        st.markdown("**On this input**\n" + "\n".join(lines))
 
 
 # == renderers ===============================================================================

@@ -16,7 +16,9 @@ def modality_page(view: ModalityView) -> None:
     Args:
         view: the modality's view, from ``dashboard.views.get_view(modality)``.
     """
+    status = st.empty()  # "Running … Stop" while panels or metrics compute
     settings = widgets.sidebar_settings(view)
+    settings.status = status
     adapter = view.model()
     picked = view.input_picker(adapter)
     original = panels.prepare(adapter, picked.raw, key=picked.key)
@@ -31,5 +33,5 @@ def modality_page(view: ModalityView) -> None:
     methods = widgets.method_picker(view.modality)
     run = panels.explain_panels(view, adapter, original, edited, methods, target, settings)
     metrics = compare.compare_section(view, adapter, original, run, apply=view.apply_flip(adapter, original),
-                                      input_id=picked.input_id)
+                                      input_id=picked.input_id, status=status)
     panels.page_downloads(adapter, original, edited, run, metrics, input_id=picked.input_id)

@@ -10,6 +10,7 @@ still render.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,6 +141,19 @@ def explain_panels(view, adapter, original: Input, edited: Input | None, methods
             with col:
                 bars[m] = _panel_header(adapter, original, edited, m, run, settings)
 
+    if not settings.live and not _applied(original, edited, run):
+        _wait_for_apply(original, edited, run)
+        return run
+    todo = [m for m in methods if m not in run.errors]
+    with running(settings.status, f"{len(todo)} method(s)" if todo else None, "panels"):
+        _run_methods(adapter, original, edited, methods, run, settings, bars)
+    _draw_maps(view, adapter, original, edited, run, settings)
+    return run
+
+
+def _run_methods(adapter, original: Input, edited: Input | None, methods: list[str], run: PanelRun,
+                 settings: Settings, bars: dict) -> None:
+    target = run.target
     for m in methods:
         if m in run.errors:
             continue
@@ -161,6 +175,8 @@ def explain_panels(view, adapter, original: Input, edited: Input | None, methods
         finally:
             bars[m].empty()
 
+
+def _draw_maps(view, adapter, original: Input, edited: Input | None, run: PanelRun, settings: Settings) -> None:
     scales = _scales(view, run, settings)
     _scale_note(run, settings)
     st.html(render.legend_html(scales.get("_shared") if settings.shared_scale else None,
@@ -169,7 +185,52 @@ def explain_panels(view, adapter, original: Input, edited: Input | None, methods
     if edited is not None:
         _draw_row(view, adapter, edited, run.edited, run, scales, settings,
                   header=f"Edited input{(': ' + edited.note) if edited.note else ''}")
-    return run
+
+
+# -- running, stop and apply --------------------------------------------------------------------
+def _pause() -> None:
+    st.session_state["live"] = False
+
+
+@contextlib.contextmanager
+def running(slot, what: str | None, key: str):
+    """While the block runs, say so at the top of the page with a Stop button (Streamlit's own
+    indicator is hidden by the minimal toolbar). Stop interrupts the run and switches live
+    updates off, so the rerun it causes computes nothing until "Apply changes"."""
+    if slot is None or what is None:
+        yield
+        return
+    with slot.container():
+        c1, c2 = st.columns([6, 1])
+        c1.info(f":material/hourglass_top: Running: {what}…")
+        c2.button("Stop", key=f"run.stop.{key}", on_click=_pause, icon=":material/stop_circle:",
+                  help="stop this run and pause live updates")
+    try:
+        yield
+    finally:
+        slot.empty()
+
+
+def _signature(original: Input, edited: Input | None, run: PanelRun) -> str:
+    return digest(original.enc.key, edited.enc.key if edited else None, run.methods, run.params, run.target)
+
+
+def _applied(original: Input, edited: Input | None, run: PanelRun) -> bool:
+    return st.session_state.get("_applied") == _signature(original, edited, run)
+
+
+def _apply(signature: str) -> None:
+    st.session_state["_applied"] = signature
+
+
+def _wait_for_apply(original: Input, edited: Input | None, run: PanelRun) -> None:
+    """Live updates are off: nothing runs until the user applies the changes made so far."""
+    c1, c2 = st.columns([5, 1])
+    c1.info("Live updates are paused: change as many settings as you like, then apply them in "
+            "one run (or switch 'Live updates' back on in the sidebar).")
+    c2.button("Apply changes", key="run.apply", type="primary", on_click=_apply,
+              args=(_signature(original, edited, run),), icon=":material/play_arrow:")
+    run.errors.update({m: "not run yet (live updates paused)" for m in run.methods if m not in run.errors})
 
 
 #: panels per row: up to four side by side; five or more wrap into balanced rows

@@ -8,6 +8,7 @@ a method to the registry adds its panel and its widgets here without touching th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import streamlit as st
 
@@ -26,11 +27,15 @@ class Settings:
         max_cost: refuse a method whose settings need more forward passes than this.
         shared_scale: one colour scale for every panel (else one per panel).
         options: the view's own display options (from ``view.sidebar_options()``).
+        live: re-run on every change; off, runs wait for "Apply changes".
     """
 
     max_cost: int
     shared_scale: bool
     options: dict = field(default_factory=dict)
+    live: bool = True
+    #: a placeholder at the top of the page for the "Running … Stop" line
+    status: Any = None
 
     @property
     def positive_only(self) -> bool:
@@ -42,6 +47,9 @@ def sidebar_settings(view) -> Settings:
     """Cost cap, colour-scale mode and the view's own display options (in the sidebar)."""
     with st.sidebar:
         st.subheader("Run settings")
+        live = st.toggle("Live updates", value=True, key="live", bind=BIND,
+                         help="On: every change re-runs the panels at once. Off: make several changes, "
+                              "then press 'Apply changes' for one run. 'Stop' switches it off.")
         cap = st.number_input(
             "Cost cap (forward passes per method)", min_value=1, max_value=10_000_000,
             value=DEFAULT_MAX_COST, step=1000, key="cap", bind=BIND,
@@ -54,7 +62,7 @@ def sidebar_settings(view) -> Settings:
                               "colours compare across methods. Per panel: each map uses its own "
                               "maximum (the default for images, whose maps differ in concentration).")
         options = view.sidebar_options()
-    return Settings(int(cap), scale == "shared", options)
+    return Settings(int(cap), scale == "shared", options, live=bool(live))
 
 
 def method_picker(modality: str) -> list[str]:

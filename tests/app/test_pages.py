@@ -500,3 +500,34 @@ def test_many_methods_wrap_into_rows():
     run(at)
     assert len(panel_stats(at)) == len(list_methods("tabular"))
     assert not at.error
+
+
+def test_compare_gives_a_verdict_per_method_from_its_numbers():
+    at = run(page("tabular", {"row": "13"}))
+    verdicts = next(m.value for m in at.markdown if m.value.startswith("**On this input**"))
+    table = at.dataframe[0].value.set_index("method")
+    for title in ("Integrated Gradients", "GradientSHAP", "Occlusion"):
+        line = next(x for x in verdicts.splitlines() if x.startswith(f"- **{title}**"))
+        aopc = table.loc[title, "deletion AOPC ↑"]
+        assert f"deletion AOPC {aopc:.3f}" in line  # the same number the table shows
+        beats = table.loc[title, "beats random"] == "yes"
+        assert ("does **not** beat" in line) != beats
+        assert "Spearman" in line and ("flips the prediction" in line or "no flip" in line)
+
+
+def test_paused_live_updates_run_once_on_apply():
+    at = run(page("tabular", {"row": "13", "live": "false"}))
+    assert not panel_stats(at)  # nothing ran yet
+    assert any("Live updates are paused" in i.value for i in at.info)
+    at.number_input(key="ig.n_steps").set_value(7)
+    at.number_input(key="occ.window").set_value(2)
+    run(at)
+    assert not panel_stats(at)  # several changes, still no run
+    at.button(key="run.apply").click()
+    run(at)
+    assert len(panel_stats(at)) == 3
+    captions = "\n".join(c.value for c in at.caption)
+    assert "n_steps=7" in captions and "window=2" in captions  # both changes in the one run
+    at.number_input(key="ig.n_steps").set_value(9)
+    run(at)
+    assert not panel_stats(at)  # a new change waits for the next apply
