@@ -1,9 +1,12 @@
 """The Review page's pieces: collect a batch of inputs, run explain + metrics on each with
-progress, and show and export the per-method summary (the CLI's ``review`` report)."""
+progress (with the parameters tuned on the modality's own page), and show and export the
+per-method summary (the CLI's ``review`` report) and a per-input table whose rows open on
+their page."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -17,6 +20,7 @@ from . import models, render
 from .views import get_view
 
 MAX_INPUTS = 200
+PAGES = Path(__file__).resolve().parents[1] / "pages"
 DEFAULT_METRICS = ("agreement", "faithfulness", "flip")
 
 
@@ -31,22 +35,111 @@ def choose(modality: str) -> tuple[list[str], list[str]]:
     c1, c2 = st.columns(2)
     methods = c1.multiselect("Methods", names, default=[m for m in DEFAULT_METHODS if m in names],
                              format_func=lambda n: get_method(n).title, key="rv.methods",
-                             help="Each with its default parameters (tune them on the modality page).")
+                             help="Each with the parameters last set on the modality's page "
+                                  "(its defaults if you have not changed them there).")
     metrics = c2.multiselect("Metrics", list(METRICS), default=list(DEFAULT_METRICS), key="rv.metrics",
                              help="Sanity, stability and robustness re-run the model many times per input.")
     return methods, metrics
 
 
-def run_batch(adapter, items: list[tuple[Any, Any]], methods: list[str], metrics: list[str]) -> list[dict]:
+def page_params(modality: str, adapter, methods: list[str]) -> dict[str, dict]:
+    """The method parameters set on the modality's page when the user left it (values at
+    their defaults are not kept, so they are the defaults here too)."""
+    from .state import param_key
+    left = (st.session_state.get("_page_values") or {}).get(modality, {})
+    out: dict[str, dict] = {}
+    for m in methods:
+        for spec in get_method(m).param_specs(adapter):
+            key = param_key(m, spec.name)
+            if key in left:
+                out.setdefault(m, {})[spec.name] = left[key]
+    return out
+
+
+def run_batch(view, adapter, items: list[tuple[Any, Any]], methods: list[str], metrics: list[str],
+              params: dict[str, dict] | None = None) -> list[dict]:
     """Explain every input with progress (each step touches Streamlit, so a widget change
-    stops the batch at once)."""
+    stops the batch at once). Each line carries the input itself (``input``) and the
+    parameters used (``review_params``)."""
     bar = st.progress(0.0, text="reviewing")
     records = []
     for i, (ident, raw) in enumerate(items):
-        records.append(review_one(adapter, ident, raw, methods, None, metrics, None))
+        rec = review_one(adapter, ident, raw, methods, params or None, metrics, None)
+        rec["input"] = view.describe_input(adapter, ident, raw)
+        rec["true_label"] = view.true_label(adapter, ident, raw)
+        rec["review_params"] = params or {}
+        records.append(rec)
         bar.progress((i + 1) / len(items), text=f"reviewed {i + 1}/{len(items)}")
     bar.empty()
     return records
+
+
+def input_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per explained input: prediction, truth where known, how much the methods
+    disagree (1 - mean pairwise Spearman) and the fewest deletions any method needs to flip."""
+    rows = []
+    for i, r in enumerate(records):
+        if "error" in r:
+            continue
+        metrics = r.get("metrics") or {}
+        rho = (metrics.get("agreement") or {}).get("spearman") or []
+        pairs = [v for a, row in enumerate(rho) for b, v in enumerate(row) if a < b and v is not None]
+        counts = [b.get("count") for b in ((metrics.get("flip") or {}).get("methods") or {}).values()
+                  if b.get("count") is not None]
+        truth = r.get("true_label")
+        pred = (r.get("prediction") or {}).get("label")
+        rows.append({"#": i, "id": str(r.get("id")), "input": _short(r.get("input")), "predicted": pred,
+                     "true label": truth, "correct": None if truth is None else truth == pred,
+                     "disagreement": 1 - sum(pairs) / len(pairs) if pairs else None,
+                     "fewest flips": min(counts) if counts else None})
+    return pd.DataFrame(rows)
+
+
+def _short(value: Any, width: int = 80) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _open(modality: str, query: dict) -> None:
+    st.switch_page(str(PAGES / f"{modality}.py"), query_params=query)
+
+
+def per_input(modality: str, records: list[dict]) -> None:
+    """The per-input table (click a header to sort) and a picker that opens one input on its
+    page with the review's methods and parameters."""
+    frame = input_frame(records)
+    if frame.empty:
+        return
+    st.subheader("Per input")
+    st.dataframe(frame.drop(columns=["#"]), hide_index=True, width="stretch",
+                 column_config={"disagreement": st.column_config.NumberColumn(format="%.2f"),
+                                "correct": st.column_config.CheckboxColumn()})
+    st.caption("Sort by a column (click its header) to start from the inputs the methods disagree on "
+               "most, the easiest flips, or the model's errors.")
+    view = get_view(modality)
+    if not (PAGES / f"{modality}.py").is_file():
+        return
+    c1, c2 = st.columns([3, 1])
+    pick = c1.selectbox("Open an input on its page", list(frame["#"]), key="rv.open",
+                        format_func=lambda i: f"{records[i].get('id')}: {_short(records[i].get('input'), 60)}")
+    query = view.link_params(records[pick])
+    if query is None:
+        c2.caption("Uploaded inputs cannot be opened by link.")
+        return
+    query.update(_params_query(records[pick]))
+    if c2.button("Open", key="rv.open.go", icon=":material/open_in_new:",
+                 help="the page shows this input with the review's methods and parameters"):
+        _open(modality, query)
+
+
+def _params_query(record: dict) -> dict:
+    """The review's methods and non-default parameters as the page's URL parameters."""
+    from .state import param_key
+    query = {"methods": list(record.get("attributions") or {})}
+    for m, values in (record.get("review_params") or {}).items():
+        for name, v in values.items():
+            query[param_key(m, name)] = [str(x) for x in v] if isinstance(v, (list, tuple)) else str(v)
+    return query
 
 
 def summary_frame(summary: dict) -> pd.DataFrame:
@@ -59,6 +152,11 @@ def summary_frame(summary: dict) -> pd.DataFrame:
 
 def show(records: list[dict]) -> None:
     """The summary table, the failed inputs, and the downloads."""
+    params = next((r.get("review_params") for r in records if r.get("review_params")), None)
+    if params:
+        st.caption("Parameters from the modality's page: " + "; ".join(
+            f"{get_method(m).title} " + ", ".join(f"{k}={render.md(v)}" for k, v in vals.items())
+            for m, vals in params.items()))
     summary = summarize(slim(r) for r in records)
     pct = st.column_config.NumberColumn(format="percent")
     st.dataframe(summary_frame(summary), hide_index=True, width="stretch",

@@ -128,6 +128,20 @@ class ModalityView(ABC):
     def review_inputs(self, adapter) -> list[tuple[Any, Any]]:
         """Draw the Review page's input choices; return ``(id, raw input)`` pairs."""
 
+    def describe_input(self, adapter, ident: Any, raw: Any) -> Any:
+        """The input itself as a review line records it (JSON-able): the text, the file
+        name, the row's values."""
+        return raw if isinstance(raw, str) else ident
+
+    def true_label(self, adapter, ident: Any, raw: Any) -> str | None:
+        """The ground-truth label of a review input, where the data has one."""
+        return None
+
+    def link_params(self, record: dict) -> dict | None:
+        """URL parameters that open a review line's input on the modality's page (None:
+        it cannot be linked, for example an upload)."""
+        return None
+
 
 # == registry ========================================================================================
 _VIEWS: dict[str, type[ModalityView]] = {}

@@ -180,3 +180,7 @@ class ImageView(ModalityView):
         uploads = st.file_uploader("And/or upload PNG/JPEG files", type=["png", "jpg", "jpeg"],
                                    accept_multiple_files=True, key="rv.images") or []
         return [(n, gallery_image(n)) for n in names] + [(u.name, u.getvalue()) for u in uploads]
+
+    def link_params(self, record: dict) -> dict | None:
+        name = record.get("input")
+        return {"img": name} if name in IMAGE_GALLERY else None

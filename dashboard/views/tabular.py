@@ -134,3 +134,13 @@ class TabularView(ModalityView):
         count = c2.number_input("Rows", 1, MAX_INPUTS, 20, key="rv.count")
         stop = min(len(adapter.data), int(start) + int(count))
         return [(i, i) for i in range(int(start), stop)]
+
+    def describe_input(self, adapter, ident: Any, raw: Any) -> Any:
+        return {"row": int(raw), "values": adapter.row(raw)}
+
+    def true_label(self, adapter, ident: Any, raw: Any) -> str | None:
+        truth = getattr(adapter, "true_labels", None)
+        return None if truth is None or int(raw) >= len(truth) else adapter.label(int(truth[int(raw)]))
+
+    def link_params(self, record: dict) -> dict | None:
+        return {"row": str(record["input"]["row"])}

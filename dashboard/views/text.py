@@ -190,3 +190,6 @@ class TextView(ModalityView):
             texts = text_lines(st.text_area("Or type texts, one per line", "\n".join(self.samples),
                                             key="rv.texts", height=150))
         return list(enumerate(texts))
+
+    def link_params(self, record: dict) -> dict | None:
+        return {"text": record["input"]}

@@ -531,3 +531,33 @@ def test_paused_live_updates_run_once_on_apply():
     at.number_input(key="ig.n_steps").set_value(9)
     run(at)
     assert not panel_stats(at)  # a new change waits for the next apply
+
+
+def test_review_uses_the_page_parameters_lists_inputs_and_opens_one_with_them():
+    at = run(page("app", timeout=300))
+    at.query_params["ig.n_steps"] = "7"  # a link that tunes IG on the Tabular page
+    at.switch_page("../pages/tabular.py")
+    run(at)
+    assert "n_steps=7" in "\n".join(c.value for c in at.caption)
+    at.switch_page("../pages/review.py")
+    run(at)
+    at.segmented_control(key="rv.modality").set_value("tabular")
+    run(at)
+    at.number_input(key="rv.start").set_value(38)
+    at.number_input(key="rv.count").set_value(4)
+    at.button(key="rv.run").click()
+    run(at)
+    assert any("Integrated Gradients n_steps=7" in c.value for c in at.caption)
+    records = at.session_state["_review.tabular"]
+    assert all(r["attributions"]["integrated_gradients"]["params"]["n_steps"] == 7 for r in records)
+    assert records[0]["input"]["row"] == 38 and len(records[0]["input"]["values"]) == 30  # the row itself
+    table = next(d.value for d in at.dataframe if "fewest flips" in d.value.columns)
+    assert list(table["id"]) == ["38", "39", "40", "41"]
+    assert {"predicted", "true label", "correct", "disagreement"} <= set(table.columns)
+    assert table["correct"].notna().all()
+    at.selectbox(key="rv.open").set_value(2)
+    at.button(key="rv.open.go").click()
+    run(at)
+    assert at.number_input(key="row").value == 40  # the row opened on its page ...
+    assert at.number_input(key="ig.n_steps").value == 7  # ... with the review's settings
+    assert len(panel_stats(at)) == 3
