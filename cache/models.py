@@ -120,6 +120,7 @@ def default_tabular() -> TabularAdapter:
     adapter = TabularAdapter(DEFAULT_NAMES["tabular"], model, x, names)
     adapter.heldout_accuracy = acc
     adapter.true_labels = y
+    adapter.feature_help = tabular_model.glossary(list(x.columns))
     return adapter
 
 

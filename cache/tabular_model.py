@@ -74,3 +74,28 @@ def accuracy(model: nn.Module, x: pd.DataFrame, y: np.ndarray) -> float:
     with torch.inference_mode():
         pred = model(torch.tensor(x.to_numpy(), dtype=torch.float32)).argmax(1).numpy()
     return float((pred == y).mean())
+
+
+def glossary(columns: list[str]) -> dict[str, str]:
+    """What each breast-cancer column measures, from the data set's own description.
+
+    The 30 columns are the mean, the standard error and the "worst" (mean of the three
+    largest) of ten measurements of the cell nuclei in a digitised image; the data set
+    states no units (lengths and areas are in pixels of that image).
+    """
+    from sklearn.datasets import load_breast_cancer
+    base = {}
+    for line in load_breast_cancer().DESCR.splitlines():
+        line = line.strip()
+        if line.startswith("- ") and not line.startswith("- class"):
+            name, _, rest = line[2:].partition(" (")
+            base[name.strip()] = rest.rstrip(")").strip()
+    out = {}
+    for col in columns:
+        kind, measure = ("mean", col[5:]) if col.startswith("mean ") else \
+            ("worst (mean of the 3 largest)", col[6:]) if col.startswith("worst ") else \
+            ("standard error", col[: -len(" error")]) if col.endswith(" error") else ("", col)
+        if measure in base:
+            what = f"{measure}: {base[measure]}" if base[measure] else measure
+            out[col] = f"{kind} of the nuclei's {what}"
+    return out

@@ -5,12 +5,14 @@ from __future__ import annotations
 import html
 from typing import Any, Sequence
 
+import numpy as np
+import pandas as pd
 import streamlit as st
 
 from .. import models, render
 from ..panels import Input, prepare
 from ..review import MAX_INPUTS
-from ..state import BIND, digest
+from ..state import BIND, digest, memo
 from .base import Apply, ModalityView, PickedInput, class_names, prediction_change, register_view
 
 
@@ -23,6 +25,36 @@ def _reset(row: int, values: dict[str, float]) -> None:
     the URL, and a widget whose state is dropped would read an edited value from it again."""
     for f, v in values.items():
         st.session_state[_wf_key(row, f)] = float(v)
+
+
+def _pick_row() -> None:
+    picked = st.session_state.get("tab.pick")
+    if picked is not None:
+        st.session_state["row"] = int(picked)
+
+
+def data_frame(adapter) -> pd.DataFrame:
+    """The reference rows, the model's predicted label and its probability, and the true
+    label and correctness where the adapter knows the truth."""
+    import torch
+    enc = adapter.encode(0)  # the forward needs an encoded input's context; a table has none
+    x = torch.tensor(adapter.data.to_numpy(), dtype=torch.float32, device=adapter.device)
+    with adapter.lock:
+        probs = adapter.predict_batch((x - adapter.mean) / adapter.std, enc).cpu().numpy()
+    pred = probs.argmax(1)
+    frame = pd.DataFrame({"predicted": [adapter.label(int(i)) for i in pred],
+                          "P(predicted)": probs.max(1)})
+    truth = getattr(adapter, "true_labels", None)
+    if truth is not None and len(truth) == len(frame):
+        frame["true label"] = [adapter.label(int(i)) for i in truth]
+        frame["correct"] = pred == np.asarray(truth)
+    return pd.concat([frame, adapter.data.reset_index(drop=True)], axis=1)
+
+
+def percentile(adapter, feature: str, value: float) -> float:
+    """Share of reference rows at or below ``value`` in ``feature``, in percent."""
+    col = adapter.data[feature].to_numpy()
+    return float(100.0 * np.mean(col <= value))
 
 
 @register_view
@@ -69,8 +101,38 @@ class TabularView(ModalityView):
             acc = getattr(adapter, "heldout_accuracy", None)
             if acc is not None:
                 st.caption(f"model accuracy on held-out rows: {acc:.1%}")
+        self._data_table(adapter)
+        st.caption("Attributions are in **standardised units**: each column is measured in standard "
+                   "deviations of the reference data (the model itself still sees the raw values), so "
+                   "columns whose scales differ by 10,000x compare fairly. Each score is that column's "
+                   "share of the change in the explained class's logit.")
         self.row = row = int(row)
         return PickedInput(row, ("row", row), row)
+
+    @staticmethod
+    def _data_table(adapter) -> None:
+        """The reference rows with the model's prediction (and the truth, where known); a
+        filter for the misclassified ones, and a picker that loads a row."""
+        frame = memo("tabular.table", (id(adapter), adapter.name), lambda: data_frame(adapter))
+        with st.expander(f"Browse the data ({len(frame)} rows)"):
+            wrong_only = False
+            if "correct" in frame:
+                wrong = frame.index[~frame["correct"]]
+                wrong_only = st.toggle(f"Misclassified only ({len(wrong)})", key="tab.wrong")
+                if len(wrong):
+                    st.selectbox("Open a misclassified row", [None] + list(wrong), key="tab.pick",
+                                 format_func=lambda i: "(pick one)" if i is None else f"row {i}",
+                                 on_change=_pick_row)
+            shown = frame[~frame["correct"]] if wrong_only else frame
+            st.dataframe(shown, width="stretch", height=260,
+                         column_config={"P(predicted)": st.column_config.NumberColumn(format="%.3f")})
+
+    def _help(self, adapter, feature: str, value: float) -> str:
+        """A what-if field's tooltip: what the column measures and where the value sits."""
+        note = (getattr(adapter, "feature_help", None) or {}).get(feature, "")
+        pct = percentile(adapter, feature, value)
+        return (f"{note}. " if note else "") + f"This row: {render.fmt_value(value)}, the {pct:.0f}th " \
+            "percentile of the reference data."
 
     def what_if(self, adapter, original: Input) -> Input | None:
         """What-if number inputs for every feature (grouped in an expander), before/after."""
@@ -87,7 +149,8 @@ class TabularView(ModalityView):
                 with cols[i % 3]:
                     # bound to the URL: only changed values appear there, so a link keeps the edit
                     edited_values[f] = st.number_input(f, value=float(values[f]), step=step, format="%.6g",
-                                                       key=_wf_key(row, f), bind=BIND)
+                                                       key=_wf_key(row, f), bind=BIND,
+                                                       help=self._help(adapter, f, float(values[f])))
         changed = {f: (values[f], v) for f, v in edited_values.items()
                    if v is not None and abs(float(v) - float(values[f])) > 1e-5 * max(1e-3, abs(float(values[f])))}
         if not changed:

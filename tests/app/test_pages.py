@@ -561,3 +561,20 @@ def test_review_uses_the_page_parameters_lists_inputs_and_opens_one_with_them():
     assert at.number_input(key="row").value == 40  # the row opened on its page ...
     assert at.number_input(key="ig.n_steps").value == 7  # ... with the review's settings
     assert len(panel_stats(at)) == 3
+
+
+def test_tabular_data_table_finds_misclassified_rows_and_explains_units():
+    at = run(page("tabular"))
+    assert any("standardised units" in c.value for c in at.caption)
+    at.toggle(key="tab.wrong").set_value(True)
+    run(at)
+    table = next(d.value for d in at.dataframe if "correct" in d.value.columns)
+    assert len(table) > 0 and not table["correct"].any()  # only the model's errors
+    assert (table["predicted"] != table["true label"]).all()
+    wrong = int(table.index[0])
+    at.selectbox(key="tab.pick").set_value(wrong)
+    run(at)
+    assert at.number_input(key="row").value == wrong
+    assert at.metric[0].value != at.metric[1].value  # true label vs the (wrong) prediction
+    radius = at.number_input(key=f"wf.{wrong}.mean radius")
+    assert "distances from center" in radius.help and "percentile" in radius.help
