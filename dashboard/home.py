@@ -42,15 +42,45 @@ TRUST = {
 }
 
 
+#: what each card opens: an input that shows something worth seeing, explained on arrival
+EXAMPLES = {
+    "text": {"text": "The plot was predictable, but the acting kept me watching."},
+    "image": {"img": "coffee"},
+    "tabular": {"row": "13"},
+    "review": {"rv.modality": "tabular"},
+}
+
+
+def _link(name: str, label: str, icon: str | None = None) -> None:
+    try:
+        st.page_link(str(ROOT / "pages" / f"{name}.py"), label=label, icon=icon,
+                     query_params=EXAMPLES.get(name))
+    except Exception:  # noqa: BLE001  (page run on its own, outside st.navigation)
+        st.markdown(f"**{label}**")
+
+
 def page_links() -> None:
     cols = st.columns(len(PAGES))
     for col, (name, title, icon, text) in zip(cols, PAGES):
         with col.container(border=True):
-            try:
-                st.page_link(str(ROOT / "pages" / f"{name}.py"), label=title, icon=icon)
-            except Exception:  # noqa: BLE001  (page run on its own, outside st.navigation)
-                st.markdown(f"**{title}**")
+            _link(name, f"Open {title} with an example", icon)
             st.caption(text)
+
+
+def first_explanation() -> None:
+    """Three steps for someone who has never used an attribution method."""
+    st.markdown("**Never used attribution methods? Three steps, two minutes:**")
+    c1, c2, c3 = st.columns(3)
+    with c1.container(border=True):
+        st.markdown("**1. Look.** Open a sentence: three methods colour its words. Red pushes the "
+                    "model toward its answer, blue against it.")
+        _link("text", "Open the example sentence", ":material/notes:")
+    with c2.container(border=True):
+        st.markdown("**2. Ask 'what if'.** Under *What if…*, click the reddest word to delete it. "
+                    "The prediction and every map update: did the model change its mind?")
+    with c3.container(border=True):
+        st.markdown("**3. Check.** In *Compare methods*, the one-line verdicts say which maps beat "
+                    "a random guess on this input. Trust those; question the others.")
 
 
 def methods_table() -> None:

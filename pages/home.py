@@ -10,6 +10,7 @@ st.markdown(
     "attribution methods side by side, edit the input to see what changes, and check every map "
     "against numbers: agreement, faithfulness, stability and sanity.")
 home.page_links()
+home.first_explanation()
 st.header("The methods")
 home.methods_table()
 st.header("How to read the numbers")

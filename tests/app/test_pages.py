@@ -77,6 +77,18 @@ def test_entry_point_renders_home_with_every_method():
         assert get_method(name).title in text
         assert get_method(name).summary in text
     assert "random control" in text  # how to read the faithfulness numbers
+    # every card opens its page with an example; the first-explanation path links the sentence
+    links = {(link.proto.page, link.proto.query_string) for link in at.get("page_link")}
+    assert {p for p, _ in links} == {"text", "image", "tabular", "review"}
+    assert all(q for _, q in links)
+    assert "Three steps" in text
+
+
+def test_a_home_example_link_opens_its_page_explained():
+    from dashboard.home import EXAMPLES
+    at = run(page("tabular", EXAMPLES["tabular"]))
+    assert at.number_input(key="row").value == int(EXAMPLES["tabular"]["row"])
+    assert len(panel_stats(at)) == 3
 
 
 def test_config_keeps_the_server_local_and_quiet():
