@@ -180,7 +180,7 @@ def _draw_maps(view, adapter, original: Input, edited: Input | None, run: PanelR
     scales = _scales(view, run, settings)
     _scale_note(run, settings)
     st.html(render.legend_html(scales.get("_shared") if settings.shared_scale else None,
-                               settings.positive_only))
+                               *view.legend(settings)))
     _draw_row(view, adapter, original, run.original, run, scales, settings, header="Original input")
     if edited is not None:
         _draw_row(view, adapter, edited, run.edited, run, scales, settings,
@@ -327,7 +327,7 @@ def _scales(view, run: PanelRun, settings: Settings) -> dict[str, float]:
         maps = [view.shown_scores(a, settings) for a in (run.original.get(m), run.edited.get(m))
                 if a is not None]
         if maps:
-            per[m] = max(view.robust_max(s, settings.positive_only) for s in maps)
+            per[m] = max(view.robust_max(s, settings) for s in maps)
     if settings.shared_scale and per:
         shared = max(per.values())
         return {**{m: shared for m in per}, "_shared": shared}

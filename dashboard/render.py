@@ -55,17 +55,22 @@ def robust_max(scores: np.ndarray, percentile: float | None = None, positive_onl
     return m if m > 0 else 1.0
 
 
-def legend_html(scale: float | None, positive_only: bool = False) -> str:
-    """Colour key. ``scale`` is the shared full-colour magnitude, or None for per-panel."""
+def legend_html(scale: float | None, signs: Sequence[str] = ("positive", "negative"), note: str = "") -> str:
+    """Colour key. ``scale`` is the shared full-colour magnitude, or None for per-panel;
+    ``signs`` the parts drawn ("positive", "negative", or "absolute" for |score|); ``note``
+    a line on how the colours were scaled (clipping, smoothing)."""
     full = f"{scale:.3g}" if scale is not None else "max"
     chip = "padding:0 .4em;border-radius:3px;color:white"
-    pos = f"<span style='background:rgba{POS + (0.85,)};{chip}'>+{full}</span> supports the target"
-    neg = f"<span style='background:rgba{NEG + (0.85,)};{chip}'>-{full}</span> speaks against it"
+    keys = {"positive": f"<span style='background:rgba{POS + (0.85,)};{chip}'>+{full}</span> supports the target",
+            "negative": f"<span style='background:rgba{NEG + (0.85,)};{chip}'>-{full}</span> speaks against it",
+            "absolute": f"<span style='background:rgba{POS + (0.85,)};{chip}'>|{full}|</span> "
+                        "importance either way (sign dropped)"}
     which = ("one colour scale shared by all panels and by before/after" if scale is not None
              else "colour scale per panel (each method's own maximum, shared by its before/after)")
-    parts = [pos] if positive_only else [pos, neg]
+    parts = [keys[s] for s in signs if s in keys]
+    extra = f" &nbsp;·&nbsp; {html.escape(note)}" if note else ""
     return (f"<div style='font-size:.85rem;color:#555'>{' &nbsp; '.join(parts)} "
-            f"&nbsp;·&nbsp; {html.escape(which)}</div>")
+            f"&nbsp;·&nbsp; {html.escape(which)}{extra}</div>")
 
 
 # -- text --------------------------------------------------------------------------------------
@@ -169,6 +174,33 @@ def overlay(image: np.ndarray, scores: np.ndarray, scale: float, positive_only: 
     return out
 
 
+def signed_part(scores: np.ndarray, sign: str) -> np.ndarray:
+    """The part of a map that is drawn (Captum ``visualize_image_attr``'s ``sign``):
+    "all" as is, "positive" / "negative" only that side (others 0), "absolute" |score|."""
+    s = np.asarray(scores, dtype=np.float64)
+    if sign == "positive":
+        return np.clip(s, 0, None)
+    if sign == "negative":
+        return np.clip(s, None, 0)
+    if sign == "absolute":
+        return np.abs(s)
+    return s
+
+
+def masked(image: np.ndarray, scores: np.ndarray, keep_percent: float,
+           box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """The image with only the ``keep_percent`` % of pixels of largest |score| kept; the rest
+    dimmed to a quarter (Captum's "masked_image"), so the map reads as "what the method looked at"."""
+    img = np.asarray(image, dtype=np.float32)
+    s = np.abs(np.asarray(scores, dtype=np.float32))
+    if s.shape != img.shape[:2]:
+        s = np.asarray(Image.fromarray(s).resize((img.shape[1], img.shape[0]), Image.BILINEAR))
+    cut = np.percentile(s, 100.0 - float(np.clip(keep_percent, 0.1, 100.0)))
+    keep = (s >= cut) & (s > 0)
+    out = np.where(keep[..., None], img, 0.25 * img).astype(np.uint8)
+    return outline(out, box)
+
+
 def outline(image: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray:
     if box is None or box[2] <= box[0] or box[3] <= box[1]:
         return image
@@ -258,8 +290,8 @@ def png_bytes(arr: np.ndarray | Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def titled_image_png(image: np.ndarray, title: str, scale: float, positive_only: bool = False,
-                     note: str = "") -> bytes:
+def titled_image_png(image: np.ndarray, title: str, scale: float,
+                     signs: Sequence[str] = ("positive", "negative"), note: str = "") -> bytes:
     """An image map with a title line and a colour key above it (what the screen's legend
     says), so a downloaded PNG explains itself."""
     arr = np.asarray(image, dtype=np.uint8)
@@ -273,7 +305,10 @@ def titled_image_png(image: np.ndarray, title: str, scale: float, positive_only:
     for i, t in enumerate(lines):
         d.text((pad, pad + i * line), t, fill=(40, 40, 40), font=font)
     y = pad + len(lines) * line
-    keys = [(POS, f"+{scale:.3g} supports the target")] + ([] if positive_only else [(NEG, f"-{scale:.3g} against it")])
+    labels = {"positive": (POS, f"+{scale:.3g} supports the target"),
+              "negative": (NEG, f"-{scale:.3g} against it"),
+              "absolute": (POS, f"|{scale:.3g}| importance, either sign")}
+    keys = [labels[s] for s in signs if s in labels]
     x = pad
     for colour, label in keys:
         d.rectangle([x, y + 2, x + 12, y + 14], fill=colour)

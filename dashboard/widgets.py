@@ -37,11 +37,6 @@ class Settings:
     #: a placeholder at the top of the page for the "Running … Stop" line
     status: Any = None
 
-    @property
-    def positive_only(self) -> bool:
-        """Draw only the part of each map that supports the target."""
-        return bool(self.options.get("positive_only", False))
-
 
 def sidebar_settings(view) -> Settings:
     """Cost cap, colour-scale mode and the view's own display options (in the sidebar)."""

@@ -70,8 +70,8 @@ class ModalityView(ABC):
         with a message when the model cannot be loaded)."""
 
     def sidebar_options(self) -> dict:
-        """Draw the modality's display options in the sidebar; returns them by name
-        (``positive_only`` is read by the shared legend)."""
+        """Draw the modality's display options in the sidebar; returns them by name (they
+        reach :meth:`draw`, :meth:`shown_scores` and :meth:`legend` as ``settings.options``)."""
         return {}
 
     @abstractmethod
@@ -92,9 +92,13 @@ class ModalityView(ABC):
         """The scores as drawn (a display transform such as smoothing; exports keep raw scores)."""
         return a.scores
 
-    def robust_max(self, scores: np.ndarray, positive_only: bool = False) -> float:
-        """The magnitude mapped to full colour for one map (see :attr:`scale_percentile`)."""
-        return render.robust_max(scores, self.scale_percentile, positive_only)
+    def robust_max(self, scores: np.ndarray, settings: Settings) -> float:
+        """The magnitude mapped to full colour for one map as drawn (see :attr:`scale_percentile`)."""
+        return render.robust_max(scores, self.scale_percentile)
+
+    def legend(self, settings: Settings) -> tuple[tuple[str, ...], str]:
+        """The signs the maps show and a note on their scaling, for the shared colour key."""
+        return ("positive", "negative"), ""
 
     @abstractmethod
     def draw(self, adapter, inp: Input, a: Attribution, scale: float, settings: Settings) -> None:

@@ -29,15 +29,21 @@ def _reset() -> None:
     st.session_state["cf.patches"] = []
 
 
+#: what part of a map is drawn (Captum visualize_image_attr's sign)
+SIGNS = {"all": "signed", "positive": "positive", "negative": "negative", "absolute": "|absolute|"}
+DISPLAYS = {"heat_map": "heat map", "masked": "masked image"}
+DEFAULT_SIGN, DEFAULT_DISPLAY, DEFAULT_CLIP, DEFAULT_SMOOTH = "positive", "heat_map", 2.0, 8.0
+
+
 @register_view
 class ImageView(ModalityView):
-    """Pixel maps over the image (per-panel scale at the 99.5th percentile, optional display
-    smoothing), rectangle and patch erasing."""
+    """Pixel maps over the image (per-panel scale, by default the positive part smoothed with
+    σ = 8 px at the 98th percentile: see README, "Reading image maps"), a masked display,
+    rectangle and patch erasing."""
 
     modality = "image"
     default_scale = "per panel"  # pixel maps differ in concentration (IG spiky, occlusion blocky)
     auto_metrics = ("agreement",)  # every other image metric costs ~0.1 s per forward pass
-    scale_percentile = 99.5
 
     def model(self):
         """Sidebar: the default EfficientNet-Lite0, or a timm architecture with your checkpoint."""
@@ -65,13 +71,27 @@ class ImageView(ModalityView):
         return models.require_model(adapter, err)
 
     def sidebar_options(self) -> dict:
-        positive_only = st.radio("Heat map", ["signed", "positive only"], key="sign", bind=BIND,
-                                 horizontal=True) == "positive only"
-        smooth = st.slider("Smooth heat maps (σ, pixels)", 0.0, 8.0, 3.0, step=0.5, key="smooth", bind=BIND,
+        signs = list(SIGNS)
+        sign = st.radio("Show", signs, index=signs.index(DEFAULT_SIGN), key="sign", bind=BIND,
+                        format_func=SIGNS.get, horizontal=True,
+                        help="Which part of each map is drawn (Captum's visualize_image_attr 'sign').")
+        display = st.radio("Display", list(DISPLAYS), index=list(DISPLAYS).index(DEFAULT_DISPLAY), key="display",
+                           bind=BIND, horizontal=True, format_func=DISPLAYS.get,
+                           help="Heat map: colours blended over the image. Masked: only the most "
+                                "important pixels kept, the rest dimmed.")
+        keep = 20.0
+        if display == "masked":
+            keep = st.slider("Keep the top % of pixels", 1.0, 50.0, 20.0, step=1.0, key="keep", bind=BIND)
+        clip = st.slider("Clip outliers (%)", 0.0, 10.0, DEFAULT_CLIP, step=0.5, key="clip", bind=BIND,
+                         help="Full colour at this share of the largest |scores| (Captum's "
+                              "outlier_perc, 2% by default), so a few hot pixels do not wash the map out.")
+        smooth = st.slider("Smooth heat maps (σ, pixels)", 0.0, 8.0, DEFAULT_SMOOTH, step=0.5, key="smooth",
+                           bind=BIND,
                            help="Display only: a Gaussian blur of each pixel map, so speckled maps "
                                 "(IG, GradientSHAP) show which regions carry the attribution. "
                                 "Downloads (CSV, JSON) keep the raw scores.")
-        return {"positive_only": positive_only, "smooth": float(smooth)}
+        return {"sign": sign, "display": display, "keep": float(keep), "clip": float(clip),
+                "smooth": float(smooth)}
 
     def input_picker(self, adapter) -> PickedInput:
         """Gallery image (name kept in the URL) or an uploaded PNG/JPEG."""
@@ -145,12 +165,35 @@ class ImageView(ModalityView):
         return apply
 
     def shown_scores(self, a, settings) -> np.ndarray:
-        smooth = float(settings.options.get("smooth", 0.0))
-        return render.smooth(a.scores, smooth) if smooth > 0 else a.scores
+        """Smoothed for display, then the chosen sign's part."""
+        opts = settings.options
+        smooth = float(opts.get("smooth", 0.0))
+        scores = render.smooth(a.scores, smooth) if smooth > 0 else a.scores
+        return render.signed_part(scores, opts.get("sign", "all"))
+
+    def robust_max(self, scores, settings) -> float:
+        return render.robust_max(scores, 100.0 - float(settings.options.get("clip", DEFAULT_CLIP)))
+
+    def legend(self, settings) -> tuple[tuple[str, ...], str]:
+        opts = settings.options
+        sign = opts.get("sign", "all")
+        signs = ("positive", "negative") if sign == "all" else (sign,)
+        clip = float(opts.get("clip", DEFAULT_CLIP))
+        notes = [f"full colour at the {100 - clip:g}th percentile of |score| ({clip:g}% outliers clipped)"]
+        if float(opts.get("smooth", 0)) > 0:
+            notes.append(f"display smoothing σ = {float(opts['smooth']):g} px")
+        if opts.get("display") == "masked":
+            notes.append(f"masked: the top {float(opts.get('keep', 20)):g}% of pixels by |score| kept")
+        return signs, "; ".join(notes)
+
+    def _picture(self, inp, a, scale, settings) -> np.ndarray:
+        shown = self.shown_scores(a, settings)
+        if settings.options.get("display") == "masked":
+            return render.masked(inp.enc.raw, shown, float(settings.options.get("keep", 20)), inp.box)
+        return render.overlay(inp.enc.raw, shown, scale, False, inp.box)
 
     def draw(self, adapter, inp, a, scale, settings) -> None:
-        st.image(render.overlay(inp.enc.raw, self.shown_scores(a, settings), scale,
-                                settings.positive_only, inp.box), width="stretch")
+        st.image(self._picture(inp, a, scale, settings), width="stretch")
 
     def draw_disagreement(self, adapter, inp, disagreement, scale) -> None:
         n = adapter.size // adapter.patch
@@ -169,11 +212,8 @@ class ImageView(ModalityView):
         return buf.getvalue().encode()
 
     def panel_png(self, adapter, inp, a, scale, settings, title) -> bytes:
-        smooth = float(settings.options.get("smooth", 0.0))
-        note = f"display smoothing σ = {smooth:g} px (the CSV keeps the raw scores)" if smooth > 0 else ""
-        return render.titled_image_png(render.overlay(inp.enc.raw, self.shown_scores(a, settings), scale,
-                                                      settings.positive_only, inp.box),
-                                       title, scale, settings.positive_only, note)
+        signs, note = self.legend(settings)
+        return render.titled_image_png(self._picture(inp, a, scale, settings), title, scale, signs, note)
 
     def review_inputs(self, adapter) -> list[tuple[Any, Any]]:
         names = st.multiselect("Sample images", IMAGE_GALLERY, default=list(IMAGE_GALLERY), key="rv.gallery")

@@ -590,3 +590,32 @@ def test_tabular_data_table_finds_misclassified_rows_and_explains_units():
     assert at.metric[0].value != at.metric[1].value  # true label vs the (wrong) prediction
     radius = at.number_input(key=f"wf.{wrong}.mean radius")
     assert "distances from center" in radius.help and "percentile" in radius.help
+
+
+def test_image_display_options_are_stated_in_the_legend():
+    at = run(page("image", FAST_IMAGE))
+    legend = next(h.value for h in at.get("html") if "outliers clipped" in h.value)
+    assert "98th percentile" in legend and "supports the target" in legend
+    assert "speaks against it" not in legend  # the default shows the positive part only
+    at.radio(key="sign").set_value("all")
+    at.slider(key="clip").set_value(5.0)
+    run(at)
+    legend = next(h.value for h in at.get("html") if "outliers clipped" in h.value)
+    assert "speaks against it" in legend and "95th percentile" in legend
+    at.radio(key="display").set_value("masked")
+    run(at)
+    assert any("top 20% of pixels" in h.value for h in at.get("html"))
+    assert len(panel_stats(at)) == 3
+
+
+def test_image_sign_and_mask_renderers():
+    import numpy as np
+
+    from dashboard import render
+    s = np.array([[-2.0, 1.0], [0.0, 3.0]])
+    assert (render.signed_part(s, "positive") == [[0, 1], [0, 3]]).all()
+    assert (render.signed_part(s, "negative") == [[-2, 0], [0, 0]]).all()
+    assert (render.signed_part(s, "absolute") == [[2, 1], [0, 3]]).all()
+    img = np.full((2, 2, 3), 200, np.uint8)
+    out = render.masked(img, s, 25)  # keep the top quarter: the 3.0 pixel only
+    assert out[1, 1, 0] == 200 and out[0, 0, 0] == 50 and out[0, 1, 0] == 50
