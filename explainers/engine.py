@@ -46,7 +46,7 @@ def check_method(adapter: ModelAdapter, name: str, params: dict | None):
 def estimate_cost(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | None = None) -> int:
     """Forward passes (examples) a method will run on ``enc`` with ``params``."""
     method, resolved = check_method(adapter, name, params)
-    return int(method.cost(adapter, enc, resolved))
+    return int(method.total_cost(adapter, enc, resolved))
 
 
 def _run_with_oom_retry(adapter: ModelAdapter, fn: Callable[[], Any]) -> Any:
@@ -100,7 +100,7 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
                 progress(name, 1.0)
             return Attribution.from_dict(name, hit, cache_hit=True)
 
-    cost = max(1, int(method.cost(adapter, enc, resolved)))
+    cost = max(1, int(method.total_cost(adapter, enc, resolved)))
     if max_cost is not None and cost > max_cost:
         raise ExplainerError(
             f"{method.title} with these settings needs {cost:,} forward passes, over the cap of "
@@ -116,7 +116,7 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
     with adapter.guarded():
         start = time.perf_counter()
         attr, delta = _run_with_oom_retry(
-            adapter, lambda: method.attribute(adapter, enc, target_index, resolved, forward))
+            adapter, lambda: method.run(adapter, enc, target_index, resolved, forward))
         if attr.is_cuda:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start

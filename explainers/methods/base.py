@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
+from .. import noise_tunnel
 from ..params import ParamSpec
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ class Method:
     modalities: Sequence[str] = (ANY_MODALITY,)
     has_convergence_delta: bool = False
     uses_baselines: bool = True
+    #: gradient methods can be smoothed through Captum's NoiseTunnel (see ``noise_tunnel``)
+    supports_noise_tunnel: bool = False
 
     @classmethod
     def supports(cls, modality: str) -> bool:
@@ -45,6 +48,8 @@ class Method:
         specs = self.own_params(adapter)
         if self.uses_baselines:
             specs.append(baseline_spec(adapter))
+        if self.supports_noise_tunnel:
+            specs.extend(noise_tunnel.specs())
         return specs
 
     def own_params(self, adapter: "ModelAdapter") -> list[ParamSpec]:
@@ -53,6 +58,17 @@ class Method:
     def cost(self, adapter: "ModelAdapter", enc: "Encoded", params: dict) -> int:
         """Examples passed through the model (forward passes of one input)."""
         raise NotImplementedError
+
+    def total_cost(self, adapter: "ModelAdapter", enc: "Encoded", params: dict) -> int:
+        """Forward passes of a whole run: :meth:`cost`, times the noise tunnel's copies."""
+        return noise_tunnel.cost(self.cost(adapter, enc, params), params)
+
+    def run(self, adapter: "ModelAdapter", enc: "Encoded", target: int, params: dict,
+            forward: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, float | None]:
+        """:meth:`attribute`, through the noise tunnel when its parameters ask for it."""
+        if noise_tunnel.active(params):
+            return noise_tunnel.attribute(self, adapter, enc, target, params, forward)
+        return self.attribute(adapter, enc, target, params, forward)
 
     def attribute(self, adapter: "ModelAdapter", enc: "Encoded", target: int, params: dict,
                   forward: Callable[[torch.Tensor], torch.Tensor]

@@ -33,6 +33,7 @@ class GradientShap(Method):
                "so check the stability intervals.")
     paper = "Lundberg, Lee. A Unified Approach to Interpreting Model Predictions. NeurIPS 2017."
     has_convergence_delta = True
+    supports_noise_tunnel = True
 
     def own_params(self, adapter):
         return [

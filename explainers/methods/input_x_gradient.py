@@ -20,6 +20,7 @@ class InputXGradient(Method):
     paper = ("Shrikumar, Greenside, Shcherbina, Kundaje. Not Just a Black Box. "
              "arXiv 1605.01713, 2016.")
     uses_baselines = False
+    supports_noise_tunnel = True
 
     def cost(self, adapter, enc, params):
         return 1

@@ -25,6 +25,7 @@ class IntegratedGradients(Method):
                "it depends on the baseline you choose.")
     paper = "Sundararajan, Taly, Yan. Axiomatic Attribution for Deep Networks. ICML 2017."
     has_convergence_delta = True
+    supports_noise_tunnel = True
 
     def own_params(self, adapter):
         return [

@@ -20,6 +20,7 @@ class Saliency(Method):
     paper = ("Simonyan, Vedaldi, Zisserman. Deep Inside Convolutional Networks. "
              "ICLR workshop 2014.")
     uses_baselines = False
+    supports_noise_tunnel = True
 
     def own_params(self, adapter):
         return [ParamSpec("absolute", "choice", "yes", "take the absolute value of the gradient",

@@ -87,7 +87,7 @@ def explanation_function(adapter: ModelAdapter, enc: Encoded, name: str, params:
             e = Encoded(inputs=row.unsqueeze(0).detach().clone(), feature_labels=enc.feature_labels,
                         groups=enc.groups, raw=enc.raw, context=enc.context, key="sensitivity")
             with torch.enable_grad():
-                attr, _ = method.attribute(adapter, e, target, resolved, adapter.forward_fn(e))
+                attr, _ = method.run(adapter, e, target, resolved, adapter.forward_fn(e))
             s = adapter.group_scores(adapter.reduce(attr.detach().float(), e), e)
             rows.append(torch.as_tensor(np.asarray(s, dtype=np.float64)))
         # a tuple: Captum iterates over the returned explanations as a tuple of tensors
