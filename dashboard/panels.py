@@ -144,15 +144,64 @@ def explain_panels(view, adapter, original: Input, edited: Input | None, methods
     if not settings.live and not _applied(original, edited, run):
         _wait_for_apply(original, edited, run)
         return run
+    board = _Board(view, adapter, original, edited, run, settings)
     todo = [m for m in methods if m not in run.errors]
     with running(settings.status, f"{len(todo)} method(s)" if todo else None, "panels"):
-        _run_methods(adapter, original, edited, methods, run, settings, bars)
-    _draw_maps(view, adapter, original, edited, run, settings)
+        _run_methods(adapter, original, edited, methods, run, settings, bars, board)
+    board.final()
     return run
 
 
+class _Board:
+    """The maps' slots, laid out before anything runs, so that each method's map appears as
+    soon as it is computed (on its own colour scale) and all are redrawn once at the end on
+    the scale the sidebar asks for (shared or per panel), with their downloads."""
+
+    def __init__(self, view, adapter, original: Input, edited: Input | None, run: PanelRun,
+                 settings: Settings) -> None:
+        self.view, self.adapter, self.run, self.settings = view, adapter, run, settings
+        self.note, self.legend = st.empty(), st.empty()
+        self.inputs = [(original, run.original)] + ([(edited, run.edited)] if edited is not None else [])
+        self.cells: dict[tuple[str, str], Any] = {}
+        rows = grid(run.methods)
+        for inp, _ in self.inputs:
+            header = "Original input" if inp is original else \
+                f"Edited input{(': ' + inp.note) if inp.note else ''}"
+            st.markdown(f"**{render.md(header)}** — predicted *{render.md(inp.prediction.label)}* "
+                        f"({inp.prediction.probabilities[inp.prediction.index]:.1%}); explaining "
+                        f"*{render.md(adapter.label(run.target))}*")
+            for row in rows:
+                for col, m in zip(st.columns(len(row)), row):
+                    with col:
+                        if len(rows) > 1:  # maps no longer sit under their parameter headers
+                            st.markdown(f"**{get_method(m).title}**")
+                        self.cells[(inp.name, m)] = st.empty()
+
+    def early(self, m: str) -> None:
+        """Draw ``m``'s maps at once, each on its own scale (no downloads yet)."""
+        for inp, attrs in self.inputs:
+            a = attrs.get(m)
+            if a is not None:
+                shown = self.view.shown_scores(a, self.settings)
+                with self.cells[(inp.name, m)].container():
+                    self.view.draw(self.adapter, inp, a, self.view.robust_max(shown, self.settings), self.settings)
+                    st.caption(stats_caption(a))
+
+    def final(self) -> None:
+        run, settings = self.run, self.settings
+        scales = _scales(self.view, run, settings)
+        with self.note.container():
+            _scale_note(run, settings)
+        self.legend.html(render.legend_html(scales.get("_shared") if settings.shared_scale else None,
+                                            *self.view.legend(settings)))
+        for inp, attrs in self.inputs:
+            for m in run.methods:
+                with self.cells[(inp.name, m)].container():
+                    _draw_cell(self.view, self.adapter, inp, m, attrs.get(m), run, scales.get(m, 1.0), settings)
+
+
 def _run_methods(adapter, original: Input, edited: Input | None, methods: list[str], run: PanelRun,
-                 settings: Settings, bars: dict) -> None:
+                 settings: Settings, bars: dict, board: "_Board") -> None:
     target = run.target
     for m in methods:
         if m in run.errors:
@@ -168,23 +217,13 @@ def _run_methods(adapter, original: Input, edited: Input | None, methods: list[s
             if not run.original[m].cache_hit and m in run.costs:
                 _calibrate(adapter, original.enc, run.costs[m] * (2 if edited is not None else 1),
                            time.perf_counter() - started)
+            board.early(m)
         except ExplainerError as e:
             run.errors[m] = str(e)
         except Exception as e:  # noqa: BLE001  (never a traceback in the browser)
             run.errors[m] = f"{get_method(m).title} failed ({type(e).__name__}); try other parameters."
         finally:
             bars[m].empty()
-
-
-def _draw_maps(view, adapter, original: Input, edited: Input | None, run: PanelRun, settings: Settings) -> None:
-    scales = _scales(view, run, settings)
-    _scale_note(run, settings)
-    st.html(render.legend_html(scales.get("_shared") if settings.shared_scale else None,
-                               *view.legend(settings)))
-    _draw_row(view, adapter, original, run.original, run, scales, settings, header="Original input")
-    if edited is not None:
-        _draw_row(view, adapter, edited, run.edited, run, scales, settings,
-                  header=f"Edited input{(': ' + edited.note) if edited.note else ''}")
 
 
 # -- running, stop and apply --------------------------------------------------------------------
@@ -334,29 +373,19 @@ def _scales(view, run: PanelRun, settings: Settings) -> dict[str, float]:
     return per
 
 
-def _draw_row(view, adapter, inp: Input, attrs: dict[str, Attribution], run: PanelRun, scales: dict,
-              settings: Settings, header: str) -> None:
-    st.markdown(f"**{render.md(header)}** — predicted *{render.md(inp.prediction.label)}* "
-                f"({inp.prediction.probabilities[inp.prediction.index]:.1%}); explaining "
-                f"*{render.md(adapter.label(run.target))}*")
-    rows = grid(run.methods)
-    cells = [(col, m) for row in rows for col, m in zip(st.columns(len(row)), row)]
-    for col, m in cells:
-        with col:
-            if len(rows) > 1:  # the maps no longer sit under their parameter headers: name them
-                st.markdown(f"**{get_method(m).title}**")
-            if m in run.errors:
-                if inp.name == "original":
-                    st.error(f"{get_method(m).title}: {render.md(run.errors[m])}")
-                continue
-            a = attrs.get(m)
-            if a is None:
-                continue
-            scale = scales.get(m, 1.0)
-            view.draw(adapter, inp, a, scale, settings)
-            st.caption(stats_caption(a), help="seconds of the computation (of the original run when "
-                                              "cached) · convergence delta · whether the store answered")
-            _panel_downloads(view, adapter, inp, a, scale, settings)
+def _draw_cell(view, adapter, inp: Input, m: str, a: Attribution | None, run: PanelRun, scale: float,
+               settings: Settings) -> None:
+    """One method's map of one input, its numbers and its downloads (or its error)."""
+    if m in run.errors:
+        if inp.name == "original":
+            st.error(f"{get_method(m).title}: {render.md(run.errors[m])}")
+        return
+    if a is None:
+        return
+    view.draw(adapter, inp, a, scale, settings)
+    st.caption(stats_caption(a), help="seconds of the computation (of the original run when "
+                                      "cached) · convergence delta · whether the store answered")
+    _panel_downloads(view, adapter, inp, a, scale, settings)
 
 
 def stats_caption(a: Attribution) -> str:

@@ -54,6 +54,10 @@ def rendered(at: AppTest) -> list[str]:
             + [h.value for h in at.get("html")])
 
 
+def faithfulness_table(at: AppTest):
+    return next(d.value for d in at.dataframe if "deletion AOPC ↑" in d.value.columns)
+
+
 def charts(at: AppTest) -> int:
     return len(at.get("vega_lite_chart"))
 
@@ -232,7 +236,7 @@ def test_tabular_compare_section_and_apply_flip():
     assert "Integrated Gradients convergence" in md
     assert "GradientSHAP across seeds" in md
     assert "Baseline sensitivity" in md
-    table = at.dataframe[0].value
+    table = faithfulness_table(at)
     assert {"deletion AOPC ↑", "comprehensiveness ↑", "sufficiency ↓", "beats random"} <= set(table.columns)
     assert "random (control)" in list(table["method"])
     assert charts(at) >= 8  # probabilities, 3 panels, agreement, disagreement, curves, stability
@@ -517,7 +521,7 @@ def test_many_methods_wrap_into_rows():
 def test_compare_gives_a_verdict_per_method_from_its_numbers():
     at = run(page("tabular", {"row": "13"}))
     verdicts = next(m.value for m in at.markdown if m.value.startswith("**On this input**"))
-    table = at.dataframe[0].value.set_index("method")
+    table = faithfulness_table(at).set_index("method")
     for title in ("Integrated Gradients", "GradientSHAP", "Occlusion"):
         line = next(x for x in verdicts.splitlines() if x.startswith(f"- **{title}**"))
         aopc = table.loc[title, "deletion AOPC ↑"]
