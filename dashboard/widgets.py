@@ -100,6 +100,10 @@ def param_widgets(adapter, method: str) -> dict:
 
 
 def params_caption(values: dict) -> str:
+    """``name=value · ...`` under a panel; the noise tunnel's settings only when it is on."""
+    if values.get("noise_tunnel", "none") == "none":
+        values = {k: v for k, v in values.items() if k not in ("noise_tunnel", "nt_samples", "nt_stdevs")}
+
     def fmt(v):
         return "+".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
     return " · ".join(f"{k}={fmt(v)}" for k, v in values.items())

@@ -119,6 +119,14 @@ def _shot(page, name: str) -> Path:
     return path
 
 
+def _wait_until(cond, timeout: float = 180.0) -> None:
+    deadline = time.time() + timeout
+    while not cond():
+        if time.time() > deadline:
+            raise AssertionError("timed out waiting for the page")
+        time.sleep(0.25)
+
+
 def _panel_captions(page) -> list[str]:
     return [t for t in page.locator('[data-testid="stCaptionContainer"]').all_inner_texts() if "δ =" in t]
 
@@ -141,6 +149,8 @@ def test_text_delete_a_word(server, browser):
     page.locator('[data-testid="stButtonGroup"] button', has_text=re.compile(r"^terrible$")).first.click()
     page.get_by_text("Prediction on the edit").first.wait_for(timeout=120_000)
     page.get_by_text("Edited input: text edited").first.wait_for(timeout=120_000)
+    # the rows' headers come first and each map fills in as its method finishes
+    _wait_until(lambda: len(_panel_captions(page)) >= 6)
     _settle(page)
     change = page.get_by_text("Prediction on the edit").first.inner_text()
     before, after = re.search(r"([\d.]+)% → ([\d.]+)%", change).groups()
