@@ -225,3 +225,34 @@ def test_pages_do_not_leak_state_into_each_other_and_keep_their_own(server, brow
             assert page.locator("textarea").first.input_value() == "Great movie."
             assert "text=Great" in page.url  # the restored view is also the page's link
     page.close()
+
+
+def _boxes(page, selector: str) -> list[dict]:
+    return [b for b in (el.bounding_box() for el in page.locator(selector).all()) if b]
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return (a["x"] < b["x"] + b["width"] - 1 and b["x"] < a["x"] + a["width"] - 1
+            and a["y"] < b["y"] + b["height"] - 1 and b["y"] < a["y"] + a["height"] - 1)
+
+
+def test_nine_methods_lay_out_without_overlap(server, browser):
+    from explainers import list_methods
+    from explainers import get_method
+    methods = "&".join("methods=" + urllib.request.quote(get_method(m).title) for m in list_methods("tabular"))
+    page = _open(browser, f"{server}/tabular?row=13&{methods}", "Download review", height=3400)
+    assert len(_panel_captions(page)) == len(list_methods("tabular"))
+    panels = _boxes(page, '[data-testid="stVerticalBlockBorderWrapper"]')
+    width = page.viewport_size["width"]
+    for i, a in enumerate(panels):
+        assert a["x"] >= 0 and a["x"] + a["width"] <= width + 1, a  # inside the window
+        assert not any(_overlap(a, b) for b in panels[i + 1:] if not (_inside(a, b) or _inside(b, a)))
+    for chart in _boxes(page, '[data-testid="stVegaLiteChart"]'):
+        assert chart["x"] + chart["width"] <= width + 1, chart  # no chart runs off the page
+    _shot(page, "many_methods")
+    page.close()
+
+
+def _inside(a: dict, b: dict) -> bool:
+    return (a["x"] >= b["x"] - 1 and a["y"] >= b["y"] - 1 and a["x"] + a["width"] <= b["x"] + b["width"] + 1
+            and a["y"] + a["height"] <= b["y"] + b["height"] + 1)
