@@ -256,3 +256,17 @@ def test_nine_methods_lay_out_without_overlap(server, browser):
 def _inside(a: dict, b: dict) -> bool:
     return (a["x"] >= b["x"] - 1 and a["y"] >= b["y"] - 1 and a["x"] + a["width"] <= b["x"] + b["width"] + 1
             and a["y"] + a["height"] <= b["y"] + b["height"] + 1)
+
+
+CHINESE = "这家餐厅的服务太差了,等了两个小时都没上菜"
+
+
+@pytest.mark.skipif(not TEXT_WEIGHTS.is_file(), reason="default text model weights not built yet")
+def test_chinese_text_renders_and_is_flagged_as_unreadable(server, browser):
+    """CJK characters draw as characters (make browser installs a CJK font), and the page says
+    the English model cannot read them instead of explaining [UNK]s with confidence."""
+    page = _open(browser, f"{server}/text?text={urllib.request.quote(CHINESE)}", "Download review", height=1500)
+    assert page.get_by_text("this model does not read this script").count() >= 1
+    assert page.locator("textarea").first.input_value() == CHINESE
+    _shot(page, "text_chinese")
+    page.close()
