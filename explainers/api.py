@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from .adapters.base import Encoded, ModelAdapter
 from .engine import Progress, resolve_target, run_method
 from .errors import ExplainerError
-from .results import Explanation
+from .results import Attribution, Explanation
 
 DEFAULT_METHODS = ("integrated_gradients", "gradient_shap", "occlusion")
 
@@ -32,6 +32,12 @@ def load_model(spec: str = "text", modality: str | None = None, *, checkpoint: s
     """
     from cache.models import load
     return load(spec, modality, checkpoint=checkpoint, data=data, labels=labels, label_column=label_column)
+
+
+def collect_warnings(model: ModelAdapter, enc: Encoded, attributions: Iterable[Attribution]) -> list[str]:
+    """The model's, the input's and every attribution's warnings, each once, in order."""
+    notes = list(model.warnings) + list(enc.warnings) + [w for a in attributions for w in a.warnings]
+    return list(dict.fromkeys(notes))
 
 
 def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = None,
@@ -82,7 +88,7 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
     result = Explanation(
         model=model.name, modality=model.modality, features=model.features(enc),
         prediction=prediction, target={"index": target_index, "label": model.label(target_index)},
-        attributions=attributions, warnings=list(model.warnings) + list(enc.warnings))
+        attributions=attributions, warnings=collect_warnings(model, enc, attributions.values()))
     if metrics:
         from .metrics import compute
         result.metrics = compute(model, enc, result, list(metrics), metric_params or {},

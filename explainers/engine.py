@@ -8,11 +8,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from cache.store import BadRow, StoreFault
+
 from .adapters.base import Encoded, ModelAdapter
 from .errors import ExplainerError
 from .params import resolve_params
 from .registry import get_method
-from .results import Attribution
+from .results import Attribution, _jsonable
 
 Progress = Callable[[str, float], None]
 OOM_RETRIES = 3
@@ -69,6 +71,70 @@ def _run_with_oom_retry(adapter: ModelAdapter, fn: Callable[[], Any]) -> Any:
         adapter.grad_batch_size, adapter.eval_batch_size = sizes
 
 
+def row_meta(adapter: ModelAdapter, enc: Encoded, name: str, target: int) -> dict:
+    """What a stored row promises besides its parameters: the method, the target class, the
+    model (:attr:`ModelAdapter.result_key`) and the encoded input."""
+    return {"method": name, "target": int(target), "model": adapter.result_key, "input": enc.key}
+
+
+def check_row(row: Any, meta: dict, params: dict, shape: tuple[int, ...]) -> str | None:
+    """Why a row read from the store must not be served, or None when it may be.
+
+    A row is served only if it carries the ``meta`` and the resolved ``params`` its key
+    promised, and finite scores of the expected ``shape`` (one per feature, or H x W).
+    """
+    if not isinstance(row, dict) or not {"scores", "params", "seconds", "meta"} <= set(row):
+        return "fields missing"
+    if row["meta"] != meta:
+        return "made for another model, input, method or target"
+    if row["params"] != _jsonable(params):
+        return "made with other parameters"
+    try:
+        scores = np.asarray(row["scores"], dtype=np.float64)
+        delta = row.get("convergence_delta")
+        seconds = float(row["seconds"])
+        if delta is not None:
+            delta = float(delta)
+    except (TypeError, ValueError):
+        return "scores or timings are not numbers"
+    if scores.shape != tuple(shape):
+        return f"scores have shape {scores.shape}, expected {tuple(shape)}"
+    if not np.all(np.isfinite(scores)) or (delta is not None and not np.isfinite(delta)) \
+            or not np.isfinite(seconds):
+        return "values are not finite"
+    return None
+
+
+def _from_store(store: Any, key: str, name: str, meta: dict, params: dict,
+                shape: tuple[int, ...], notes: list[str]) -> tuple[Attribution | None, bool]:
+    """The stored attribution if a valid row exists, and whether the store may be written.
+
+    A fault appends one note; a bad row is dropped and appends a note too."""
+    try:
+        row = store.get(key)
+    except BadRow as e:
+        notes.append(f"attribution store: {e}; recomputed")
+        return None, True
+    except StoreFault as e:
+        notes.append(f"attribution store unavailable, computed without it: {e}")
+        return None, False
+    if row is None:
+        return None, True
+    why = check_row(row, meta, params, shape)
+    if why is not None:
+        store.discard(key)
+        notes.append(f"attribution store: a stored result was not served ({why}); recomputed")
+        return None, True
+    return Attribution.from_dict(name, row, cache_hit=True), True
+
+
+def _to_store(store: Any, key: str, result: Attribution, meta: dict, notes: list[str]) -> None:
+    try:
+        store.put(key, {**result.to_dict(), "meta": meta})
+    except StoreFault as e:
+        notes.append(f"attribution store unavailable, result not saved: {e}")
+
+
 def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | None = None,
                target: Any = None, store: Any = None, progress: Progress | None = None,
                max_cost: int | None = None) -> Attribution:
@@ -80,7 +146,9 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
         name: registered method name.
         params: method parameters; missing ones take their declared defaults.
         target: class index or label; None means the predicted class.
-        store: an :class:`cache.store.AttributionStore`, or None to skip the cache.
+        store: an :class:`cache.store.AttributionStore`, or None to skip the cache. A row is
+            served only after :func:`check_row` accepts it; a store fault never fails the
+            call, it adds a note to the result's ``warnings`` and the method runs without it.
         progress: called as ``progress(method, fraction)`` after each model batch. It may
             raise to abort (Streamlit does so when a widget changes mid-run).
         max_cost: refuse settings needing more forward passes than this.
@@ -92,13 +160,16 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
 
     method, resolved = check_method(adapter, name, params)
     target_index = resolve_target(adapter, enc, target)
-    key = make_key(adapter.result_key, enc.key, name, resolved, target_index)
+    meta = row_meta(adapter, enc, name, target_index)
+    key = make_key(meta, resolved)
+    notes: list[str] = []
+    writable = store is not None
     if store is not None:
-        hit = store.get(key)
+        hit, writable = _from_store(store, key, name, meta, resolved, adapter.score_shape(enc), notes)
         if hit is not None:
             if progress:
                 progress(name, 1.0)
-            return Attribution.from_dict(name, hit, cache_hit=True)
+            return hit
 
     cost = max(1, int(method.cost(adapter, enc, resolved)))
     if max_cost is not None and cost > max_cost:
@@ -123,9 +194,9 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
     scores = adapter.reduce(attr.float(), enc).astype(np.float64)
     if not np.all(np.isfinite(scores)):
         raise ExplainerError(f"{method.title} produced non-finite scores; try other parameters")
-    result = Attribution(name, scores, delta, seconds, resolved)
-    if store is not None:
-        store.put(key, result.to_dict())
+    result = Attribution(name, scores, delta, seconds, resolved, warnings=notes)
+    if writable:
+        _to_store(store, key, result, meta, notes)
     if progress:
         progress(name, 1.0)
     return result

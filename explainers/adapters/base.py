@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
+import json
+import marshal
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -74,6 +77,70 @@ def fingerprint_module(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+_SKIP_ATTRS = {"training", "name_or_path", "_name_or_path"}
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def config_digest(config: Any) -> str | None:
+    """SHA-256 of a model configuration (a Hugging Face ``PretrainedConfig`` or a dict),
+    leaving out where it was loaded from; None when there is no configuration."""
+    if config is None:
+        return None
+    as_dict = config.to_dict() if hasattr(config, "to_dict") else config
+    if not isinstance(as_dict, dict):
+        return _digest(repr(as_dict))
+    return _digest({k: v for k, v in as_dict.items() if k not in _SKIP_ATTRS})
+
+
+def _class_source(cls: type) -> str:
+    """The source of a class (its code), or its methods' bytecode when there is no source."""
+    try:
+        return inspect.getsource(cls)
+    except (OSError, TypeError):
+        funcs = sorted((k, v) for k, v in vars(cls).items() if inspect.isfunction(v))
+        return repr([(k, marshal.dumps(v.__code__)) for k, v in funcs])
+
+
+def _script_code(module: torch.nn.Module) -> str | None:
+    """The TorchScript code of a scripted module (None for eager modules)."""
+    if not isinstance(module, torch.jit.ScriptModule):
+        return None
+    try:
+        return module.code
+    except RuntimeError:  # a scripted submodule without a forward
+        return ""
+
+
+def describe_module(module: torch.nn.Module) -> dict:
+    """What a module computes beyond its weights, as digests: for every submodule its class,
+    the source of that class (or its TorchScript code), its scalar settings (activation
+    names, head counts, epsilons) and its configuration (Hugging Face ``config``, timm
+    ``pretrained_cfg``).
+
+    Two models with equal weights but a different ``hidden_act``, ``num_attention_heads``,
+    forward code, or no weights at all, get different descriptions.
+    """
+    sources: dict[str, str] = {}
+    parts = []
+    for name, sub in module.named_modules():
+        cls = type(sub)
+        qual = getattr(sub, "original_name", None) or f"{cls.__module__}.{cls.__qualname__}"
+        script = _script_code(sub)
+        if script is None and qual not in sources:
+            sources[qual] = hashlib.sha256(_class_source(cls).encode()).hexdigest()
+        settings = {k: v for k, v in vars(sub).items()
+                    if k not in _SKIP_ATTRS and not k.startswith("_")
+                    and isinstance(v, (bool, int, float, str, tuple, type(None)))}
+        parts.append({"name": name, "class": qual, "settings": settings,
+                      "script": None if script is None else hashlib.sha256(script.encode()).hexdigest(),
+                      "config": config_digest(getattr(sub, "config", None)),
+                      "pretrained_cfg": config_digest(getattr(sub, "pretrained_cfg", None))})
+    return {"class": parts[0]["class"], "modules": _digest(parts), "sources": _digest(sources)}
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -122,6 +189,10 @@ class ModelAdapter:
             self.eval_batch_size *= 4
 
     # -- identity -------------------------------------------------------------------------
+    #: how the model was loaded, set by the loader: ``{"loader": ..., "spec": ...}`` plus,
+    #: for a model file, ``{"archive": sha256 of the file}`` (see :mod:`cache.models`)
+    source: dict | None = None
+
     @property
     def fingerprint(self) -> str:
         """Hash of the weights; part of every cache key."""
@@ -129,16 +200,31 @@ class ModelAdapter:
             self._fingerprint = fingerprint_module(self.module)
         return self._fingerprint
 
+    @property
+    def code_fingerprint(self) -> str:
+        """Hash of what the model computes beyond its weights (:func:`describe_module`)."""
+        if getattr(self, "_code_fingerprint", None) is None:
+            self._code_fingerprint = _digest(describe_module(self.module))
+        return self._code_fingerprint
+
     def config(self) -> dict:
         """Settings outside the weights that change results (normalisation, reference data)."""
         return {}
 
     @property
     def result_key(self) -> str:
-        """Everything about the model that a cached result depends on: weights, adapter
-        settings, device and precision (CUDA runs under bf16 autocast)."""
+        """Everything about the model that a cached result depends on: how it was loaded
+        (loader, spec, archive hash), its class, configuration and code, its weights, the
+        adapter and its settings, device and precision (CUDA runs under bf16 autocast)."""
         precision = "bf16-autocast" if self.device.type == "cuda" else "fp32"
-        return f"{self.fingerprint}|{self.device.type}|{precision}|{sorted(self.config().items())}"
+        return _digest({"source": self.source or {}, "code": self.code_fingerprint,
+                        "weights": self.fingerprint, "adapter": type(self).__qualname__,
+                        "config": self.config(), "device": self.device.type,
+                        "precision": precision})
+
+    def score_shape(self, enc: Encoded) -> tuple[int, ...]:
+        """Shape of the display scores :meth:`reduce` gives for ``enc`` (one per feature)."""
+        return (enc.n_features,)
 
     def label(self, index: int) -> str:
         return self.labels[index] if 0 <= index < len(self.labels) else str(index)

@@ -147,6 +147,9 @@ class ImageAdapter(ModelAdapter):
     def reduce(self, attr: torch.Tensor, enc: Encoded) -> np.ndarray:
         return attr[0].sum(dim=0).detach().float().cpu().numpy()
 
+    def score_shape(self, enc: Encoded) -> tuple[int, ...]:
+        return tuple(int(d) for d in enc.inputs.shape[2:])
+
     def features(self, enc: Encoded) -> dict:
         return {"height": int(enc.inputs.shape[2]), "width": int(enc.inputs.shape[3]),
                 "patch": self.patch}

@@ -1,0 +1,214 @@
+"""Issue 9: a store key that names the model, store faults that degrade, and the input edges.
+
+Every collision case builds two models that the old key (weights + device + adapter config)
+could not tell apart, and checks that the second one misses the cache and gets its own
+scores.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cache.store import SCHEMA_VERSION, AttributionStore
+from explainers import explain
+
+ROOT = Path(__file__).resolve().parents[2]
+METHODS = ["integrated_gradients", "occlusion"]
+PARAMS = {"integrated_gradients": {"n_steps": 8}}
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def hf_variant(base: Path, dest: Path, **changes) -> str:
+    """A copy of a saved HF model directory (same weight file) with config.json edited."""
+    shutil.copytree(base, dest)
+    config = json.loads((dest / "config.json").read_text())
+    config.update(changes)
+    (dest / "config.json").write_text(json.dumps(config))
+    return str(dest)
+
+
+def run_pair(first, second, raw, store):
+    """Explain with ``first`` (filling the store), then with ``second`` against the same store,
+    and with ``second`` again without any store (the truth for ``second``)."""
+    a = explain(first, raw, methods=METHODS, params=PARAMS, target=0, store=store)
+    b = explain(second, raw, methods=METHODS, params=PARAMS, target=0, store=store)
+    truth = explain(second, raw, methods=METHODS, params=PARAMS, target=0, use_cache=False)
+    return a, b, truth
+
+
+def assert_missed(a, b, truth):
+    for name in METHODS:
+        assert not a.attributions[name].cache_hit
+        assert not b.attributions[name].cache_hit, f"{name}: served the other model's row"
+        np.testing.assert_allclose(b.attributions[name].scores, truth.attributions[name].scores,
+                                   rtol=1e-5, atol=1e-7)
+    # the two models really differ, so serving the first one's row would have been wrong
+    assert not np.allclose(a.attributions["occlusion"].scores, b.attributions["occlusion"].scores)
+
+
+# -- item 1: collisions -------------------------------------------------------------------------
+@pytest.mark.parametrize("change", [{"hidden_act": "relu"}, {"num_attention_heads": 4}])
+def test_hf_models_with_equal_weights_but_other_config_miss(tiny_text_dir, tmp_path, change):
+    from cache.models import hf_text
+    first = hf_text(str(tiny_text_dir))
+    second = hf_text(hf_variant(tiny_text_dir, tmp_path / "variant", **change))
+    assert first.fingerprint == second.fingerprint  # the weights alone cannot tell them apart
+    a, b, truth = run_pair(first, second, "the soup was bland", AttributionStore(tmp_path / "s.sqlite"))
+    assert_missed(a, b, truth)
+
+
+def _script_pair(tmp_path: Path) -> tuple[Path, Path]:
+    """Two TorchScript archives with identical parameters: f(x) and -f(x)."""
+
+    class Plain(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.linear(x)
+
+    class Negated(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            return -self.linear(x)
+
+    torch.manual_seed(0)
+    f = torch.jit.script(Plain())
+    g = Negated()
+    g.linear.load_state_dict(f.linear.state_dict())
+    paths = tmp_path / "f.pt", tmp_path / "neg_f.pt"
+    torch.jit.save(f, str(paths[0]))
+    torch.jit.save(torch.jit.script(g), str(paths[1]))
+    return paths
+
+
+def _small_csv(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "rows.csv"
+    pd.DataFrame(rng.normal(size=(16, 3)), columns=["a", "b", "c"]).to_csv(path, index=False)
+    return path
+
+
+def test_torchscript_f_and_minus_f_with_identical_params_miss(tmp_path):
+    from cache.models import torchscript_tabular
+    f_path, neg_path = _script_pair(tmp_path)
+    csv = _small_csv(tmp_path)
+    first = torchscript_tabular(str(f_path), str(csv))
+    second = torchscript_tabular(str(neg_path), str(csv))
+    assert first.fingerprint == second.fingerprint
+    a, b, truth = run_pair(first, second, 3, AttributionStore(tmp_path / "s.sqlite"))
+    assert_missed(a, b, truth)
+    np.testing.assert_allclose(b.attributions["occlusion"].scores, -a.attributions["occlusion"].scores,
+                               rtol=1e-5, atol=1e-7)
+
+
+class FirstTwo(torch.nn.Module):
+    def forward(self, x):
+        return x[:, :2]
+
+
+class LastTwo(torch.nn.Module):
+    def forward(self, x):
+        return x[:, -2:]
+
+
+def test_two_parameter_free_models_miss(tmp_path):
+    from explainers.adapters import TabularAdapter
+    from tests.conftest import tiny_frame
+    frame = tiny_frame()
+    first = TabularAdapter("free", FirstTwo(), frame, ["p", "q"])
+    second = TabularAdapter("free", LastTwo(), frame, ["p", "q"])
+    assert first.fingerprint == second.fingerprint  # no parameters, no buffers
+    a, b, truth = run_pair(first, second, 2, AttributionStore(tmp_path / "s.sqlite"))
+    assert_missed(a, b, truth)
+
+
+def test_parameter_free_torchscript_archives_miss(tmp_path):
+    from cache.models import torchscript_tabular
+    csv = _small_csv(tmp_path)
+    paths = []
+    for cls in (FirstTwo, LastTwo):
+        paths.append(tmp_path / f"{cls.__name__}.pt")
+        torch.jit.save(torch.jit.script(cls()), str(paths[-1]))
+    first, second = (torchscript_tabular(str(p), str(csv)) for p in paths)
+    a, b, truth = run_pair(first, second, 1, AttributionStore(tmp_path / "s.sqlite"))
+    assert_missed(a, b, truth)
+    assert first.source["archive"] != second.source["archive"]
+
+
+def test_same_model_still_hits(tiny_text, tmp_path):
+    """The fuller key must not turn every request into a miss."""
+    from cache.models import hf_text
+    store = AttributionStore(tmp_path / "s.sqlite")
+    explain(tiny_text, "the film was bad", methods=METHODS, params=PARAMS, store=store)
+    hf_text.cache_clear()  # a fresh load of the same directory, as after a restart
+    again = hf_text(tiny_text.source["spec"])
+    assert again is not tiny_text
+    second = explain(again, "the film was bad", methods=METHODS, params=PARAMS, store=store)
+    assert all(a.cache_hit for a in second.attributions.values())
+    assert not second.warnings
+
+
+# -- item 1: row validation -------------------------------------------------------------------
+def _tamper(path: Path, edit) -> int:
+    con = sqlite3.connect(path)
+    rows = con.execute("SELECT key, value FROM results").fetchall()
+    for key, value in rows:
+        con.execute("UPDATE results SET value = ? WHERE key = ?", (edit(json.loads(value)), key))
+    con.commit()
+    con.close()
+    return len(rows)
+
+
+@pytest.mark.parametrize("damage", ["short", "nan", "params", "target", "truncated"])
+def test_bad_rows_are_recomputed_not_served(tiny_tabular, tmp_path, damage):
+    path = tmp_path / "s.sqlite"
+    store = AttributionStore(path)
+    first = explain(tiny_tabular, 4, methods=METHODS, params=PARAMS, target=1, store=store)
+    edits = {
+        "short": lambda v: json.dumps({**v, "scores": v["scores"][:-1]}),
+        "nan": lambda v: json.dumps({**v, "scores": [float("nan")] + v["scores"][1:]}),
+        "params": lambda v: json.dumps({**v, "params": {**v["params"], "baselines": ["train_median"]},
+                                        "scores": [s * 3 for s in v["scores"]]}),
+        "target": lambda v: json.dumps({**v, "meta": {**v["meta"], "target": 0},
+                                        "scores": [-s for s in v["scores"]]}),
+        "truncated": lambda v: json.dumps(v)[:40],
+    }
+    assert _tamper(path, edits[damage]) == 2
+    second = explain(tiny_tabular, 4, methods=METHODS, params=PARAMS, target=1, store=store)
+    for name in METHODS:
+        assert not second.attributions[name].cache_hit
+        np.testing.assert_allclose(second.attributions[name].scores, first.attributions[name].scores,
+                                   rtol=1e-6)
+    assert len([w for w in second.warnings if "attribution store" in w]) == 1
+    # the bad rows were replaced by good ones
+    third = explain(tiny_tabular, 4, methods=METHODS, params=PARAMS, target=1, store=store)
+    assert all(a.cache_hit for a in third.attributions.values()) and not third.warnings
+
+
+def test_rows_of_an_older_schema_are_dropped(tmp_path):
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE results (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL)")
+    con.execute("INSERT INTO results (key, value) VALUES ('k', '{\"scores\": [1.0]}')")
+    con.commit()
+    con.close()
+    store = AttributionStore(path)
+    assert len(store) == 0 and store.get("k") is None
+    store.put("k2", {"scores": [2.0]})
+    assert store.get("k2") == {"scores": [2.0]}
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    con.close()
