@@ -7,6 +7,7 @@ scores.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sqlite3
@@ -212,3 +213,71 @@ def test_rows_of_an_older_schema_are_dropped(tmp_path):
     con = sqlite3.connect(path)
     assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     con.close()
+
+
+# -- item 4: image decoding ---------------------------------------------------------------------
+EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n"
+       b"newpath 0 0 moveto 10 10 lineto stroke showpage\n%%EOF\n")
+
+
+def test_postscript_named_png_never_reaches_the_eps_plugin(tmp_path, monkeypatch):
+    from PIL import EpsImagePlugin, Image
+
+    from explainers import ExplainerError
+    from explainers.adapters.image import load_image
+    reached = []
+
+    def spy(self):
+        reached.append(True)
+        raise SyntaxError("EPS plugin reached")
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", spy)
+    path = tmp_path / "photo.png"
+    path.write_bytes(EPS)
+    # the file does select the EPS plugin when decoding is not restricted
+    with pytest.raises(Exception):
+        Image.open(path)
+    assert reached == [True]
+    reached.clear()
+    for source in (path, str(path), EPS, io.BytesIO(EPS)):
+        with pytest.raises(ExplainerError, match="accepted format"):
+            load_image(source)
+    assert reached == []
+
+
+def test_sixteen_bit_png_keeps_its_range(tmp_path):
+    from PIL import Image
+
+    from explainers.adapters.image import load_image
+    gradient = np.linspace(0, 65535, 64 * 256).reshape(64, 256).round().astype(np.uint16)
+    path = tmp_path / "g16.png"
+    Image.fromarray(gradient).save(path)
+    assert Image.open(path).mode == "I;16"
+    for source in (path, gradient):
+        out = np.asarray(load_image(source))[..., 0].astype(int)
+        assert out.min() == 0 and out.max() == 255
+        assert (out == 255).mean() < 0.01  # clipping made 99.6 % of the pixels 255
+        assert np.all(np.diff(out.reshape(-1)) >= 0)  # still a gradient
+        np.testing.assert_allclose(out, gradient / 257.0, atol=0.51)
+
+
+@pytest.mark.parametrize("bad,message", [
+    ("empty_pil", "no pixels"), ("empty_array", "no pixels"), ("nan", "NaN"),
+    ("inf", "NaN or infinite"), ("int", "an image input is"), ("negative", "0..65535"),
+])
+def test_images_without_content_are_refused(tiny_image, bad, message):
+    from PIL import Image
+
+    from explainers import ExplainerError
+    sources = {
+        "empty_pil": Image.new("RGB", (0, 0)),
+        "empty_array": np.zeros((0, 0, 3), np.uint8),
+        "nan": np.full((8, 8, 3), np.nan),
+        "inf": np.where(np.eye(8)[..., None] > 0, np.inf, 0.5).repeat(3, -1),
+        "int": 5,
+        "negative": np.full((8, 8), -3, dtype=np.int32),
+    }
+    with pytest.raises(ExplainerError, match=message):
+        tiny_image.encode(sources[bad])
+    with pytest.raises(ExplainerError, match=message):
+        explain(tiny_image, sources[bad], methods=["saliency"], use_cache=False)
