@@ -8,9 +8,12 @@ scores.
 from __future__ import annotations
 
 import io
+import os
+import subprocess
 import json
 import shutil
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -281,3 +284,122 @@ def test_images_without_content_are_refused(tiny_image, bad, message):
         tiny_image.encode(sources[bad])
     with pytest.raises(ExplainerError, match=message):
         explain(tiny_image, sources[bad], methods=["saliency"], use_cache=False)
+
+
+# -- item 5: store faults degrade, size is bounded ------------------------------------------------
+@contextmanager
+def read_only(path: Path):
+    """Make ``path`` (a file or a directory) read-only, even for root (chattr +i)."""
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None or subprocess.run(
+                ["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+            pytest.skip("running as root and chattr +i is not available here")
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+    else:
+        mode = path.stat().st_mode
+        path.chmod(0o555 if path.is_dir() else 0o444)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+
+
+def store_warnings(result) -> list[str]:
+    return [w for w in result.warnings if "attribution store" in w]
+
+
+def assert_degraded(result, truth, expect_hits=()):
+    """Computed without the cache (or served where a good row was readable), one warning."""
+    for name, a in result.attributions.items():
+        assert a.cache_hit == (name in expect_hits)
+        np.testing.assert_allclose(a.scores, truth.attributions[name].scores, rtol=1e-6)
+    assert len(store_warnings(result)) == 1, result.warnings
+
+
+def test_corrupt_store_file_degrades(tiny_tabular, tmp_path):
+    path = tmp_path / "attributions.sqlite"
+    path.write_bytes(b"this is not a database" * 300)
+    truth = explain(tiny_tabular, 2, methods=METHODS, params=PARAMS, use_cache=False)
+    result = explain(tiny_tabular, 2, methods=METHODS, params=PARAMS, store=AttributionStore(path))
+    assert_degraded(result, truth)
+    assert "not a database" in store_warnings(result)[0]
+
+
+def test_read_only_database_still_returns_the_work(tiny_tabular, tmp_path):
+    path = tmp_path / "attributions.sqlite"
+    store = AttributionStore(path)
+    explain(tiny_tabular, 2, methods=["occlusion"], store=store)  # one good row
+    truth = explain(tiny_tabular, 2, methods=METHODS, params=PARAMS, use_cache=False)
+    for suffix in ("-wal", "-shm"):  # checkpointed and closed: the database is one file
+        assert not path.with_name(path.name + suffix).exists()
+    with read_only(path):
+        result = explain(tiny_tabular, 2, methods=METHODS, params=PARAMS, store=AttributionStore(path))
+    assert_degraded(result, truth, expect_hits=("occlusion",))
+    assert "not saved" in store_warnings(result)[0]
+
+
+def test_read_only_directory_degrades(tiny_tabular, tmp_path):
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    truth = explain(tiny_tabular, 2, methods=METHODS, params=PARAMS, use_cache=False)
+    with read_only(folder):
+        store = AttributionStore(folder / "attributions.sqlite")
+        result = explain(tiny_tabular, 2, methods=METHODS, params=PARAMS, store=store)
+        stats = store.stats()
+    assert_degraded(result, truth)
+    assert stats["rows"] is None and stats["error"]
+
+
+def test_cache_path_that_is_a_file_degrades(tiny_tabular, tmp_path, monkeypatch):
+    from cache.store import default_store
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the cache directory should be")
+    monkeypatch.setenv("ATTRIBUTION_STUDIO_CACHE", str(blocker))
+    truth = explain(tiny_tabular, 2, methods=METHODS, params=PARAMS, use_cache=False)
+    result = explain(tiny_tabular, 2, methods=METHODS, params=PARAMS)  # the default store
+    assert_degraded(result, truth)
+    stats = default_store().stats()
+    assert stats["rows"] is None and "cannot open" in stats["error"]
+    assert stats["path"] == str(blocker / "attributions.sqlite")
+
+
+def test_lru_eviction_keeps_the_store_under_its_cap(tmp_path):
+    store = AttributionStore(tmp_path / "s.sqlite", cap_bytes=10_000)
+    row = {"scores": [0.123456] * 120}  # about 1 kB of JSON
+    size = len(json.dumps(row))
+    for i in range(8):
+        store.put(f"k{i}", row)
+    assert store.get("k0") == row  # k0 is now the most recently used
+    for i in range(8, 14):
+        store.put(f"k{i}", row)
+    stats = store.stats()
+    assert stats["bytes"] <= 10_000 and stats["rows"] == stats["bytes"] // size
+    assert stats["cap_bytes"] == 10_000 and stats["path"] == str(tmp_path / "s.sqlite")
+    assert store.get("k0") == row, "the recently read row was evicted"
+    assert store.get("k1") is None, "the least recently used row survived"
+    assert store.get("k13") == row
+
+
+def test_store_cap_from_the_environment(tmp_path, monkeypatch):
+    from cache.store import DEFAULT_CAP_MB, cap_from_env
+    monkeypatch.setenv("ATTRIBUTION_STUDIO_CACHE_MB", "0.004")
+    assert AttributionStore(tmp_path / "s.sqlite").cap_bytes == 4_000
+    store = AttributionStore(tmp_path / "s.sqlite")
+    for i in range(10):
+        store.put(f"k{i}", {"scores": [0.5] * 200})
+    assert store.stats()["bytes"] <= 4_000
+    monkeypatch.setenv("ATTRIBUTION_STUDIO_CACHE_MB", "lots")
+    with pytest.warns(UserWarning, match="not a size"):
+        assert cap_from_env() == DEFAULT_CAP_MB * 1_000_000
+
+
+def test_store_stats_of_the_default_store(tiny_tabular):
+    from cache.store import store_stats
+    before = store_stats()
+    explain(tiny_tabular, 7, methods=["saliency"])
+    after = store_stats()
+    assert after["error"] is None and after["rows"] >= 1 and after["rows"] >= (before["rows"] or 0)
+    assert after["bytes"] > 0 and after["file_bytes"] > 0 and after["cap_bytes"] > 0
