@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import pickle
 from pathlib import Path
 from typing import Sequence
 
@@ -21,7 +22,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from explainers.adapters import ImageAdapter, TabularAdapter, TextAdapter  # noqa: E402
-from explainers.adapters.base import config_digest  # noqa: E402
+from explainers.adapters.base import config_digest, probe_logits  # noqa: E402
 from explainers.errors import ExplainerError  # noqa: E402
 
 from . import tabular_model  # noqa: E402
@@ -62,6 +63,11 @@ def file_digest(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).splitlines()[0][:200] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def with_source(adapter, loader: str, **details):
@@ -155,13 +161,17 @@ def hf_text(spec: str, labels: tuple[str, ...] | None = None) -> TextAdapter:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     local = Path(spec).is_dir()
     kwargs = {"trust_remote_code": False, "local_files_only": local or os.environ.get("HF_HUB_OFFLINE") == "1"}
+    where = "directory" if local else "Hugging Face id (offline mode: set HF_HUB_OFFLINE=0 to download)"
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec, **kwargs)
         model = AutoModelForSequenceClassification.from_pretrained(spec, **kwargs)
-    except (OSError, ValueError) as e:
-        where = "directory" if local else "Hugging Face id (offline mode: set HF_HUB_OFFLINE=0 to download)"
+    except pickle.UnpicklingError:
+        raise ExplainerError(f"text model refused: a weight file in {spec!r} holds objects other "
+                             "than tensors, which could run code when loaded; only tensors are "
+                             "read (convert the weights to safetensors)") from None
+    except Exception as e:  # transformers raises OSError, ValueError, KeyError, RuntimeError ...
         raise ExplainerError(f"could not load text model from {where} {spec!r}: "
-                             f"{str(e).splitlines()[0][:200]}") from None
+                             f"{_first_line(e)}") from None
     id2label = getattr(model.config, "id2label", None) or {}
     if labels and len(labels) != model.config.num_labels:
         raise ExplainerError(f"{len(labels)} labels given for a model with {model.config.num_labels} classes")
@@ -220,12 +230,8 @@ def torchscript_tabular(model_path: str, csv_path: str, labels: tuple[str, ...] 
             raise ExplainerError(f"label column {label_column!r} is not in the CSV")
         data = data.drop(columns=[label_column])
     data = check_frame(data)
-    with torch.no_grad():
-        try:
-            out = module(torch.tensor(data.to_numpy()[:2], dtype=torch.float32))
-        except Exception as e:  # a shape mismatch surfaces as a TorchScript RuntimeError
-            raise ExplainerError(f"the model does not accept the CSV's {data.shape[1]} columns: "
-                                 f"{str(e).splitlines()[0][:200]}") from None
+    out = probe_logits(module, torch.tensor(data.to_numpy()[:2], dtype=torch.float32),
+                       n_classes=len(labels) if labels else None, source="the CSV's")
     n_out = int(out.shape[-1])
     names = list(labels) if labels else [f"class {i}" for i in range(n_out)]
     adapter = TabularAdapter(Path(model_path).name, module, data, names)

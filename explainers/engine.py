@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -21,27 +21,48 @@ OOM_RETRIES = 3
 
 
 def resolve_target(adapter: ModelAdapter, enc: Encoded, target: Any) -> int:
-    """Class index for ``target``: None (the predicted class), an index, or a label."""
+    """Class index for ``target``: None (the predicted class), an index, or a label.
+
+    Raises:
+        ExplainerError: for an unknown label, an index out of range, or a value that is not
+            a whole number (``1.5``) or is a boolean (``True`` is not class 1).
+    """
     if target is None:
         return adapter.predict(enc).index
-    if isinstance(target, str) and not target.lstrip("-").isdigit():
+    if isinstance(target, str) and not target.strip().lstrip("-").isdigit():
         if target not in adapter.labels:
-            raise ExplainerError(f"unknown target label {target!r}")
+            raise ExplainerError(f"unknown target label {target!r}; labels: {adapter.labels[:20]}")
         return adapter.labels.index(target)
-    try:
-        index = int(target)
-    except (TypeError, ValueError):
-        raise ExplainerError(f"target must be a class index or label, got {target!r}") from None
+    index = _as_index(target)
     if not 0 <= index < len(adapter.labels):
         raise ExplainerError(f"target {index} out of range: the model has {len(adapter.labels)} classes")
     return index
 
 
-def check_method(adapter: ModelAdapter, name: str, params: dict | None):
+def _as_index(target: Any) -> int:
+    """A class index from an int, a whole float or a digit string; nothing else."""
+    bad = ExplainerError(f"target must be a class index or label, got {target!r}")
+    if isinstance(target, (bool, np.bool_)):
+        raise bad
+    if isinstance(target, (float, np.floating)):
+        if not np.isfinite(target) or not float(target).is_integer():
+            raise bad
+        return int(target)
+    if isinstance(target, (int, np.integer)):
+        return int(target)
+    if isinstance(target, str):
+        return int(target.strip())
+    raise bad
+
+
+def check_method(adapter: ModelAdapter, name: str, params: Any):
     """The method instance and its validated parameters, or an ExplainerError."""
     method = get_method(name)
     if adapter.modality not in method.modalities:
         raise ExplainerError(f"method '{name}' does not support {adapter.modality} input")
+    if params is not None and not isinstance(params, Mapping):
+        raise ExplainerError(f"parameters of '{name}' must be a mapping of name to value, "
+                             f"got {type(params).__name__} {params!r:.80}")
     return method, resolve_params(method.param_specs(adapter), params, name)
 
 

@@ -14,6 +14,7 @@ import hashlib
 import inspect
 import json
 import marshal
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -139,6 +140,92 @@ def describe_module(module: torch.nn.Module) -> dict:
                       "config": config_digest(getattr(sub, "config", None)),
                       "pretrained_cfg": config_digest(getattr(sub, "pretrained_cfg", None))})
     return {"class": parts[0]["class"], "modules": _digest(parts), "sources": _digest(sources)}
+
+
+LOAD_TIMEOUT_ENV = "ATTRIBUTION_STUDIO_LOAD_TIMEOUT"
+DEFAULT_LOAD_TIMEOUT = 30.0
+
+
+def load_timeout() -> float:
+    """Seconds a user model may take for its test forward at load time:
+    ``$ATTRIBUTION_STUDIO_LOAD_TIMEOUT`` (default 30)."""
+    raw = os.environ.get(LOAD_TIMEOUT_ENV, "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_LOAD_TIMEOUT
+    except ValueError:
+        raise ExplainerError(f"{LOAD_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise ExplainerError(f"{LOAD_TIMEOUT_ENV} must be above 0, got {raw!r}")
+    return value
+
+
+def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str) -> Any:
+    """``fn()`` run in a daemon worker thread, or an ExplainerError after ``timeout`` seconds.
+
+    Python cannot stop a thread: a model that never returns keeps its worker busy until it
+    does, but the caller is released and the model is never used.
+    """
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = fn()
+        except Exception as e:  # handed to the caller below
+            box["error"] = e
+
+    worker = threading.Thread(target=work, name=f"probe: {what}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise ExplainerError(f"{what} did not finish within {timeout:g} s; the model is refused "
+                             f"(raise {LOAD_TIMEOUT_ENV} if it is just slow)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def probe_logits(module: torch.nn.Module, inputs: torch.Tensor, n_classes: int | None = None,
+                 timeout: float | None = None, source: str = "the reference data's") -> torch.Tensor:
+    """Run a user model once on ``inputs`` (a few reference rows) and check what it returns.
+
+    Args:
+        module: the model, called as ``module(inputs)``.
+        inputs: a batch ``[B, ...]``.
+        n_classes: the number of classes expected, if known.
+        timeout: seconds allowed (default :func:`load_timeout`).
+        source: how error messages name the inputs ("the CSV's").
+
+    Returns:
+        The logits ``[B, C]``.
+
+    Raises:
+        ExplainerError: the forward fails, runs over time, or does not return finite logits
+            of shape ``[B, C]`` (a tuple, a scalar, NaN).
+    """
+    def forward() -> Any:
+        with torch.no_grad():  # grad mode is per thread
+            return module(inputs)
+
+    what = f"the model's test forward on {inputs.shape[0]} reference row(s)"
+    try:
+        out = call_with_timeout(forward, load_timeout() if timeout is None else timeout, what)
+    except ExplainerError:
+        raise
+    except Exception as e:  # TorchScript raises RuntimeError for shape mismatches
+        raise ExplainerError(f"the model does not accept {source} {inputs.shape[-1]} columns: "
+                             f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}") from None
+    out = getattr(out, "logits", out)
+    if not isinstance(out, torch.Tensor):
+        raise ExplainerError(f"the model must return a tensor of logits [batch, classes], "
+                             f"got {type(out).__name__}")
+    expected = f"[{inputs.shape[0]}, {n_classes if n_classes else 'classes'}]"
+    if out.ndim != 2 or out.shape[0] != inputs.shape[0] or (n_classes and out.shape[1] != n_classes):
+        raise ExplainerError(f"the model returns shape {list(out.shape)} on {inputs.shape[0]} rows; "
+                             f"expected {expected}")
+    if not bool(torch.isfinite(out).all()):
+        raise ExplainerError(f"the model returns NaN or infinite logits on the reference rows "
+                             f"(rows 0-{inputs.shape[0] - 1}); it cannot be explained")
+    return out
 
 
 def default_device() -> torch.device:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import sys
 import json
 import shutil
 import sqlite3
@@ -403,3 +404,203 @@ def test_store_stats_of_the_default_store(tiny_tabular):
     after = store_stats()
     assert after["error"] is None and after["rows"] >= 1 and after["rows"] >= (before["rows"] or 0)
     assert after["bytes"] > 0 and after["file_bytes"] > 0 and after["cap_bytes"] > 0
+
+
+# -- item 6: smaller edges, each a clear ExplainerError ---------------------------------------------
+def run_cli(*args, cache):
+    env = {**os.environ, "ATTRIBUTION_STUDIO_CACHE": str(cache), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "explainers", *args], capture_output=True,
+                          cwd=ROOT, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("raw", [b"the soup \xff was bland", b"the soup \xed\xa0\x80 was bland"])
+def test_cli_text_that_is_not_utf8(tiny_text_dir, isolated_cache, raw):
+    """Undecodable argv bytes arrive as lone surrogates (surrogateescape)."""
+    p = run_cli(b"explain", b"--modality", b"text", b"--model", str(tiny_text_dir).encode(),
+                b"--text", raw, cache=isolated_cache)
+    err = p.stderr.decode("utf-8", "replace")
+    assert p.returncode == 2, err
+    assert "not valid UTF-8" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_api_text_with_a_lone_surrogate(tiny_text):
+    from explainers import ExplainerError
+    with pytest.raises(ExplainerError, match="not valid UTF-8: character 4"):
+        explain(tiny_text, "the \ud800 film", methods=["saliency"], use_cache=False)
+
+
+def test_params_that_are_not_mappings(tiny_text):
+    from explainers import ExplainerError, run_method
+    with pytest.raises(ExplainerError, match=r"params\['saliency'\] must be a mapping"):
+        explain(tiny_text, "the film", methods=["saliency"], params={"saliency": "str"})
+    with pytest.raises(ExplainerError, match="not selected"):
+        explain(tiny_text, "the film", methods=["saliency"], params={"m": "str"})
+    with pytest.raises(ExplainerError, match="params must map"):
+        explain(tiny_text, "the film", methods=["saliency"], params="str")
+    with pytest.raises(ExplainerError, match="must be a mapping of name to value"):
+        run_method(tiny_text, tiny_text.encode("the film"), "saliency", "str")
+
+
+def test_checkpoint_that_is_not_a_checkpoint(tmp_path):
+    from explainers import ExplainerError, load_model
+    junk = tmp_path / "weights.pth"
+    junk.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n")
+    sources = [str(junk)] + (["/etc/passwd"] if Path("/etc/passwd").is_file() else [])
+    for source in sources:
+        with pytest.raises(ExplainerError, match="not a readable PyTorch checkpoint"):
+            load_model("resnet10t", "image", checkpoint=source)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /tmp/attribution_studio_hf_pwned",))
+
+
+def test_hf_directory_with_a_code_running_bin(tiny_text_dir, tmp_path):
+    import pickle
+
+    from cache.models import hf_text
+    from explainers import ExplainerError
+    evil = tmp_path / "evil_bert"
+    evil.mkdir()
+    for name in os.listdir(tiny_text_dir):
+        if not name.endswith(".safetensors"):
+            shutil.copy(tiny_text_dir / name, evil / name)
+    with open(evil / "pytorch_model.bin", "wb") as f:
+        pickle.dump({"bert.embeddings.word_embeddings.weight": _Evil()}, f)
+    marker = Path("/tmp/attribution_studio_hf_pwned")
+    marker.unlink(missing_ok=True)
+    with pytest.raises(ExplainerError, match="refused: a weight file .* holds objects other than tensors") as e:
+        hf_text(str(evil))
+    assert "weights_only" not in str(e.value)  # torch's advice to turn the protection off
+    assert not marker.exists()
+
+
+class ReturnsTuple(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.linear(x), x
+
+
+class ReturnsNaN(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.linear(x) * float("nan")
+
+
+@pytest.mark.parametrize("cls,message", [(ReturnsTuple, "must return a tensor of logits .* got tuple"),
+                                         (ReturnsNaN, "NaN or infinite logits")])
+def test_torchscript_models_with_unusable_outputs(tmp_path, cls, message):
+    from cache.models import torchscript_tabular
+    from explainers import ExplainerError
+    path = tmp_path / "m.pt"
+    torch.jit.save(torch.jit.script(cls()), str(path))
+    with pytest.raises(ExplainerError, match=message):
+        torchscript_tabular(str(path), str(_small_csv(tmp_path)))
+
+
+class NaNHead(torch.nn.Module):
+    def forward(self, x):
+        return torch.log(-torch.ones(x.shape[0], 2))  # NaN for every row
+
+
+def test_python_model_returning_nan_is_refused_at_load():
+    from explainers import ExplainerError
+    from explainers.adapters import TabularAdapter
+    from tests.conftest import tiny_frame
+    with pytest.raises(ExplainerError, match="NaN or infinite logits"):
+        TabularAdapter("nan", NaNHead(), tiny_frame(), ["a", "b"])
+
+
+@pytest.mark.parametrize("value,message", [
+    (float("inf"), r"infinite values in column\(s\) \['b'\]"),
+    (-float("inf"), r"infinite values in column\(s\) \['b'\]"),
+    (1e300, r"beyond float32's range .* \['b'\]"),
+])
+def test_reference_csv_with_inf_or_huge_values(tmp_path, value, message):
+    from cache.models import torchscript_tabular
+    from explainers import ExplainerError
+    model = tmp_path / "m.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(3, 2)), str(model))
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.5, value, 0.2], "c": [3.0, 1.0, 2.0]})
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ExplainerError, match=message):
+        torchscript_tabular(str(model), str(tmp_path / "bad.csv"))
+
+
+@pytest.mark.parametrize("bad", [1.5, True, False, np.True_, float("nan"), "1.5", [1]])
+def test_targets_that_are_not_class_indices(tiny_tabular, bad):
+    from explainers import ExplainerError
+    with pytest.raises(ExplainerError, match="target"):
+        explain(tiny_tabular, 3, methods=["saliency"], target=bad, use_cache=False)
+
+
+def test_whole_number_targets_still_work(tiny_tabular):
+    ref = explain(tiny_tabular, 3, methods=["saliency"], target=1, use_cache=False)
+    for same in (1.0, np.int64(1), "1", " 1 "):
+        r = explain(tiny_tabular, 3, methods=["saliency"], target=same, use_cache=False)
+        assert r.target["index"] == 1
+        np.testing.assert_array_equal(r.attributions["saliency"].scores, ref.attributions["saliency"].scores)
+
+
+@pytest.mark.parametrize("options,message", [({"k": -1}, "'k' must be between"),
+                                             ({"random_orders": 0}, "random_orders"),
+                                             ({"nope": 1}, "unknown metric option"),
+                                             ("k=-1", "must be a mapping")])
+def test_metric_options_are_checked_before_any_attribution(tiny_tabular, options, message):
+    from explainers import ExplainerError
+    ran = []
+    with pytest.raises(ExplainerError, match=message):
+        explain(tiny_tabular, 3, methods=METHODS, params=PARAMS, metrics=["agreement"],
+                metric_params=options, use_cache=False, progress=lambda m, f: ran.append(m))
+    assert ran == [], "attributions were computed before the options were checked"
+
+
+def test_bad_parameters_of_a_later_method_fail_before_the_first_runs(tiny_tabular):
+    from explainers import ExplainerError
+    ran = []
+    with pytest.raises(ExplainerError, match="n_samples"):
+        explain(tiny_tabular, 3, methods=["integrated_gradients", "gradient_shap"],
+                params={"gradient_shap": {"n_samples": -4}}, use_cache=False,
+                progress=lambda m, f: ran.append(m))
+    assert ran == []
+
+
+class Busy(torch.nn.Module):
+    """Loops ``x[0, 0]`` times (about 8 us per turn in TorchScript) before answering."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        acc = torch.zeros(1)
+        for _ in range(int(x[0, 0].item())):
+            acc = acc * 0.5 + 1.0
+        return self.linear(x) + acc * 0.0
+
+
+def test_loading_a_model_that_never_answers_is_time_limited(tmp_path, monkeypatch):
+    import time
+
+    from cache.models import torchscript_tabular
+    from explainers import ExplainerError
+    model = tmp_path / "busy.pt"
+    torch.jit.save(torch.jit.script(Busy()), str(model))
+    csv = tmp_path / "rows.csv"
+    pd.DataFrame({"a": [250_000.0, 1.0, 2.0], "b": [0.0, 1.0, 2.0], "c": [1.0, 1.0, 0.0]}).to_csv(csv, index=False)
+    monkeypatch.setenv("ATTRIBUTION_STUDIO_LOAD_TIMEOUT", "0.3")
+    start = time.perf_counter()
+    with pytest.raises(ExplainerError, match="did not finish within 0.3 s"):
+        torchscript_tabular(str(model), str(csv))
+    assert time.perf_counter() - start < 2.0
+    # with the default limit the same (slow, not broken) model loads
+    monkeypatch.delenv("ATTRIBUTION_STUDIO_LOAD_TIMEOUT")
+    adapter = torchscript_tabular(str(model), str(csv))
+    assert adapter.labels == ["class 0", "class 1"]
