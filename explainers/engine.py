@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, Callable, Mapping
 
@@ -70,6 +71,43 @@ def estimate_cost(adapter: ModelAdapter, enc: Encoded, name: str, params: dict |
     """Forward passes (examples) a method will run on ``enc`` with ``params``."""
     method, resolved = check_method(adapter, name, params)
     return int(method.cost(adapter, enc, resolved))
+
+
+def estimate_work(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | None = None) -> int:
+    """Work a method will do on ``enc``: forward passes x the size of one pass
+    (:meth:`ModelAdapter.work_per_pass`: tokens for text, pixels for images, features for
+    tables). Unlike :func:`estimate_cost` it grows with the input, as the time does: 590
+    passes over 512 tokens are about 25 times the work of 590 passes over 20."""
+    return estimate_cost(adapter, enc, name, params) * adapter.work_per_pass(enc)
+
+
+def calibrate(adapter: ModelAdapter, enc: Encoded, passes: int = 8) -> float:
+    """Seconds per unit of :func:`estimate_work` on this machine, measured with one batched
+    forward + backward of ``passes`` copies of ``enc`` (gradient passes, the dearer kind), so
+    ``estimate_work(...) * calibrate(...)`` estimates a method's seconds."""
+    x = enc.inputs.expand((passes,) + tuple(enc.inputs.shape[1:])).clone().requires_grad_(True)
+    run = adapter.for_run(enc)
+    forward = adapter.locked_each_batch(run.forward_fn(enc))
+    start = time.perf_counter()
+    torch.autograd.grad(forward(x)[:, 0].sum(), x)
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / (passes * adapter.work_per_pass(enc))
+
+
+def shares_per_batch(method: Any, adapter: ModelAdapter) -> bool:
+    """Whether ``method`` may hold the model lock per batch instead of for its whole run.
+
+    Safe when nothing outlives a batch on the shared model: every registered method
+    attributes through the adapter's forward (text against ``inputs_embeds``), with no
+    hooks. Two kinds keep the whole-run lock: a method that sets ``exclusive_model`` (one
+    that hooks the model), and a seeded method, which holds the process-wide RNG lock for its
+    run; the metrics take the model lock before the RNG lock, so a seeded run must too, or
+    the two could deadlock.
+    """
+    if getattr(method, "exclusive_model", False):
+        return False
+    return not any(spec.name == "seed" for spec in method.param_specs(adapter))
 
 
 def _run_with_oom_retry(adapter: ModelAdapter, fn: Callable[[], Any]) -> Any:
@@ -204,11 +242,15 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
         if progress:
             progress(name, min(1.0, done[0] / cost))
 
-    forward = adapter.forward_fn(enc, on_batch)
-    with adapter.guarded():
+    run = adapter.for_run(enc)  # batch sizes bounded by the input's size, private to this run
+    per_batch = shares_per_batch(method, adapter)
+    forward = run.forward_fn(enc, on_batch)
+    if per_batch:
+        forward = adapter.locked_each_batch(forward)
+    with contextlib.nullcontext() if per_batch else adapter.guarded():
         start = time.perf_counter()
         attr, delta = _run_with_oom_retry(
-            adapter, lambda: method.attribute(adapter, enc, target_index, resolved, forward))
+            run, lambda: method.attribute(run, enc, target_index, resolved, forward))
         if attr.is_cuda:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start

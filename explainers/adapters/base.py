@@ -9,13 +9,16 @@ modality is one adapter plus one renderer.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import copy
 import hashlib
 import inspect
 import json
 import marshal
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -240,6 +243,79 @@ def freeze(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return module.to(device)
 
 
+class FairLock:
+    """A re-entrant lock that hands itself over in arrival order (FIFO).
+
+    ``threading.RLock`` lets the thread that releases it take it straight back, so a long
+    run that locks once per batch could starve everyone else. Here a thread that asks while
+    others wait joins the end of the queue, so each waiter gets the model after at most one
+    batch of every session ahead of it.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._owner: int | None = None
+        self._depth = 0
+        self._queue: collections.deque = collections.deque()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock (again, if this thread holds it); False on timeout or when busy and
+        not ``blocking``."""
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            if self._owner is None and not self._queue:
+                self._owner, self._depth = me, 1
+                return True
+            if not blocking:
+                return False
+            return self._wait_turn(me, None if timeout is None or timeout < 0 else timeout)
+
+    def _wait_turn(self, me: int, timeout: float | None) -> bool:
+        ticket = object()
+        self._queue.append(ticket)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._owner is not None or self._queue[0] is not ticket:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                self._queue.remove(ticket)
+                self._cond.notify_all()
+                return False
+            self._cond.wait(remaining)
+        self._queue.popleft()
+        self._owner, self._depth = me, 1
+        return True
+
+    def release(self) -> None:
+        with self._cond:
+            if self._owner != threading.get_ident():
+                raise RuntimeError("cannot release a FairLock held by another thread")
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._cond.notify_all()
+
+    def waiting(self) -> int:
+        """How many threads are queued for the lock."""
+        with self._cond:
+            return len(self._queue)
+
+    def __enter__(self) -> "FairLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+#: text batches hold at most the default batch size x this many tokens per example, so one
+#: batch of a 512-token input takes about as long as one of a typical sentence, and another
+#: session waits at most about that long for the model (see :meth:`ModelAdapter.for_run`)
+REFERENCE_WORK = {"text": 128}
+
+
 class ModelAdapter:
     """Base class for the per-modality adapters.
 
@@ -268,7 +344,7 @@ class ModelAdapter:
         self.device = device or default_device()
         self.module = freeze(module, self.device)
         self.labels = list(labels)
-        self.lock = threading.RLock()
+        self.lock = FairLock()
         self.warnings: list[str] = []
         self._fingerprint: str | None = None
         if self.device.type == "cuda":
@@ -312,6 +388,24 @@ class ModelAdapter:
     def score_shape(self, enc: Encoded) -> tuple[int, ...]:
         """Shape of the display scores :meth:`reduce` gives for ``enc`` (one per feature)."""
         return (enc.n_features,)
+
+    def work_per_pass(self, enc: Encoded) -> int:
+        """Work of one example through the model, in the modality's unit: tokens for text
+        (special ones included), features for tables, pixels for images."""
+        return int(enc.inputs.shape[1])
+
+    def for_run(self, enc: Encoded) -> "ModelAdapter":
+        """A shallow copy for one run on ``enc``: same model, lock and settings, its own batch
+        sizes. Above :data:`REFERENCE_WORK` per example the sizes shrink in proportion, so
+        batches stay short (a fair share of the model) whatever the input's length; an
+        out-of-memory retry halves the copy's sizes, never the shared adapter's."""
+        run = copy.copy(self)
+        reference = REFERENCE_WORK.get(self.modality)
+        work = self.work_per_pass(enc)
+        if reference and work > reference:
+            run.grad_batch_size = max(1, self.grad_batch_size * reference // work)
+            run.eval_batch_size = max(1, self.eval_batch_size * reference // work)
+        return run
 
     def label(self, index: int) -> str:
         return self.labels[index] if 0 <= index < len(self.labels) else str(index)
@@ -360,6 +454,15 @@ class ModelAdapter:
             if on_batch is not None:
                 on_batch(int(x.shape[0]))
             return self.forward(x, enc)
+        return fn
+
+    def locked_each_batch(self, forward: Callable[[torch.Tensor], torch.Tensor]
+                          ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``forward`` holding :meth:`guarded` for each call (one batch) only, so sessions
+        sharing the model take turns batch by batch (the lock is FIFO)."""
+        def fn(x: torch.Tensor) -> torch.Tensor:
+            with self.guarded():
+                return forward(x)
         return fn
 
     @torch.inference_mode()

@@ -211,6 +211,9 @@ class ImageAdapter(ModelAdapter):
     def score_shape(self, enc: Encoded) -> tuple[int, ...]:
         return tuple(int(d) for d in enc.inputs.shape[2:])
 
+    def work_per_pass(self, enc: Encoded) -> int:
+        return int(enc.inputs.shape[2] * enc.inputs.shape[3])  # pixels
+
     def features(self, enc: Encoded) -> dict:
         return {"height": int(enc.inputs.shape[2]), "width": int(enc.inputs.shape[3]),
                 "patch": self.patch}

@@ -604,3 +604,127 @@ def test_loading_a_model_that_never_answers_is_time_limited(tmp_path, monkeypatc
     monkeypatch.delenv("ATTRIBUTION_STUDIO_LOAD_TIMEOUT")
     adapter = torchscript_tabular(str(model), str(csv))
     assert adapter.labels == ["class 0", "class 1"]
+
+
+# -- item 2: fair sharing of one model -----------------------------------------------------------
+def test_fair_lock_hands_over_in_arrival_order():
+    import threading
+    import time
+
+    from explainers.adapters.base import FairLock
+    lock, order = FairLock(), []
+    lock.acquire()
+    lock.acquire()  # re-entrant
+    lock.release()
+
+    def waiter(name):
+        with lock:
+            order.append(name)
+
+    threads = []
+    for name in ("first", "second"):
+        threads.append(threading.Thread(target=waiter, args=(name,)))
+        threads[-1].start()
+        deadline = time.monotonic() + 10
+        while lock.waiting() < len(threads) and time.monotonic() < deadline:
+            time.sleep(0.005)
+    assert lock.waiting() == 2
+    lock.release()
+    with lock:  # the releasing thread asks again at once: it queues behind both waiters
+        order.append("holder again")
+    for t in threads:
+        t.join()
+    assert order == ["first", "second", "holder again"]
+    assert lock.acquire(timeout=0.1)
+    got = []
+    t = threading.Thread(target=lambda: got.append(lock.acquire(timeout=0.05)))
+    t.start()
+    t.join()
+    assert got == [False] and lock.waiting() == 0
+    lock.release()
+    with pytest.raises(RuntimeError):
+        lock.release()
+
+
+class SlowLinear(torch.nn.Module):
+    """Records which thread ran each forward; sleeps so that runs overlap."""
+
+    def __init__(self, n_in: int) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(n_in, 2)
+        self.log: list[str] = []
+
+    def forward(self, x):
+        import threading
+        import time
+        time.sleep(0.01)
+        self.log.append(threading.current_thread().name)
+        return self.linear(x)
+
+
+def test_a_long_run_shares_the_model_batch_by_batch():
+    """A short session runs between the batches of a long one instead of after all of them."""
+    import threading
+    import time
+
+    from explainers import run_method
+    from explainers.adapters import TabularAdapter
+    from tests.conftest import tiny_frame
+    module = SlowLinear(40)
+    adapter = TabularAdapter("slow", module, tiny_frame(n_features=40), ["a", "b"])
+    adapter.eval_batch_size = 1  # one occlusion window per forward: 41 batches
+    module.log.clear()
+    long_enc, short_enc = adapter.encode(1), adapter.encode(2)
+    results = {}
+    long_run = threading.Thread(name="long", target=lambda: results.update(
+        long=run_method(adapter, long_enc, "occlusion", {"window": 1, "stride": 1}, target=0)))
+    long_run.start()
+    deadline = time.monotonic() + 30
+    while module.log.count("long") < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    short_run = threading.Thread(name="short", target=lambda: results.update(
+        short=run_method(adapter, short_enc, "saliency", target=0)))
+    short_run.start()
+    short_run.join()
+    long_run.join()
+    log = module.log
+    assert "short" in log
+    assert log.index("short") < len(log) - 1 - log[::-1].index("long"), \
+        "the short session waited for the whole long run"
+    assert log.count("long") - log[:log.index("short")].count("long") >= 10
+    # sharing changed nothing in the results
+    alone = run_method(adapter, long_enc, "occlusion", {"window": 1, "stride": 1}, target=0)
+    np.testing.assert_allclose(results["long"].scores, alone.scores, rtol=1e-6)
+
+
+def test_long_inputs_get_smaller_batches_and_equal_results(tiny_text, monkeypatch):
+    from explainers import run_method
+    from explainers.adapters import base
+    text = " ".join(["the film was good and the soup was bland"] * 6)
+    enc = tiny_text.encode(text)
+    tokens = enc.inputs.shape[1]
+    before = run_method(tiny_text, enc, "integrated_gradients", {"n_steps": 24}, target=1)
+    monkeypatch.setitem(base.REFERENCE_WORK, "text", 8)
+    run = tiny_text.for_run(enc)
+    assert run.grad_batch_size == max(1, tiny_text.grad_batch_size * 8 // tokens) < tiny_text.grad_batch_size
+    assert run.eval_batch_size < tiny_text.eval_batch_size
+    assert run.module is tiny_text.module and run.lock is tiny_text.lock
+    after = run_method(tiny_text, enc, "integrated_gradients", {"n_steps": 24}, target=1)
+    np.testing.assert_allclose(after.scores, before.scores, rtol=1e-4, atol=1e-6)
+    assert tiny_text.for_run(tiny_text.encode("the film")).grad_batch_size == tiny_text.grad_batch_size
+
+
+def test_work_counts_tokens_and_pixels(tiny_text, tiny_image, tiny_image_input):
+    from explainers import estimate_cost, estimate_work
+    from explainers.engine import calibrate
+    short, long = tiny_text.encode("the film"), tiny_text.encode("the film was good " * 8)
+    for enc in (short, long):
+        tokens = int(enc.context["input_ids"].shape[1])
+        assert estimate_work(tiny_text, enc, "occlusion") == estimate_cost(tiny_text, enc, "occlusion") * tokens
+    # same passes per token, far more work: the unit follows the input's size
+    assert estimate_work(tiny_text, long, "integrated_gradients") > \
+        3 * estimate_work(tiny_text, short, "integrated_gradients")
+    img = tiny_image.encode(tiny_image_input)
+    assert estimate_work(tiny_image, img, "saliency") == estimate_cost(tiny_image, img, "saliency") * 32 * 32
+    seconds = calibrate(tiny_text, long)
+    assert 0 < seconds < 1 and np.isfinite(seconds)
