@@ -27,7 +27,7 @@ from explainers.errors import ExplainerError  # noqa: E402
 
 from . import tabular_model  # noqa: E402
 from .loaders import load_state_dict, load_torchscript  # noqa: E402
-from .store import cache_dir  # noqa: E402
+from .store import cache_path  # noqa: E402
 
 DEFAULT_NAMES = {"text": "minilm-l6-sst2", "image": "efficientnet_lite0", "tabular": "breast-cancer-mlp"}
 
@@ -115,20 +115,36 @@ def default_image() -> ImageAdapter:
 
 
 def default_tabular_model() -> tuple[tabular_model.BreastCancerMLP, float]:
-    """The breast-cancer MLP and its held-out accuracy; trained once, then read from the cache."""
-    from safetensors.torch import load_file, save_file
+    """The breast-cancer MLP and its held-out accuracy; trained once, then read from the cache.
+
+    A cache directory that cannot be written (read-only, or a file in its place) only costs
+    the saved training: the model is trained in memory (about 1 s) on every start.
+    """
     x, y, _ = dataset_cached()
     train_idx, test_idx = tabular_model.split_indices(len(x), y)
-    path = cache_dir() / tabular_model.WEIGHTS_NAME
+    path = cache_path() / tabular_model.WEIGHTS_NAME
     model = tabular_model.BreastCancerMLP(x.shape[1])
     if path.is_file():
+        from safetensors.torch import load_file
         model.load_state_dict(load_file(str(path)))
     else:
         model = tabular_model.train(x.iloc[train_idx], y[train_idx])
-        tmp = path.with_suffix(".tmp")
-        save_file(model.state_dict(), str(tmp))
-        tmp.replace(path)  # atomic: concurrent first uses never read a half-written file
+        _save_weights(model, path)
     return model.eval(), tabular_model.accuracy(model, x.iloc[test_idx], y[test_idx])
+
+
+def _save_weights(model: torch.nn.Module, path: Path) -> bool:
+    """Save atomically (concurrent first uses never read a half-written file); False when
+    the cache directory cannot be written."""
+    from safetensors.torch import save_file
+    tmp = path.with_suffix(".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(model.state_dict(), str(tmp))
+        tmp.replace(path)
+    except OSError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=None)

@@ -728,3 +728,13 @@ def test_work_counts_tokens_and_pixels(tiny_text, tiny_image, tiny_image_input):
     assert estimate_work(tiny_image, img, "saliency") == estimate_cost(tiny_image, img, "saliency") * 32 * 32
     seconds = calibrate(tiny_text, long)
     assert 0 < seconds < 1 and np.isfinite(seconds)
+
+
+def test_default_tabular_model_loads_when_the_cache_path_is_a_file(tmp_path, monkeypatch):
+    from cache.models import default_tabular_model
+    blocker = tmp_path / "cache_is_a_file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("ATTRIBUTION_STUDIO_CACHE", str(blocker))
+    model, accuracy = default_tabular_model()
+    assert accuracy > 0.9  # trained in memory, not saved
+    assert blocker.is_file() and blocker.read_text() == "not a directory"
