@@ -95,19 +95,21 @@ def calibrate(adapter: ModelAdapter, enc: Encoded, passes: int = 8) -> float:
     return (time.perf_counter() - start) / (passes * adapter.work_per_pass(enc))
 
 
-def shares_per_batch(method: Any, adapter: ModelAdapter) -> bool:
-    """Whether ``method`` may hold the model lock per batch instead of for its whole run.
+def shares_per_batch(method: Any, params: dict) -> bool:
+    """Whether ``method`` with resolved ``params`` may hold the model lock per batch instead
+    of for its whole run.
 
     Safe when nothing outlives a batch on the shared model: every registered method
     attributes through the adapter's forward (text against ``inputs_embeds``), with no
     hooks. Two kinds keep the whole-run lock: a method that sets ``exclusive_model`` (one
-    that hooks the model), and a seeded method, which holds the process-wide RNG lock for its
-    run; the metrics take the model lock before the RNG lock, so a seeded run must too, or
-    the two could deadlock.
+    that hooks the model), and a run that draws random numbers (a ``seed`` parameter, or a
+    noise tunnel switched on), which holds the process-wide RNG lock for the run; the
+    metrics take the model lock before the RNG lock, so such a run must too, or the two
+    could deadlock.
     """
     if getattr(method, "exclusive_model", False):
         return False
-    return not any(spec.name == "seed" for spec in method.param_specs(adapter))
+    return "seed" not in params and params.get("noise_tunnel", "none") in (None, "none")
 
 
 def _run_with_oom_retry(adapter: ModelAdapter, fn: Callable[[], Any]) -> Any:
@@ -243,7 +245,7 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
             progress(name, min(1.0, done[0] / cost))
 
     run = adapter.for_run(enc)  # batch sizes bounded by the input's size, private to this run
-    per_batch = shares_per_batch(method, adapter)
+    per_batch = shares_per_batch(method, resolved)
     forward = run.forward_fn(enc, on_batch)
     if per_batch:
         forward = adapter.locked_each_batch(forward)

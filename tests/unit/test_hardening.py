@@ -738,3 +738,40 @@ def test_default_tabular_model_loads_when_the_cache_path_is_a_file(tmp_path, mon
     model, accuracy = default_tabular_model()
     assert accuracy > 0.9  # trained in memory, not saved
     assert blocker.is_file() and blocker.read_text() == "not a directory"
+
+
+def test_seeded_runs_keep_the_lock_order_of_the_metrics(tiny_tabular):
+    """Metrics hold the model lock, then the RNG lock; seeded methods must take them in the
+    same order (whole-run model lock), or a metric and a method deadlock."""
+    import threading
+    import time
+
+    from explainers import get_method, run_method
+    from explainers.engine import check_method, shares_per_batch
+    from explainers.rng import seeded
+    for name in ("gradient_shap", "smoothgrad", "kernel_shap", "lime"):
+        method, params = check_method(tiny_tabular, name, None)
+        assert not shares_per_batch(method, params), name
+    ig, ig_params = check_method(tiny_tabular, "integrated_gradients", None)
+    assert shares_per_batch(ig, ig_params)
+    assert not shares_per_batch(get_method("integrated_gradients"), {**ig_params, "noise_tunnel": "smoothgrad"})
+    enc, done = tiny_tabular.encode(5), []
+
+    def metric_like():
+        for _ in range(20):
+            with tiny_tabular.guarded(), seeded(0):
+                time.sleep(0.002)
+        done.append("metric")
+
+    def methods():
+        for _ in range(5):
+            run_method(tiny_tabular, enc, "gradient_shap", {"n_samples": 4}, target=0)
+            run_method(tiny_tabular, enc, "integrated_gradients", {"n_steps": 4}, target=0)
+        done.append("methods")
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (metric_like, methods)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(done) == ["methods", "metric"], "deadlock between a metric and a method"
