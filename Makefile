@@ -27,7 +27,7 @@ browser:
 	fi
 
 run: $(STAMP)
-	$(PY) -m streamlit run dashboard/app.py --server.address 127.0.0.1 --server.port $(PORT)
+	$(PY) -m streamlit run serve.py --server.address 127.0.0.1 --server.port $(PORT)  # serve.py: Host allow-list on every route
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q

@@ -39,8 +39,9 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise ExplainerError(
             f"checkpoint refused: {path.name} holds objects other than tensors, which could run "
             f"code when loaded ({str(e).splitlines()[0][:160]})") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise ExplainerError(f"not a readable PyTorch checkpoint: {path.name} ({e})") from None
+    except Exception as e:  # junk (a text file) makes the unpickler fail in many ways
+        raise ExplainerError(f"not a readable PyTorch checkpoint: {path.name} "
+                             f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})") from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

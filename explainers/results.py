@@ -59,6 +59,8 @@ class Attribution:
         seconds: wall time of the computation (of the original run for cache hits).
         params: the resolved parameters used.
         cache_hit: whether the result came from the attribution store.
+        warnings: notes for the user about this run (for example, the store could not be
+            used and the result was computed without it); not part of the stored row.
     """
 
     method: str
@@ -67,6 +69,7 @@ class Attribution:
     seconds: float
     params: dict
     cache_hit: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {

@@ -13,9 +13,16 @@ Compare metrics need nothing else.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import copy
 import hashlib
+import inspect
+import json
+import marshal
+import os
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -78,6 +85,156 @@ def fingerprint_module(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+_SKIP_ATTRS = {"training", "name_or_path", "_name_or_path"}
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def config_digest(config: Any) -> str | None:
+    """SHA-256 of a model configuration (a Hugging Face ``PretrainedConfig`` or a dict),
+    leaving out where it was loaded from; None when there is no configuration."""
+    if config is None:
+        return None
+    as_dict = config.to_dict() if hasattr(config, "to_dict") else config
+    if not isinstance(as_dict, dict):
+        return _digest(repr(as_dict))
+    return _digest({k: v for k, v in as_dict.items() if k not in _SKIP_ATTRS})
+
+
+def _class_source(cls: type) -> str:
+    """The source of a class (its code), or its methods' bytecode when there is no source."""
+    try:
+        return inspect.getsource(cls)
+    except (OSError, TypeError):
+        funcs = sorted((k, v) for k, v in vars(cls).items() if inspect.isfunction(v))
+        return repr([(k, marshal.dumps(v.__code__)) for k, v in funcs])
+
+
+def _script_code(module: torch.nn.Module) -> str | None:
+    """The TorchScript code of a scripted module (None for eager modules)."""
+    if not isinstance(module, torch.jit.ScriptModule):
+        return None
+    try:
+        return module.code
+    except RuntimeError:  # a scripted submodule without a forward
+        return ""
+
+
+def describe_module(module: torch.nn.Module) -> dict:
+    """What a module computes beyond its weights, as digests: for every submodule its class,
+    the source of that class (or its TorchScript code), its scalar settings (activation
+    names, head counts, epsilons) and its configuration (Hugging Face ``config``, timm
+    ``pretrained_cfg``).
+
+    Two models with equal weights but a different ``hidden_act``, ``num_attention_heads``,
+    forward code, or no weights at all, get different descriptions.
+    """
+    sources: dict[str, str] = {}
+    parts = []
+    for name, sub in module.named_modules():
+        cls = type(sub)
+        qual = getattr(sub, "original_name", None) or f"{cls.__module__}.{cls.__qualname__}"
+        script = _script_code(sub)
+        if script is None and qual not in sources:
+            sources[qual] = hashlib.sha256(_class_source(cls).encode()).hexdigest()
+        settings = {k: v for k, v in vars(sub).items()
+                    if k not in _SKIP_ATTRS and not k.startswith("_")
+                    and isinstance(v, (bool, int, float, str, tuple, type(None)))}
+        parts.append({"name": name, "class": qual, "settings": settings,
+                      "script": None if script is None else hashlib.sha256(script.encode()).hexdigest(),
+                      "config": config_digest(getattr(sub, "config", None)),
+                      "pretrained_cfg": config_digest(getattr(sub, "pretrained_cfg", None))})
+    return {"class": parts[0]["class"], "modules": _digest(parts), "sources": _digest(sources)}
+
+
+LOAD_TIMEOUT_ENV = "ATTRIBUTION_STUDIO_LOAD_TIMEOUT"
+DEFAULT_LOAD_TIMEOUT = 30.0
+
+
+def load_timeout() -> float:
+    """Seconds a user model may take for its test forward at load time:
+    ``$ATTRIBUTION_STUDIO_LOAD_TIMEOUT`` (default 30)."""
+    raw = os.environ.get(LOAD_TIMEOUT_ENV, "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_LOAD_TIMEOUT
+    except ValueError:
+        raise ExplainerError(f"{LOAD_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise ExplainerError(f"{LOAD_TIMEOUT_ENV} must be above 0, got {raw!r}")
+    return value
+
+
+def call_with_timeout(fn: Callable[[], Any], timeout: float, what: str) -> Any:
+    """``fn()`` run in a daemon worker thread, or an ExplainerError after ``timeout`` seconds.
+
+    Python cannot stop a thread: a model that never returns keeps its worker busy until it
+    does, but the caller is released and the model is never used.
+    """
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["value"] = fn()
+        except Exception as e:  # handed to the caller below
+            box["error"] = e
+
+    worker = threading.Thread(target=work, name=f"probe: {what}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise ExplainerError(f"{what} did not finish within {timeout:g} s; the model is refused "
+                             f"(raise {LOAD_TIMEOUT_ENV} if it is just slow)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def probe_logits(module: torch.nn.Module, inputs: torch.Tensor, n_classes: int | None = None,
+                 timeout: float | None = None, source: str = "the reference data's") -> torch.Tensor:
+    """Run a user model once on ``inputs`` (a few reference rows) and check what it returns.
+
+    Args:
+        module: the model, called as ``module(inputs)``.
+        inputs: a batch ``[B, ...]``.
+        n_classes: the number of classes expected, if known.
+        timeout: seconds allowed (default :func:`load_timeout`).
+        source: how error messages name the inputs ("the CSV's").
+
+    Returns:
+        The logits ``[B, C]``.
+
+    Raises:
+        ExplainerError: the forward fails, runs over time, or does not return finite logits
+            of shape ``[B, C]`` (a tuple, a scalar, NaN).
+    """
+    def forward() -> Any:
+        with torch.no_grad():  # grad mode is per thread
+            return module(inputs)
+
+    what = f"the model's test forward on {inputs.shape[0]} reference row(s)"
+    try:
+        out = call_with_timeout(forward, load_timeout() if timeout is None else timeout, what)
+    except ExplainerError:
+        raise
+    except Exception as e:  # TorchScript raises RuntimeError for shape mismatches
+        raise ExplainerError(f"the model does not accept {source} {inputs.shape[-1]} columns: "
+                             f"{str(e).splitlines()[0][:200] if str(e) else type(e).__name__}") from None
+    out = getattr(out, "logits", out)
+    if not isinstance(out, torch.Tensor):
+        raise ExplainerError(f"the model must return a tensor of logits [batch, classes], "
+                             f"got {type(out).__name__}")
+    expected = f"[{inputs.shape[0]}, {n_classes if n_classes else 'classes'}]"
+    if out.ndim != 2 or out.shape[0] != inputs.shape[0] or (n_classes and out.shape[1] != n_classes):
+        raise ExplainerError(f"the model returns shape {list(out.shape)} on {inputs.shape[0]} rows; "
+                             f"expected {expected}")
+    if not bool(torch.isfinite(out).all()):
+        raise ExplainerError(f"the model returns NaN or infinite logits on the reference rows "
+                             f"(rows 0-{inputs.shape[0] - 1}); it cannot be explained")
+    return out
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -88,6 +245,79 @@ def freeze(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     for p in module.parameters():
         p.requires_grad_(False)
     return module.to(device)
+
+
+class FairLock:
+    """A re-entrant lock that hands itself over in arrival order (FIFO).
+
+    ``threading.RLock`` lets the thread that releases it take it straight back, so a long
+    run that locks once per batch could starve everyone else. Here a thread that asks while
+    others wait joins the end of the queue, so each waiter gets the model after at most one
+    batch of every session ahead of it.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._owner: int | None = None
+        self._depth = 0
+        self._queue: collections.deque = collections.deque()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock (again, if this thread holds it); False on timeout or when busy and
+        not ``blocking``."""
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            if self._owner is None and not self._queue:
+                self._owner, self._depth = me, 1
+                return True
+            if not blocking:
+                return False
+            return self._wait_turn(me, None if timeout is None or timeout < 0 else timeout)
+
+    def _wait_turn(self, me: int, timeout: float | None) -> bool:
+        ticket = object()
+        self._queue.append(ticket)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._owner is not None or self._queue[0] is not ticket:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                self._queue.remove(ticket)
+                self._cond.notify_all()
+                return False
+            self._cond.wait(remaining)
+        self._queue.popleft()
+        self._owner, self._depth = me, 1
+        return True
+
+    def release(self) -> None:
+        with self._cond:
+            if self._owner != threading.get_ident():
+                raise RuntimeError("cannot release a FairLock held by another thread")
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._cond.notify_all()
+
+    def waiting(self) -> int:
+        """How many threads are queued for the lock."""
+        with self._cond:
+            return len(self._queue)
+
+    def __enter__(self) -> "FairLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+#: text batches hold at most the default batch size x this many tokens per example, so one
+#: batch of a 512-token input takes about as long as one of a typical sentence, and another
+#: session waits at most about that long for the model (see :meth:`ModelAdapter.for_run`)
+REFERENCE_WORK = {"text": 128}
 
 
 class ModelAdapter:
@@ -118,7 +348,7 @@ class ModelAdapter:
         self.device = device or default_device()
         self.module = freeze(module, self.device)
         self.labels = list(labels)
-        self.lock = threading.RLock()
+        self.lock = FairLock()
         self.warnings: list[str] = []
         self._fingerprint: str | None = None
         if self.device.type == "cuda":
@@ -126,6 +356,10 @@ class ModelAdapter:
             self.eval_batch_size *= 4
 
     # -- identity -------------------------------------------------------------------------
+    #: how the model was loaded, set by the loader: ``{"loader": ..., "spec": ...}`` plus,
+    #: for a model file, ``{"archive": sha256 of the file}`` (see :mod:`cache.models`)
+    source: dict | None = None
+
     @property
     def fingerprint(self) -> str:
         """Hash of the weights; part of every cache key."""
@@ -133,16 +367,49 @@ class ModelAdapter:
             self._fingerprint = fingerprint_module(self.module)
         return self._fingerprint
 
+    @property
+    def code_fingerprint(self) -> str:
+        """Hash of what the model computes beyond its weights (:func:`describe_module`)."""
+        if getattr(self, "_code_fingerprint", None) is None:
+            self._code_fingerprint = _digest(describe_module(self.module))
+        return self._code_fingerprint
+
     def config(self) -> dict:
         """Settings outside the weights that change results (normalisation, reference data)."""
         return {}
 
     @property
     def result_key(self) -> str:
-        """Everything about the model that a cached result depends on: weights, adapter
-        settings, device and precision (CUDA runs under bf16 autocast)."""
+        """Everything about the model that a cached result depends on: how it was loaded
+        (loader, spec, archive hash), its class, configuration and code, its weights, the
+        adapter and its settings, device and precision (CUDA runs under bf16 autocast)."""
         precision = "bf16-autocast" if self.device.type == "cuda" else "fp32"
-        return f"{self.fingerprint}|{self.device.type}|{precision}|{sorted(self.config().items())}"
+        return _digest({"source": self.source or {}, "code": self.code_fingerprint,
+                        "weights": self.fingerprint, "adapter": type(self).__qualname__,
+                        "config": self.config(), "device": self.device.type,
+                        "precision": precision})
+
+    def score_shape(self, enc: Encoded) -> tuple[int, ...]:
+        """Shape of the display scores :meth:`reduce` gives for ``enc`` (one per feature)."""
+        return (enc.n_features,)
+
+    def work_per_pass(self, enc: Encoded) -> int:
+        """Work of one example through the model, in the modality's unit: tokens for text
+        (special ones included), features for tables, pixels for images."""
+        return int(enc.inputs.shape[1])
+
+    def for_run(self, enc: Encoded) -> "ModelAdapter":
+        """A shallow copy for one run on ``enc``: same model, lock and settings, its own batch
+        sizes. Above :data:`REFERENCE_WORK` per example the sizes shrink in proportion, so
+        batches stay short (a fair share of the model) whatever the input's length; an
+        out-of-memory retry halves the copy's sizes, never the shared adapter's."""
+        run = copy.copy(self)
+        reference = REFERENCE_WORK.get(self.modality)
+        work = self.work_per_pass(enc)
+        if reference and work > reference:
+            run.grad_batch_size = max(1, self.grad_batch_size * reference // work)
+            run.eval_batch_size = max(1, self.eval_batch_size * reference // work)
+        return run
 
     def label(self, index: int) -> str:
         return self.labels[index] if 0 <= index < len(self.labels) else str(index)
@@ -191,6 +458,15 @@ class ModelAdapter:
             if on_batch is not None:
                 on_batch(int(x.shape[0]))
             return self.forward(x, enc)
+        return fn
+
+    def locked_each_batch(self, forward: Callable[[torch.Tensor], torch.Tensor]
+                          ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``forward`` holding :meth:`guarded` for each call (one batch) only, so sessions
+        sharing the model take turns batch by batch (the lock is FIFO)."""
+        def fn(x: torch.Tensor) -> torch.Tensor:
+            with self.guarded():
+                return forward(x)
         return fn
 
     @torch.inference_mode()

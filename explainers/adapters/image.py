@@ -23,43 +23,104 @@ MAX_PIXELS = 40_000_000
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 
 
+#: the only formats Pillow may decode; anything else (EPS, which runs Ghostscript, PSD,
+#: ICO, ...) is refused before its plugin sees the bytes
+ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
+
+
 def load_image(source: Any) -> Image.Image:
-    """An RGB PIL image from a path, bytes, file object, PIL image or HxWx3 array.
+    """An RGB PIL image from a path, bytes, file object, PIL image or HxW(x3) array.
+
+    Only :data:`ALLOWED_FORMATS` are decoded. 16-bit images are scaled to 8 bits (not
+    clipped).
 
     Raises:
-        ExplainerError: for a file that is not an image, a truncated image, or an image so
-            large it may be a decompression bomb.
+        ExplainerError: for another type of input, a file that is not an image in an allowed
+            format, a truncated image, an image with no pixels, an array with NaN or infinite
+            values, or an image so large it may be a decompression bomb.
     """
     if isinstance(source, Image.Image):
+        if source.format is not None and source.format not in ALLOWED_FORMATS:
+            raise ExplainerError(f"image format {source.format} is not accepted; use "
+                                 f"{', '.join(ALLOWED_FORMATS)}")
         img = source
     elif isinstance(source, np.ndarray):
-        arr = source
-        if arr.ndim == 2:
-            arr = np.stack([arr] * 3, axis=-1)
-        if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
-            raise ExplainerError(f"an image array must be HxW or HxWx3, got shape {arr.shape}")
-        if arr.dtype != np.uint8:
-            arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-        img = Image.fromarray(arr[..., :3])
+        img = Image.fromarray(array_to_uint8(source))
+    elif isinstance(source, (bytes, bytearray, str, Path)) or hasattr(source, "read"):
+        img = decode_image(source)
     else:
-        if isinstance(source, (bytes, bytearray)):
-            source = io.BytesIO(source)
-        elif isinstance(source, (str, Path)) and not Path(source).is_file():
-            raise ExplainerError(f"image file not found: {source}")
-        try:
-            with _warnings.catch_warnings():
-                _warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img = Image.open(source)
-                if img.width * img.height > MAX_PIXELS:
-                    raise ExplainerError(
-                        f"image is {img.width}x{img.height} pixels, over the {MAX_PIXELS:,} limit")
-                img.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ExplainerError("image refused: too many pixels (possible decompression bomb)") from None
-        except UnidentifiedImageError:
-            raise ExplainerError("the file is not an image PIL can read (PNG, JPEG, ...)") from None
-        except (OSError, SyntaxError) as e:
-            raise ExplainerError(f"the image could not be decoded (truncated or corrupt): {e}") from None
+        raise ExplainerError("an image input is a file path, bytes, a file object, a PIL image "
+                             f"or an HxW(x3) array, got {type(source).__name__}")
+    if img.width == 0 or img.height == 0:
+        raise ExplainerError(f"the image has no pixels ({img.width}x{img.height})")
+    return to_rgb(img)
+
+
+def decode_image(source: Any) -> Image.Image:
+    """Decode a path, bytes or file object with Pillow, restricted to the allowed formats."""
+    if isinstance(source, (bytes, bytearray)):
+        source = io.BytesIO(source)
+    elif isinstance(source, (str, Path)) and not Path(source).is_file():
+        raise ExplainerError(f"image file not found: {source}")
+    try:
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(source, formats=list(ALLOWED_FORMATS))
+            if img.width * img.height > MAX_PIXELS:
+                raise ExplainerError(
+                    f"image is {img.width}x{img.height} pixels, over the {MAX_PIXELS:,} limit")
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ExplainerError("image refused: too many pixels (possible decompression bomb)") from None
+    except UnidentifiedImageError:
+        raise ExplainerError("the file is not an image in an accepted format "
+                             f"({', '.join(ALLOWED_FORMATS)})") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ExplainerError(f"the image could not be decoded (truncated or corrupt): {e}") from None
+    return img
+
+
+def array_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """An HxWx3 uint8 array from an image array.
+
+    Accepts HxW, HxWx1, HxWx3 and HxWx4 (alpha dropped). uint16 (and wider integers above
+    255) are 16-bit images, scaled by 255/65535; floats in [0, 1] are scaled by 255, other
+    floats are clipped to [0, 255].
+
+    Raises:
+        ExplainerError: for another shape, an empty array, NaN or infinite values, or
+            integers outside 0..65535.
+    """
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
+        raise ExplainerError(f"an image array must be HxW or HxWx3, got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ExplainerError(f"the image has no pixels (shape {arr.shape})")
+    arr = np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr[..., :3]
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.integer):
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > 65535:
+            raise ExplainerError(f"integer image values must lie in 0..65535, got {lo}..{hi}")
+        if arr.dtype.itemsize == 2 or hi > 255:  # 16-bit content
+            return np.round(arr.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
+        return arr.astype(np.uint8)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ExplainerError(f"image arrays must hold numbers, got dtype {arr.dtype}")
+    if not np.all(np.isfinite(arr)):
+        raise ExplainerError("the image array has NaN or infinite values")
+    scale = 255.0 if arr.max() <= 1.0 else 1.0
+    return np.clip(np.round(arr * scale), 0, 255).astype(np.uint8)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """RGB, with 16-bit and 32-bit modes (``I;16``, ``I``, ``F``) scaled, not clipped."""
+    if img.mode.startswith("I") or img.mode == "F":
+        return Image.fromarray(array_to_uint8(np.asarray(img)))
     return img.convert("RGB")
 
 
@@ -146,6 +207,12 @@ class ImageAdapter(ModelAdapter):
 
     def reduce(self, attr: torch.Tensor, enc: Encoded) -> np.ndarray:
         return attr[0].sum(dim=0).detach().float().cpu().numpy()
+
+    def score_shape(self, enc: Encoded) -> tuple[int, ...]:
+        return tuple(int(d) for d in enc.inputs.shape[2:])
+
+    def work_per_pass(self, enc: Encoded) -> int:
+        return int(enc.inputs.shape[2] * enc.inputs.shape[3])  # pixels
 
     def features(self, enc: Encoded) -> dict:
         return {"height": int(enc.inputs.shape[2]), "width": int(enc.inputs.shape[3]),

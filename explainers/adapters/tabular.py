@@ -16,9 +16,11 @@ import pandas as pd
 import torch
 
 from ..errors import ExplainerError
-from .base import Encoded, ModelAdapter
+from .base import Encoded, ModelAdapter, probe_logits
 
 N_BASELINE_SAMPLES = 16
+#: the model runs in float32: larger magnitudes become infinity
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def check_frame(df: pd.DataFrame, feature_names: Sequence[str] | None = None) -> pd.DataFrame:
@@ -37,6 +39,14 @@ def check_frame(df: pd.DataFrame, feature_names: Sequence[str] | None = None) ->
     nan_cols = df.columns[df.isna().any()].tolist()
     if nan_cols:
         raise ExplainerError(f"the table has missing values (NaN) in column(s) {nan_cols}")
+    values = df.to_numpy(dtype=np.float64)
+    inf_cols = df.columns[~np.isfinite(values).all(axis=0)].tolist()
+    if inf_cols:
+        raise ExplainerError(f"the table has infinite values in column(s) {inf_cols}")
+    huge_cols = df.columns[(np.abs(values) > FLOAT32_MAX).any(axis=0)].tolist()
+    if huge_cols:
+        raise ExplainerError(f"values beyond float32's range (|x| > {FLOAT32_MAX:.3g}) in column(s) "
+                             f"{huge_cols}; rescale them")
     return df.astype(np.float32)
 
 
@@ -72,12 +82,10 @@ class TabularAdapter(ModelAdapter):
         self.mean = values.mean(0, keepdim=True)
         self.std = values.std(0, keepdim=True).clamp_min(1e-6)
         self.z_data = (values - self.mean) / self.std
-        with torch.no_grad():
-            out = self.module(values[:2])
-        out = out.logits if hasattr(out, "logits") else out
-        if out.ndim != 2 or out.shape[1] != len(self.labels):
-            raise ExplainerError(
-                f"the model returns shape {tuple(out.shape)} on 2 rows; expected [2, {len(self.labels)}]")
+        if not bool(torch.isfinite(self.std).all() & torch.isfinite(self.mean).all()):
+            raise ExplainerError("the reference data's scale overflows float32 when standardised; "
+                                 "rescale its columns")
+        probe_logits(self.module, values[:2], n_classes=len(self.labels))
 
     def row(self, raw: Any) -> dict[str, float]:
         """The raw feature values of ``raw`` (a row index or a name -> value mapping)."""
