@@ -9,6 +9,8 @@ import streamlit as st
 from explainers import DEFAULT_METHODS, get_method, list_methods
 from explainers.methods.base import ANY_MODALITY
 
+from . import render
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = (("text", "Text", ":material/notes:", "a sentiment classifier (MiniLM-L6 on SST-2) or your own "
           "Hugging Face model: highlight tokens, delete or mask them"),
@@ -135,3 +137,18 @@ the cap in the sidebar is refused with a message instead of tying up the machine
 edit): copy it to share. Every page offers JSON (the engine's schema), CSV and PNG downloads.
 """
     )
+
+
+def store_size() -> None:
+    """How much the attribution store holds, against its cap (or why it is not in use)."""
+    from cache.store import store_stats
+    s = store_stats()
+    if s.get("error") or s.get("rows") is None:
+        st.caption(f":material/database: Attribution store not in use: {render.md(s.get('error') or 'unknown')}. "
+                   "Results are computed each time.")
+        return
+    mb = (s.get("bytes") or 0) / 1e6
+    cap = (s.get("cap_bytes") or 0) / 1e6
+    st.caption(f":material/database: Attribution store: {s['rows']:,} result(s), {mb:,.1f} MB of a "
+               f"{cap:,.0f} MB cap (least recently used results go first; `ATTRIBUTION_STUDIO_CACHE_MB` "
+               f"sets it) at `{render.md(s.get('path'))}`. `make clean-cache` empties it.")

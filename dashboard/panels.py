@@ -19,6 +19,7 @@ import numpy as np
 import streamlit as st
 
 from explainers import Attribution, ExplainerError, estimate_cost, get_method, run_method
+from explainers.engine import calibrate
 from explainers.adapters.base import Encoded
 from explainers.results import Prediction
 
@@ -214,7 +215,7 @@ def _run_methods(adapter, original: Input, edited: Input | None, methods: list[s
             if edited is not None:
                 run.edited[m] = run_method(adapter, edited.enc, m, run.params[m], target, store(),
                                            _progress_callback(bars[m], "edited"), settings.max_cost)
-            if not run.original[m].cache_hit and m in run.costs:
+            if not run.original[m].cache_hit and m in run.costs:  # time per unit, for estimates
                 _calibrate(adapter, original.enc, run.costs[m] * (2 if edited is not None else 1),
                            time.perf_counter() - started)
             board.early(m)
@@ -315,26 +316,32 @@ def _panel_header(adapter, original: Input, edited: Input | None, m: str, run: P
 SLOW_SECONDS = 5.0
 
 
-def _work(enc, passes: int) -> float:
-    """Work of ``passes`` forward passes of ``enc``: passes x input elements (tokens x
-    embedding size, pixels x channels), which is what the time of one pass grows with."""
-    return float(passes) * float(enc.inputs[0].numel())
+def _work(adapter, enc, passes: int) -> float:
+    """Work of ``passes`` forward passes of ``enc`` in the engine's unit (passes x tokens,
+    pixels or features: what the time of a pass grows with)."""
+    return float(passes) * float(adapter.work_per_pass(enc))
 
 
 def _calibrate(adapter, enc, passes: int, seconds: float) -> None:
     """Remember this session's seconds per unit of work on ``adapter`` (an exponential
     average over computed runs, never over cache hits)."""
     rates = st.session_state.setdefault("_rates", {})
-    rate = seconds / max(_work(enc, passes), 1.0)
+    rate = seconds / max(_work(adapter, enc, passes), 1.0)
     old = rates.get(adapter.name)
     rates[adapter.name] = rate if old is None else 0.5 * old + 0.5 * rate
 
 
 def estimated_seconds(adapter, enc, passes: int) -> float | None:
-    """Seconds a run of ``passes`` forward passes should take, from this session's earlier
-    runs on the same model (None before the first computed run)."""
+    """Seconds a run of ``passes`` forward passes should take: from this session's earlier
+    runs on the same model, or before the first one from the engine's quick calibration (one
+    small forward + backward, measured once per session and model)."""
     rate = st.session_state.get("_rates", {}).get(adapter.name)
-    return None if rate is None else rate * _work(enc, passes)
+    if rate is None:
+        try:
+            rate = memo("calibration", (id(adapter), adapter.name), lambda: calibrate(adapter, enc))
+        except Exception:  # noqa: BLE001  (an estimate is optional; the run itself reports errors)
+            return None
+    return rate * _work(adapter, enc, passes)
 
 
 def _per_panel(_=None) -> None:
@@ -385,6 +392,8 @@ def _draw_cell(view, adapter, inp: Input, m: str, a: Attribution | None, run: Pa
     view.draw(adapter, inp, a, scale, settings)
     st.caption(stats_caption(a), help="seconds of the computation (of the original run when "
                                       "cached) · convergence delta · whether the store answered")
+    for w in getattr(a, "warnings", None) or []:
+        st.caption(f":material/warning: {render.md(w)}")
     _panel_downloads(view, adapter, inp, a, scale, settings)
 
 

@@ -86,6 +86,7 @@ def test_entry_point_renders_home_with_every_method():
     assert {p for p, _ in links} == {"text", "image", "tabular", "review"}
     assert all(q for _, q in links)
     assert "Three steps" in text
+    assert re.search(r"Attribution store: [\d,]+ result\(s\), [\d.,]+ MB of a [\d,]+ MB cap", text)
 
 
 def test_a_home_example_link_opens_its_page_explained():
@@ -623,3 +624,13 @@ def test_image_sign_and_mask_renderers():
     img = np.full((2, 2, 3), 200, np.uint8)
     out = render.masked(img, s, 25)  # keep the top quarter: the 3.0 pixel only
     assert out[1, 1, 0] == 200 and out[0, 0, 0] == 50 and out[0, 1, 0] == 50
+
+
+def test_panels_estimate_seconds_before_the_first_run_and_warn_when_slow(monkeypatch):
+    import dashboard.panels
+    at = run(page("tabular", {"row": "13"}))
+    costs = [c.value for c in at.caption if c.value.startswith("Estimated cost")]
+    assert len(costs) == 3 and all(re.search(r"about [\d.,]+ s", c) for c in costs)
+    monkeypatch.setattr(dashboard.panels, "SLOW_SECONDS", 0.0)  # every run counts as slow now
+    at = run(page("tabular", {"row": "14"}))
+    assert sum("This will take about" in w.value for w in at.warning) == 3
