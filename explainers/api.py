@@ -34,11 +34,24 @@ def load_model(spec: str = "text", modality: str | None = None, *, checkpoint: s
     return load(spec, modality, checkpoint=checkpoint, data=data, labels=labels, label_column=label_column)
 
 
+def encode(model: ModelAdapter, inputs: Any, unit: str | None = None) -> Encoded:
+    """``model.encode(inputs)``; ``unit`` (``"word"`` or ``"piece"``) is for text only.
+
+    Raises:
+        ExplainerError: for a unit given to an image or tabular model, or an unknown unit.
+    """
+    if unit is None:
+        return model.encode(inputs)
+    if model.modality != "text":
+        raise ExplainerError(f"'unit' applies to text only, not to {model.modality} input")
+    return model.encode(inputs, unit=unit)
+
+
 def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = None,
             params: dict[str, dict] | None = None, target: Any = None, use_cache: bool = True,
             metrics: Sequence[str] | None = None, metric_params: dict | None = None,
             progress: Progress | None = None, max_cost: int | None = None,
-            store: Any = None) -> Explanation:
+            store: Any = None, unit: str | None = None) -> Explanation:
     """Explain one prediction with several methods side by side.
 
     Args:
@@ -54,6 +67,8 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
         progress: ``progress(method, fraction)`` after each model batch.
         max_cost: refuse any method needing more forward passes than this.
         store: an explicit store (default: the process-wide one in the cache directory).
+        unit: text only: ``"word"`` (default; word pieces merged, scores summed over a
+            word's pieces) or ``"piece"`` (one feature per word piece).
 
     Returns:
         An :class:`Explanation`; ``to_dict()`` gives the CLI's JSON schema.
@@ -68,7 +83,7 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
     if metrics:
         from .metrics import check_names
         check_names(list(metrics))  # fail before the expensive part, not after it
-    enc = inputs if isinstance(inputs, Encoded) else model.encode(inputs)
+    enc = inputs if isinstance(inputs, Encoded) else encode(model, inputs, unit)
     prediction = model.predict(enc)
     target_index = prediction.index if target is None else resolve_target(model, enc, target)
     if use_cache and store is None:

@@ -154,14 +154,15 @@ def summary_table(summary: dict) -> str:
 
 
 def review_one(model: Any, ident: Any, raw: Any, methods: Sequence[str] | None, params: dict | None,
-               metrics: Sequence[str], metric_params: dict | None, use_cache: bool = True) -> dict:
+               metrics: Sequence[str], metric_params: dict | None, use_cache: bool = True,
+               unit: str | None = None) -> dict:
     """One review line: ``{"id": ..., **Explanation.to_dict()}``, or ``{"id": ..., "error": ...}``
     (an ExplainerError message, or the exception type and first line for unexpected errors,
     so one bad input does not stop the batch)."""
     from .api import explain
     try:
         result = explain(model, raw, methods=methods, params=params, use_cache=use_cache,
-                         metrics=metrics, metric_params=metric_params)
+                         metrics=metrics, metric_params=metric_params, unit=unit)
         return {"id": ident, **result.to_dict()}
     except ExplainerError as e:
         return {"id": ident, "error": str(e)}
@@ -173,7 +174,7 @@ def review_one(model: Any, ident: Any, raw: Any, methods: Sequence[str] | None, 
 def run_review(model: Any, inputs: Iterable[tuple[Any, Any]], methods: Sequence[str] | None,
                params: dict | None, metrics: Sequence[str] | None, metric_params: dict | None,
                limit: int | None = None, out: str | Path | None = None, use_cache: bool = True,
-               *, log: TextIO | None = None) -> dict:
+               *, log: TextIO | None = None, unit: str | None = None) -> dict:
     """Explain every input with metrics and summarize the methods.
 
     Args:
@@ -182,6 +183,7 @@ def run_review(model: Any, inputs: Iterable[tuple[Any, Any]], methods: Sequence[
         methods, params, metrics, metric_params, use_cache: as for
             :func:`explainers.explain`.
         limit: only the first ``limit`` inputs.
+        unit: text only: ``"word"`` (default) or ``"piece"`` features.
         out: write the JSON lines to this file; None writes them to stdout.
         log: where progress and the table go (default: stderr when the JSON goes to
             stdout, stdout when it goes to a file).
@@ -206,7 +208,8 @@ def run_review(model: Any, inputs: Iterable[tuple[Any, Any]], methods: Sequence[
     with sink as fh:
         for i, (ident, raw) in enumerate(items):
             start = time.perf_counter()
-            record = review_one(model, ident, raw, methods, params, metrics, metric_params, use_cache)
+            record = review_one(model, ident, raw, methods, params, metrics, metric_params, use_cache,
+                                unit)
             fh.write(json.dumps(record, default=str) + "\n")
             fh.flush()
             records.append(slim(record))
