@@ -98,7 +98,9 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
         if hit is not None:
             if progress:
                 progress(name, 1.0)
-            return Attribution.from_dict(name, hit, cache_hit=True)
+            result = Attribution.from_dict(name, hit, cache_hit=True)
+            result.notes = method.notes(adapter, enc, resolved)
+            return result
 
     cost = max(1, int(method.cost(adapter, enc, resolved)))
     if max_cost is not None and cost > max_cost:
@@ -123,7 +125,12 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
     scores = adapter.reduce(attr.float(), enc).astype(np.float64)
     if not np.all(np.isfinite(scores)):
         raise ExplainerError(f"{method.title} produced non-finite scores; try other parameters")
-    result = Attribution(name, scores, delta, seconds, resolved)
+    stats = None
+    if isinstance(delta, dict):
+        stats = {k: v for k, v in delta.items() if k != "convergence_delta"}
+        delta = delta["convergence_delta"]
+    result = Attribution(name, scores, delta, seconds, resolved,
+                         notes=method.notes(adapter, enc, resolved), delta_stats=stats)
     if store is not None:
         store.put(key, result.to_dict())
     if progress:

@@ -4,7 +4,7 @@
 
     {model, modality, features, prediction: {index, label, probabilities},
      target: {index, label}, attributions: {method: {scores, convergence_delta, seconds,
-     params, cache_hit}}, warnings: [...], metrics: {...}}
+     params, cache_hit, notes, delta_stats}}, warnings: [...], metrics: {...}}
 """
 
 from __future__ import annotations
@@ -55,10 +55,16 @@ class Attribution:
         method: registered method name.
         scores: one value per feature (text tokens, tabular features) or an H x W array
             (images, summed over channels).
-        convergence_delta: Captum's completeness error (IG, GradientSHAP), else None.
+        convergence_delta: completeness error (IG, GradientSHAP), else None. IG with several
+            baselines: the per-baseline delta of largest magnitude, signed; GradientSHAP
+            without input noise: ``sum(scores) - (f(x) - mean_k f(b_k))``.
         seconds: wall time of the computation (of the original run for cache hits).
         params: the resolved parameters used.
         cache_hit: whether the result came from the attribution store.
+        notes: sentences to show next to the result (for example GradientSHAP with one
+            baseline and no noise: "equivalent to stochastic IG ...").
+        delta_stats: IG: ``per_baseline`` deltas, ``gaps`` (f(x) - f(b_k)), ``mean_abs``
+            and ``max_abs`` of the deltas; GradientSHAP: ``gaps``; else None.
     """
 
     method: str
@@ -67,6 +73,8 @@ class Attribution:
     seconds: float
     params: dict
     cache_hit: bool = False
+    notes: list[str] = field(default_factory=list)
+    delta_stats: dict | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -75,6 +83,8 @@ class Attribution:
             "seconds": round(float(self.seconds), 6),
             "params": _jsonable(self.params),
             "cache_hit": self.cache_hit,
+            "notes": list(self.notes),
+            "delta_stats": _jsonable(self.delta_stats),
         }
 
     @classmethod
@@ -86,6 +96,8 @@ class Attribution:
             seconds=float(d["seconds"]),
             params=d["params"],
             cache_hit=cache_hit,
+            notes=list(d.get("notes") or []),
+            delta_stats=d.get("delta_stats"),
         )
 
 
