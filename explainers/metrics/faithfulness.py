@@ -141,7 +141,7 @@ def beats_random(p_value: float, alpha: float = 0.05) -> bool:
 
 #: the random orders whose insertion curves are measured too (the permutation test needs
 #: deletion AOPCs only, so the other orders skip the insertion half of the cost)
-INSERTION_ORDERS = 20
+INSERTION_ORDERS = 10
 
 
 def _order_masks(order: np.ndarray, steps: list[int], extra_ks: list[int], n: int,
