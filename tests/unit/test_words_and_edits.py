@@ -257,3 +257,25 @@ def test_comprehensiveness_and_sufficiency_match_an_independent_eraser(tiny_text
                                       r.target["index"])
         assert block["comprehensiveness"] == pytest.approx(comp, abs=1e-5)
         assert block["sufficiency"] == pytest.approx(suff, abs=1e-5)
+
+
+def test_metric_cost_bounds_the_texts_the_delete_perturbation_predicts(tiny_text, monkeypatch):
+    from explainers.metrics import compute, metric_costs
+    text = "the soup was bland , and the service was terrible ! i love the food"
+    enc = tiny_text.encode(text)
+    methods = {"saliency": {}, "occlusion": {}}
+    expl = explain(tiny_text, enc, methods=list(methods), use_cache=False)
+    options = {"random_orders": 30}
+    costs = metric_costs(tiny_text, enc, ["faithfulness", "flip"], methods, options)
+    seen = []
+    original = type(tiny_text).predict_texts
+
+    def counting(self, texts):
+        seen.append(len(texts))
+        return original(self, texts)
+
+    monkeypatch.setattr(type(tiny_text), "predict_texts", counting)
+    for name in ("faithfulness", "flip"):
+        seen.clear()
+        compute(tiny_text, enc, expl, [name], options)
+        assert 0 < sum(seen) <= costs[name], name
