@@ -91,11 +91,24 @@ def collect_warnings(model: ModelAdapter, enc: Encoded, attributions: Iterable[A
     return list(dict.fromkeys(notes))
 
 
+def encode(model: ModelAdapter, inputs: Any, unit: str | None = None) -> Encoded:
+    """``model.encode(inputs)``; ``unit`` (``"word"`` or ``"piece"``) is for text only.
+
+    Raises:
+        ExplainerError: for a unit given to an image or tabular model, or an unknown unit.
+    """
+    if unit is None:
+        return model.encode(inputs)
+    if model.modality != "text":
+        raise ExplainerError(f"'unit' applies to text only, not to {model.modality} input")
+    return model.encode(inputs, unit=unit)
+
+
 def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = None,
             params: dict[str, dict] | None = None, target: Any = None, use_cache: bool = True,
             metrics: Sequence[str] | None = None, metric_params: dict | None = None,
             progress: Progress | None = None, max_cost: int | None = None,
-            store: Any = None) -> Explanation:
+            store: Any = None, unit: str | None = None) -> Explanation:
     """Explain one prediction with several methods side by side.
 
     Args:
@@ -111,6 +124,8 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
         progress: ``progress(method, fraction)`` after each model batch.
         max_cost: refuse any method needing more forward passes than this.
         store: an explicit store (default: the process-wide one in the cache directory).
+        unit: text only: ``"word"`` (default; word pieces merged, scores summed over a
+            word's pieces) or ``"piece"`` (one feature per word piece).
 
     Returns:
         An :class:`Explanation`; ``to_dict()`` gives the CLI's JSON schema.
@@ -122,7 +137,7 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
         check_names(list(metrics))  # fail before the expensive part, not after it
     if isinstance(inputs, str) and model.modality == "text":
         check_text(inputs)
-    enc = inputs if isinstance(inputs, Encoded) else model.encode(inputs)
+    enc = inputs if isinstance(inputs, Encoded) else encode(model, inputs, unit)
     for name in methods:  # every method's parameters, before the first one runs
         check_method(model, name, params.get(name))
     if metrics:

@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "stability,sanity,robustness")
     e.add_argument("--metric-param", action="append", default=[], metavar="NAME=VALUE")
     e.add_argument("--no-cache", action="store_true")
+    e.add_argument("--unit", choices=["word", "piece"], help="text features: words (default) or word pieces")
 
     p = sub.add_parser("predict", help="predict every row of a file, one JSON line each")
     _add_model_args(p)
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--metric-param", action="append", default=[], metavar="NAME=VALUE")
     r.add_argument("--out", help="write the JSON lines here instead of stdout")
     r.add_argument("--no-cache", action="store_true")
+    r.add_argument("--unit", choices=["word", "piece"], help="text features: words (default) or word pieces")
 
     sub.add_parser("methods", help="list methods: modalities, paper, summary, convergence delta")
     return parser
@@ -134,8 +136,8 @@ def iter_inputs(model, modality: str, file: str | None) -> Iterator[tuple[Any, A
         if not path.is_file():
             raise ExplainerError(f"file not found: {file}")
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        if lines and lines[0].lower().startswith("text\t"):
-            lines = lines[1:]
+        if lines and lines[0].lower().split("\t")[0].strip() in ("text", "sentence"):
+            lines = lines[1:]  # a header row (SST-2's dev.tsv has "sentence<TAB>label")
         for i, line in enumerate(lines):
             text = line.split("\t")[0].strip()
             if text:
@@ -173,7 +175,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     result = explain(model, input_from_args(args, model), methods=split_list(args.methods),
                      params=parse_params(args.param), target=args.target,
                      use_cache=not args.no_cache, metrics=split_list(args.metrics),
-                     metric_params=parse_metric_params(args.metric_param))
+                     metric_params=parse_metric_params(args.metric_param), unit=args.unit)
     print(json.dumps(result.to_dict()))
 
 
@@ -195,7 +197,7 @@ def cmd_review(args: argparse.Namespace) -> None:
     inputs = iter_inputs(model, args.modality, args.file)
     run_review(model, inputs, methods=split_list(args.methods), params=parse_params(args.param),
                metrics=split_list(args.metrics), metric_params=parse_metric_params(args.metric_param),
-               limit=args.limit, out=args.out, use_cache=not args.no_cache)
+               limit=args.limit, out=args.out, use_cache=not args.no_cache, unit=args.unit)
 
 
 def cmd_methods(args: argparse.Namespace) -> None:

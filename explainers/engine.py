@@ -230,6 +230,7 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
         if hit is not None:
             if progress:
                 progress(name, 1.0)
+            hit.notes = method.notes(adapter, enc, resolved)
             return hit
 
     cost = max(1, int(method.total_cost(adapter, enc, resolved)))
@@ -259,7 +260,12 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
     scores = adapter.reduce(attr.float(), enc).astype(np.float64)
     if not np.all(np.isfinite(scores)):
         raise ExplainerError(f"{method.title} produced non-finite scores; try other parameters")
-    result = Attribution(name, scores, delta, seconds, resolved, warnings=notes)
+    stats = None
+    if isinstance(delta, dict):
+        stats = {k: v for k, v in delta.items() if k != "convergence_delta"}
+        delta = delta["convergence_delta"]
+    result = Attribution(name, scores, delta, seconds, resolved, warnings=notes,
+                         notes=method.notes(adapter, enc, resolved), delta_stats=stats)
     if writable:
         _to_store(store, key, result, meta, notes)
     if progress:

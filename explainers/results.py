@@ -4,7 +4,7 @@
 
     {model, modality, features, prediction: {index, label, probabilities},
      target: {index, label}, attributions: {method: {scores, convergence_delta, seconds,
-     params, cache_hit}}, warnings: [...], metrics: {...}}
+     params, cache_hit, notes, delta_stats}}, warnings: [...], metrics: {...}}
 """
 
 from __future__ import annotations
@@ -55,12 +55,18 @@ class Attribution:
         method: registered method name.
         scores: one value per feature (text tokens, tabular features) or an H x W array
             (images, summed over channels).
-        convergence_delta: Captum's completeness error (IG, GradientSHAP), else None.
+        convergence_delta: completeness error (IG, GradientSHAP), else None. IG with several
+            baselines: the per-baseline delta of largest magnitude, signed; GradientSHAP
+            without input noise: ``sum(scores) - (f(x) - mean_k f(b_k))``.
         seconds: wall time of the computation (of the original run for cache hits).
         params: the resolved parameters used.
         cache_hit: whether the result came from the attribution store.
         warnings: notes for the user about this run (for example, the store could not be
             used and the result was computed without it); not part of the stored row.
+        notes: sentences to show next to the result (for example GradientSHAP with one
+            baseline and no noise: "equivalent to stochastic IG ...").
+        delta_stats: IG: ``per_baseline`` deltas, ``gaps`` (f(x) - f(b_k)), ``mean_abs``
+            and ``max_abs`` of the deltas; GradientSHAP: ``gaps``; else None.
     """
 
     method: str
@@ -70,6 +76,8 @@ class Attribution:
     params: dict
     cache_hit: bool = False
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    delta_stats: dict | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -78,6 +86,8 @@ class Attribution:
             "seconds": round(float(self.seconds), 6),
             "params": _jsonable(self.params),
             "cache_hit": self.cache_hit,
+            "notes": list(self.notes),
+            "delta_stats": _jsonable(self.delta_stats),
         }
 
     @classmethod
@@ -89,6 +99,8 @@ class Attribution:
             seconds=float(d["seconds"]),
             params=d["params"],
             cache_hit=cache_hit,
+            notes=list(d.get("notes") or []),
+            delta_stats=d.get("delta_stats"),
         )
 
 

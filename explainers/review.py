@@ -23,6 +23,7 @@ COLUMNS = (
     ("flipped_share", "flipped", "{:.0%}"),
     ("agreement", "agreement", "{:.2f}"),
     ("beats_random_share", "beats random", "{:.0%}"),
+    ("effect_size", "effect (median)", "{:.2f}"),
     ("seconds", "seconds", "{:.3f}"),
 )
 
@@ -30,6 +31,14 @@ COLUMNS = (
 def _mean(values: Sequence[float | None]) -> float | None:
     vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     return sum(vals) / len(vals) if vals else None
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    vals = sorted(float(v) for v in values if v is not None and math.isfinite(float(v)))
+    if not vals:
+        return None
+    mid = len(vals) // 2
+    return vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
 
 
 def _share(values: Sequence[bool | None]) -> float | None:
@@ -49,7 +58,7 @@ def slim(record: dict) -> dict:
     faith = metrics.get("faithfulness") or {}
     flips = metrics.get("flip") or {}
     agree = metrics.get("agreement") or {}
-    keep_f = ("deletion_aopc", "beats_random")
+    keep_f = ("deletion_aopc", "beats_random", "effect_size", "p_value")
     attrs = record.get("attributions") or {}
     return {
         "id": record.get("id"),
@@ -75,12 +84,13 @@ def summarize(records: Iterable[dict]) -> dict:
 
     Lines with an ``"error"`` are counted and skipped. For each method: mean deletion AOPC,
     mean flip count (over inputs where it flipped) and share of inputs flipped, mean
-    Spearman to the other methods, share of inputs where it beat the random control, and
-    mean attribution seconds. The ``random`` row holds the random control's values.
+    Spearman to the other methods, share of inputs where it beat the random control (the
+    permutation test), median effect size (AOPC - random mean) / random std, and mean
+    attribution seconds. The ``random`` row holds the random control's values.
 
     Returns:
         ``{"inputs", "errors", "methods": {m: {deletion_aopc, flip_count, flipped_share,
-        agreement, beats_random_share, seconds, n}}, "random": {...}}``; a value is None
+        agreement, beats_random_share, effect_size, seconds, n}}, "random": {...}}``; a value is None
         where the metric was not computed.
     """
     per: dict[str, dict[str, list]] = {}
@@ -98,12 +108,14 @@ def summarize(records: Iterable[dict]) -> dict:
         order = list(agree.get("methods") or [])
         for name, attr in (rec.get("attributions") or {}).items():
             d = per.setdefault(name, {k: [] for k in ("deletion_aopc", "flip_count", "flipped",
-                                                       "agreement", "beats_random", "seconds")})
+                                                       "agreement", "beats_random", "seconds",
+                                                       "effect_size")})
             d["seconds"].append(attr.get("seconds"))
             fm = (faith.get("methods") or {}).get(name)
             if fm:
                 d["deletion_aopc"].append(fm.get("deletion_aopc"))
                 d["beats_random"].append(fm.get("beats_random"))
+                d["effect_size"].append(fm.get("effect_size"))
             fl = (flips.get("methods") or {}).get(name)
             if fl:
                 d["flip_count"].append(fl.get("count"))
@@ -119,12 +131,13 @@ def summarize(records: Iterable[dict]) -> dict:
         name: {"deletion_aopc": _mean(d["deletion_aopc"]), "flip_count": _mean(d["flip_count"]),
                "flipped_share": _share(d["flipped"]), "agreement": _mean(d["agreement"]),
                "beats_random_share": _share(d["beats_random"]), "seconds": _mean(d["seconds"]),
-               "n": len(d["seconds"])}
+               "effect_size": _median(d["effect_size"]), "n": len(d["seconds"])}
         for name, d in per.items()
     }
     random_row = {"deletion_aopc": _mean(rand["deletion_aopc"]), "flip_count": _mean(rand["flip_count"]),
                   "flipped_share": _share(rand["flipped"]), "agreement": None,
-                  "beats_random_share": None, "seconds": None, "n": len(rand["deletion_aopc"])}
+                  "beats_random_share": None, "seconds": None, "effect_size": None,
+                  "n": len(rand["deletion_aopc"])}
     return {"inputs": n_ok, "errors": n_err, "methods": methods, "random": random_row}
 
 
@@ -149,19 +162,21 @@ def summary_table(summary: dict) -> str:
     if summary.get("errors"):
         tail += f", {summary['errors']} failed"
     notes = ("flip count: mean over inputs that flipped; agreement: mean Spearman to the other "
-             "methods; beats random: deletion AOPC above the random control's mean + margin x std")
+             "methods; beats random: permutation test of deletion AOPC against the random orders, "
+             "p <= alpha; effect: (AOPC - random mean) / random std")
     return "\n".join(lines + ["", tail, notes])
 
 
 def review_one(model: Any, ident: Any, raw: Any, methods: Sequence[str] | None, params: dict | None,
-               metrics: Sequence[str], metric_params: dict | None, use_cache: bool = True) -> dict:
+               metrics: Sequence[str], metric_params: dict | None, use_cache: bool = True,
+               unit: str | None = None) -> dict:
     """One review line: ``{"id": ..., **Explanation.to_dict()}``, or ``{"id": ..., "error": ...}``
     (an ExplainerError message, or the exception type and first line for unexpected errors,
     so one bad input does not stop the batch)."""
     from .api import explain
     try:
         result = explain(model, raw, methods=methods, params=params, use_cache=use_cache,
-                         metrics=metrics, metric_params=metric_params)
+                         metrics=metrics, metric_params=metric_params, unit=unit)
         return {"id": ident, **result.to_dict()}
     except ExplainerError as e:
         return {"id": ident, "error": str(e)}
@@ -173,7 +188,7 @@ def review_one(model: Any, ident: Any, raw: Any, methods: Sequence[str] | None, 
 def run_review(model: Any, inputs: Iterable[tuple[Any, Any]], methods: Sequence[str] | None,
                params: dict | None, metrics: Sequence[str] | None, metric_params: dict | None,
                limit: int | None = None, out: str | Path | None = None, use_cache: bool = True,
-               *, log: TextIO | None = None) -> dict:
+               *, log: TextIO | None = None, unit: str | None = None) -> dict:
     """Explain every input with metrics and summarize the methods.
 
     Args:
@@ -182,6 +197,7 @@ def run_review(model: Any, inputs: Iterable[tuple[Any, Any]], methods: Sequence[
         methods, params, metrics, metric_params, use_cache: as for
             :func:`explainers.explain`.
         limit: only the first ``limit`` inputs.
+        unit: text only: ``"word"`` (default) or ``"piece"`` features.
         out: write the JSON lines to this file; None writes them to stdout.
         log: where progress and the table go (default: stderr when the JSON goes to
             stdout, stdout when it goes to a file).
@@ -206,7 +222,8 @@ def run_review(model: Any, inputs: Iterable[tuple[Any, Any]], methods: Sequence[
     with sink as fh:
         for i, (ident, raw) in enumerate(items):
             start = time.perf_counter()
-            record = review_one(model, ident, raw, methods, params, metrics, metric_params, use_cache)
+            record = review_one(model, ident, raw, methods, params, metrics, metric_params, use_cache,
+                                unit)
             fh.write(json.dumps(record, default=str) + "\n")
             fh.flush()
             records.append(slim(record))

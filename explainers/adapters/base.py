@@ -46,8 +46,10 @@ class Encoded:
         raw: the input as the user gave it, normalised (text, RGB array, feature values).
         context: modality extras the forward pass needs (attention mask, token ids).
         warnings: notes for the user (truncation, resizing).
-        key: content hash of the encoded input, used in cache keys.
-        extra: adapter-private details that are not model inputs (text: character spans).
+        key: content hash of the encoded input, its feature groups and (text) its unit,
+            used in cache keys: word and piece encodings of one text never share results.
+        extra: adapter-private details that are not model inputs (text: ``unit``, pieces,
+            words and their character spans).
     """
 
     inputs: torch.Tensor
@@ -71,6 +73,9 @@ class Encoded:
                 v = self.context[k]
                 if isinstance(v, torch.Tensor):
                     h.update(k.encode() + v.detach().cpu().contiguous().numpy().tobytes())
+            h.update(b"groups" + self.groups.detach().cpu().contiguous().numpy().tobytes())
+            if self.extra.get("unit"):
+                h.update(b"unit=" + str(self.extra["unit"]).encode())
             self.key = h.hexdigest()
 
 
@@ -341,6 +346,10 @@ class ModelAdapter:
     occlusion_window_max: int = 64
     #: what one interpretable feature is called (token, patch, feature)
     feature_unit: str = "feature"
+    #: GradientSHAP's default baseline distribution (empty: ``default_baselines``)
+    distribution_baselines: Sequence[str] = ()
+    #: metric perturbations that edit the raw input instead of filling in a baseline
+    edit_perturbations: Sequence[str] = ()
 
     def __init__(self, name: str, module: torch.nn.Module, labels: Sequence[str],
                  device: torch.device | None = None) -> None:
@@ -425,6 +434,15 @@ class ModelAdapter:
     def baseline(self, enc: Encoded, kind: str) -> torch.Tensor:
         """Baseline tensor(s) of shape ``[K, ...]`` (K >= 1) for ``enc``."""
         raise NotImplementedError
+
+    def neutral_candidate_tensors(self, enc: Encoded) -> dict[str, torch.Tensor]:
+        """``{name: [1, ...] tensor}``: what the ``neutral`` baseline is searched among
+        (with pairwise mixes); empty when the modality has no neutral baseline."""
+        return {}
+
+    def describe_baseline(self, kind: str) -> str:
+        """One line saying what a baseline kind is."""
+        return kind
 
     def baseline_rows(self, kind: str) -> int:
         """How many rows :meth:`baseline` returns for ``kind`` (without building them)."""

@@ -147,8 +147,12 @@ class ImageAdapter(ModelAdapter):
     """
 
     modality = "image"
-    baseline_kinds = ("black", "blur", "noise", "mean")
+    baseline_kinds = ("black", "blur", "noise", "mean", "neutral")
     default_baselines = ("black",)
+    #: GradientSHAP's default: a baseline distribution, so that it estimates SHAP values
+    distribution_baselines = ("black", "blur", "mean")
+    #: the fills the ``neutral`` baseline is searched among (with pairwise mixes)
+    neutral_candidates = ("black", "blur", "mean")
     grad_batch_size = 16
     eval_batch_size = 32
     occlusion_window_default = 32
@@ -199,7 +203,18 @@ class ImageAdapter(ModelAdapter):
             k = self.size // 7 * 2 + 1  # wide enough to remove object detail
             from torchvision.transforms.functional import gaussian_blur
             return gaussian_blur(x, [k, k], [k / 4.0, k / 4.0])
+        if kind == "neutral":
+            from ..baselines import neutral_baseline
+            return neutral_baseline(self, enc)
         raise ExplainerError(f"unknown image baseline {kind!r}")
+
+    def neutral_candidate_tensors(self, enc: Encoded) -> dict[str, torch.Tensor]:
+        return {kind: self.baseline(enc, kind) for kind in self.neutral_candidates}
+
+    def describe_baseline(self, kind: str) -> str:
+        return {"black": "an all-black image", "blur": "the image under a wide Gaussian blur",
+                "noise": "uniform random pixels (seed 0)",
+                "mean": "every pixel at the ImageNet mean colour"}.get(kind, kind)
 
     def sliding_window(self, enc: Encoded, window: int, stride: int) -> tuple[tuple, tuple]:
         window = min(window, self.size)

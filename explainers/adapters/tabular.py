@@ -122,6 +122,11 @@ class TabularAdapter(ModelAdapter):
         # the reference data defines the standardisation and the baselines
         return {"data": self.data_hash}
 
+    def describe_baseline(self, kind: str) -> str:
+        return {"train_mean": "every feature at its reference-data mean",
+                "train_median": "every feature at its reference-data median",
+                "train_samples": f"{N_BASELINE_SAMPLES} reference rows (seed 0)"}.get(kind, kind)
+
     def baseline_rows(self, kind: str) -> int:
         return min(N_BASELINE_SAMPLES, len(self.z_data)) if kind == "train_samples" else 1
 
@@ -139,6 +144,13 @@ class TabularAdapter(ModelAdapter):
             idx = torch.randperm(len(self.z_data), generator=gen)[:N_BASELINE_SAMPLES]
             return self.z_data[idx.to(self.z_data.device)]
         raise ExplainerError(f"unknown tabular baseline {kind!r}")
+
+    def baseline_values(self, enc: Encoded, baseline: torch.Tensor, removed: Sequence[int]
+                        ) -> dict[str, float]:
+        """The raw values that removed features take under ``baseline`` (z-space
+        ``[1, F]``): the edit a metric scored, in the user's units."""
+        raw = (baseline.reshape(1, -1) * self.std + self.mean)[0].detach().cpu().double()
+        return {self.feature_names[int(i)]: float(raw[int(i)]) for i in removed}
 
     def sliding_window(self, enc: Encoded, window: int, stride: int) -> tuple[tuple, tuple]:
         return (min(window, enc.inputs.shape[1]),), (stride,)

@@ -35,6 +35,10 @@ class Method:
     modalities: Sequence[str] = (ANY_MODALITY,)
     has_convergence_delta: bool = False
     uses_baselines: bool = True
+    #: scores scale with (input - baseline): gradient x (input - baseline) methods, and
+    #: methods that move features to a baseline. Part of such a map is the input itself,
+    #: whatever the model (the input-factor caveat of Adebayo et al. 2018)
+    input_factor: bool = False
     #: gradient methods can be smoothed through Captum's NoiseTunnel (see ``noise_tunnel``)
     supports_noise_tunnel: bool = False
 
@@ -55,6 +59,10 @@ class Method:
     def own_params(self, adapter: "ModelAdapter") -> list[ParamSpec]:
         return []
 
+    def notes(self, adapter: "ModelAdapter", enc: "Encoded", params: dict) -> list[str]:
+        """Sentences the user should read next to this result (what it really computed)."""
+        return []
+
     def cost(self, adapter: "ModelAdapter", enc: "Encoded", params: dict) -> int:
         """Examples passed through the model (forward passes of one input)."""
         raise NotImplementedError
@@ -72,14 +80,15 @@ class Method:
 
     def attribute(self, adapter: "ModelAdapter", enc: "Encoded", target: int, params: dict,
                   forward: Callable[[torch.Tensor], torch.Tensor]
-                  ) -> tuple[torch.Tensor, float | None]:
-        """Attribution shaped like ``enc.inputs`` and the convergence delta (or None)."""
+                  ) -> tuple[torch.Tensor, float | dict | None]:
+        """Attribution shaped like ``enc.inputs`` and the convergence delta: None, a float,
+        or a dict with ``convergence_delta`` and further statistics (several baselines)."""
         raise NotImplementedError
 
 
-def baseline_spec(adapter: "ModelAdapter") -> ParamSpec:
+def baseline_spec(adapter: "ModelAdapter", default: Sequence[str] | None = None) -> ParamSpec:
     return ParamSpec(
-        "baselines", "multichoice", list(adapter.default_baselines),
+        "baselines", "multichoice", list(adapter.default_baselines if default is None else default),
         "reference input(s); several are averaged (IG, occlusion) or sampled (GradientSHAP)",
         choices=tuple(adapter.baseline_kinds), cost=True)
 

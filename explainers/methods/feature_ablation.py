@@ -16,6 +16,7 @@ class FeatureAblation(Method):
     """
 
     name = "feature_ablation"
+    input_factor = True
     title = "Feature ablation"
     summary = ("Removes one token, image patch or column at a time and measures the drop. "
                "A direct 'what if I delete this?' per feature; misses interactions.")

@@ -8,7 +8,14 @@ from captum.attr import GradientShap as _GS
 from ..params import ParamSpec
 from ..registry import register_method
 from ..rng import seeded
-from .base import Method, seed_spec
+from .base import Method, baseline_spec, seed_spec
+
+#: the note on a GradientSHAP run that has one baseline and no input noise
+STOCHASTIC_IG_NOTE = ("equivalent to stochastic IG: with one baseline and no input noise, "
+                      "GradientSHAP is a Monte-Carlo estimate of Integrated Gradients, not an "
+                      "estimate of SHAP values; choose several baselines (or input noise)")
+ONE_BASELINE_NOTE = ("one baseline: with input noise this is a smoothed Integrated Gradients, "
+                     "not a SHAP estimate over a baseline distribution; choose several baselines")
 
 
 SAMPLE_CHUNK = 32
@@ -24,9 +31,19 @@ class GradientShap(Method):
     Both RNGs Captum draws from (torch for noise, numpy for baseline choice and path
     points) are seeded from ``seed`` and restored afterwards, which makes results
     reproducible and cacheable without disturbing the caller's random state.
+
+    SHAP needs a baseline *distribution*: the default for text and images is several
+    baselines (the adapter's ``distribution_baselines``). With one baseline and no input
+    noise the result carries :data:`STOCHASTIC_IG_NOTE`.
+
+    ``convergence_delta`` is the SHAP efficiency error
+    ``sum(scores) - (f(x) - mean_k f(b_k))`` over the baseline set when there is no input
+    noise (K + 1 forwards, not Captum's 2 x n_samples); with noise, Captum's per-sample
+    deltas averaged.
     """
 
     name = "gradient_shap"
+    input_factor = True
     title = "GradientSHAP"
     summary = ("Samples baselines and path points at random, with input noise, and averages "
                "gradient x (input - baseline). Approximates SHAP values; noisy with few samples, "
@@ -34,6 +51,16 @@ class GradientShap(Method):
     paper = "Lundberg, Lee. A Unified Approach to Interpreting Model Predictions. NeurIPS 2017."
     has_convergence_delta = True
     supports_noise_tunnel = True
+
+    def param_specs(self, adapter):
+        specs = self.own_params(adapter)
+        specs.append(baseline_spec(adapter, adapter.distribution_baselines or None))
+        return specs
+
+    def notes(self, adapter, enc, params):
+        if sum(adapter.baseline_rows(k) for k in params["baselines"]) > 1:
+            return []
+        return [STOCHASTIC_IG_NOTE if params["stdevs"] == 0 else ONE_BASELINE_NOTE]
 
     def own_params(self, adapter):
         return [
@@ -45,11 +72,13 @@ class GradientShap(Method):
 
     def cost(self, adapter, enc, params):
         n = params["n_samples"]
-        return n + (2 if self._deterministic(adapter, params) else 2 * n)
+        k = sum(adapter.baseline_rows(b) for b in params["baselines"])
+        return n + (1 + k if self._deterministic(adapter, params) else 2 * n)
 
     @staticmethod
     def _deterministic(adapter, params) -> bool:
-        return params["stdevs"] == 0 and sum(adapter.baseline_rows(k) for k in params["baselines"]) == 1
+        """No input noise: every sample ends at x, so the delta needs f(x) and each f(b_k)."""
+        return params["stdevs"] == 0
 
     def attribute(self, adapter, enc, target, params, forward):
         baselines = adapter.baselines(enc, params["baselines"])
@@ -57,8 +86,8 @@ class GradientShap(Method):
         # A fixed chunk size: the random stream (and so the cached result) must not depend
         # on the device's batch size or on an out-of-memory retry.
         total, chunk = params["n_samples"], SAMPLE_CHUNK
-        # With no input noise and one baseline, every sample starts at x and ends at b, so
-        # the delta needs f(x) and f(b) once instead of Captum's 2 x n_samples forwards.
+        # With no input noise every sample's path ends at x, so the efficiency error needs
+        # f(x) and each f(b_k) once instead of Captum's 2 x n_samples forwards.
         deterministic = self._deterministic(adapter, params)
         with seeded(params["seed"], enc.inputs.device):
             attr_sum, deltas = self._sample(gs, enc, baselines, target, params, total, chunk,
@@ -66,8 +95,9 @@ class GradientShap(Method):
         attr = attr_sum / total
         if deterministic:
             with torch.no_grad():
-                ends = forward(torch.cat([enc.inputs, baselines]))[:, target]
-            return attr, float(attr.sum() - (ends[0] - ends[1]))
+                ends = forward(torch.cat([enc.inputs, baselines]))[:, target].double()
+            gap = ends[0] - ends[1:].mean()
+            return attr, {"convergence_delta": float(attr.double().sum() - gap), "gaps": [float(gap)]}
         return attr, float(torch.cat(deltas).mean())
 
     @staticmethod

@@ -14,6 +14,7 @@ class InputXGradient(Method):
     approximation of Integrated Gradients."""
 
     name = "input_x_gradient"
+    input_factor = True
     title = "Input x Gradient"
     summary = ("Gradient times input: one backward pass, an implicit all-zero baseline. "
                "A cheap first look; unreliable where the model saturates.")

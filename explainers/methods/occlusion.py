@@ -27,6 +27,7 @@ class Occlusion(Method):
     """
 
     name = "occlusion"
+    input_factor = True
     title = "Occlusion"
     summary = ("Hides one window at a time and measures how much the target score drops. "
                "Model-agnostic and easy to read; blind to features that only matter together "

@@ -19,6 +19,7 @@ from .base import Method, n_baselines, seed_spec, share_by_group
 
 class _Surrogate(Method):
     captum_class: type = _KernelShap
+    input_factor = True  # coalitions switch features between input and baseline
     default_samples = 200
 
     def make(self, forward):

@@ -65,7 +65,8 @@ def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names
         explanation: the :class:`Explanation` (its attributions and target are used).
         names: metric names from :data:`METRICS`.
         options: metric options (see :data:`~explainers.metrics.common.OPTION_HELP`):
-            ``k``, ``baseline``, ``random_orders``, ``seed``, ``margin``, ``tolerance``,
+            ``k``, ``perturbation``, ``baseline``, ``random_orders``, ``alpha``, ``seed``,
+            ``tolerance``,
             ``ig_steps``, ``seeds``, ``sanity_stages``, ``sanity_threshold``,
             ``n_perturb_samples``, ``sensitivity_samples``, ``sensitivity_radius``.
         params: the user's ``{method: params}``; used for re-runs where an attribution does
@@ -93,7 +94,7 @@ def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names
     def repredict() -> Repredictor:
         nonlocal predictor
         if predictor is None:
-            predictor = Repredictor(adapter, enc, opts["baseline"])
+            predictor = Repredictor(adapter, enc, opts["baseline"], opts["perturbation"])
         return predictor
 
     def step(name: str):
@@ -109,7 +110,8 @@ def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names
         elif name == "faithfulness":
             from .faithfulness import faithfulness
             out[name] = faithfulness(scores, target, repredict(), enc.n_features, opts["baseline"],
-                                     opts["random_orders"], opts["seed"], opts["margin"])
+                                     opts["random_orders"], opts["seed"], opts["alpha"],
+                                     opts["perturbation"], opts["perturbation_note"])
         elif name == "flip":
             from .flip import flip
             original = int(explanation.prediction.index)
@@ -118,7 +120,9 @@ def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names
             toward = target == original
             ordered = scores if toward else {m: -s for m, s in scores.items()}
             out[name] = flip(ordered, original, repredict(), enc.feature_labels, adapter.labels,
-                             opts["seed"], chunk=max(1, adapter.eval_batch_size))
+                             opts["seed"], chunk=max(1, adapter.eval_batch_size),
+                             edited=repredict().edited, perturbation=opts["perturbation"],
+                             perturbation_note=opts["perturbation_note"])
             out[name]["order"] = ("most support for the target first" if toward
                                   else "most opposition to the target first")
         elif name == "stability":

@@ -20,21 +20,35 @@ from ..results import Explanation
 Progress = Callable[[str, float], None]
 
 #: up to this many features the deletion/insertion curves take one step per feature;
-#: above it they take steps at 0 %, 10 %, ..., 100 % of the features
-PER_FEATURE_MAX = 50
-#: fractions of the features that comprehensiveness and sufficiency average over (ferret)
-ERASER_FRACTIONS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+#: above it they take steps at 0 %, 10 %, ..., 100 % of the features. Ten steps keep the
+#: permutation test (100 random orders, each a whole curve of re-predictions) affordable:
+#: a 40-word sentence costs 100 x 11 re-predictions instead of 100 x 41.
+PER_FEATURE_MAX = 10
+#: the bins comprehensiveness and sufficiency average over (DeYoung et al. 2020, ERASER):
+#: the top 1, 5, 10, 20 and 50 % of the features
+ERASER_FRACTIONS = (0.01, 0.05, 0.1, 0.2, 0.5)
+#: how a metric removes features: delete them from the text (ERASER), replace them by
+#: [MASK] in the text, or replace their values by a baseline (the only one for images/tables)
+PERTURBATIONS = ("delete", "mask", "baseline")
 DEFAULT_IG_STEPS = (8, 16, 32, 64, 128)
 
 #: every metric option, with its help line (the dashboard can show these)
 OPTION_HELP: dict[str, str] = {
     "k": "top-k size for the Jaccard overlap (default: 10 % of the features, at least 1; "
          "capped at the number of features)",
-    "baseline": "baseline kind that replaces removed features in faithfulness, flip and "
-                "infidelity (default: the model's first default baseline)",
-    "random_orders": "random deletion orders in the random-attribution control (default 10)",
+    "perturbation": "how faithfulness and flip remove features: 'delete' (text default: the "
+                    "words are removed and the text re-tokenised, as in ERASER), 'mask' (the "
+                    "words are replaced by [MASK] in the text), 'baseline' (their embeddings, "
+                    "pixels or values are replaced by the 'baseline' kind; images and tables "
+                    "always use this)",
+    "baseline": "baseline kind that replaces removed features under the 'baseline' "
+                "perturbation, and in infidelity (default: the model's first default baseline)",
+    "random_orders": "random deletion orders in the permutation test of faithfulness "
+                     "(default 100)",
+    "alpha": "significance level of the permutation test: beats_random when its p-value "
+             "is <= alpha (default 0.05)",
     "seed": "random seed of the metrics (default 0)",
-    "margin": "beats_random needs deletion AOPC > random mean + margin x random std (default 1.0)",
+    "margin": "deprecated and ignored: beats_random is now a permutation test (see alpha)",
     "tolerance": "IG convergence: largest |delta| / max(|f(x) - f(baseline)|, 0.1) accepted "
                  "(default 0.05)",
     "ig_steps": "n_steps values tried in the IG convergence check (default 8,16,32,64,128)",
@@ -117,7 +131,10 @@ def resolve_options(options: dict | None, adapter: ModelAdapter, enc: Encoded) -
     if not isinstance(baseline, str) or baseline not in kinds:
         raise ExplainerError(f"metric option 'baseline' must be one of {kinds}, got {baseline!r}")
     out["baseline"] = baseline
-    out["random_orders"] = _as_int("random_orders", given.get("random_orders", 10), 1, 1000)
+    out["perturbation"], out["perturbation_note"] = resolve_perturbation(
+        given.get("perturbation"), adapter, baseline)
+    out["random_orders"] = _as_int("random_orders", given.get("random_orders", 100), 1, 10000)
+    out["alpha"] = _as_float("alpha", given.get("alpha", 0.05), 0.0, 1.0, lo_open=True)
     out["seed"] = _as_int("seed", given.get("seed", 0), 0, 2**31 - 1)
     out["margin"] = _as_float("margin", given.get("margin", 1.0), 0.0, 100.0)
     out["tolerance"] = _as_float("tolerance", given.get("tolerance", 0.05), 0.0, 10.0, lo_open=True)
@@ -134,6 +151,36 @@ def resolve_options(options: dict | None, adapter: ModelAdapter, enc: Encoded) -
     out["sensitivity_radius"] = _as_float("sensitivity_radius", given.get("sensitivity_radius", 0.02),
                                           0.0, 1e6, lo_open=True)
     return out
+
+
+def resolve_perturbation(value: Any, adapter: ModelAdapter, baseline: str) -> tuple[str, str]:
+    """The perturbation a metric will use, and a sentence saying what it does.
+
+    ``None`` means the modality's default: ``delete`` where the adapter can edit its raw
+    input (text), else ``baseline``. ``delete`` or ``mask`` for an image or a table has
+    no meaning there: it falls back to ``baseline`` and the note says so.
+
+    Raises:
+        ExplainerError: for a value not in :data:`PERTURBATIONS`.
+    """
+    edits = tuple(getattr(adapter, "edit_perturbations", ()) or ())
+    if value is None:
+        value = edits[0] if edits else "baseline"
+    if not isinstance(value, str) or value not in PERTURBATIONS:
+        raise ExplainerError(f"metric option 'perturbation' must be one of {list(PERTURBATIONS)}, "
+                             f"got {value!r}")
+    unit = {"image": "patches", "tabular": "columns"}.get(adapter.modality, "features")
+    if value != "baseline" and value not in edits:
+        return "baseline", (f"'{value}' has no meaning for {adapter.modality} input: removed "
+                            f"{unit} take the '{baseline}' baseline instead")
+    if value == "delete":
+        return value, ("removed words are deleted from the text, which is re-tokenised "
+                       "(ERASER's definition)")
+    if value == "mask":
+        return value, "removed words are replaced by one [MASK] each, and the text re-tokenised"
+    what = "embeddings" if adapter.modality == "text" else ("pixels" if adapter.modality == "image"
+                                                            else "values")
+    return value, f"removed features' {what} are replaced by the '{baseline}' baseline"
 
 
 # -- scores and orders ------------------------------------------------------------------------
@@ -203,26 +250,53 @@ def is_registered(name: str) -> bool:
 class Repredictor:
     """Target-independent class probabilities for keep-masks over the features, memoised.
 
-    Removed features take the value of one baseline (``[1, ...]``; a baseline kind with
-    several rows, such as tabular ``train_samples``, is averaged into one). Identical masks
-    (within a call and across calls: the faithfulness and flip passes share most) are
-    predicted once. Masks are turned into inputs and predicted chunk by chunk, so memory
-    stays bounded for images.
+    Under the ``baseline`` perturbation, removed features take the value of one baseline
+    (``[1, ...]``; a baseline kind with several rows, such as tabular ``train_samples``, is
+    averaged into one). Under ``delete`` and ``mask`` (text), each mask becomes an edited
+    text (:meth:`edited`) that is re-tokenised and predicted, exactly as a user's edit
+    would be. Identical masks (within a call and across calls: the faithfulness and flip
+    passes share most) are predicted once, chunk by chunk, so memory stays bounded.
 
     Args:
         adapter: the model adapter (its lock is held while predicting).
         enc: the encoded input.
         baseline_kind: one of ``adapter.baseline_kinds``.
+        perturbation: one of :data:`PERTURBATIONS` (already resolved for the modality).
     """
 
-    def __init__(self, adapter: ModelAdapter, enc: Encoded, baseline_kind: str) -> None:
+    def __init__(self, adapter: ModelAdapter, enc: Encoded, baseline_kind: str,
+                 perturbation: str = "baseline") -> None:
         self.adapter = adapter
         self.enc = enc
         self.baseline_kind = baseline_kind
-        base = adapter.baselines(enc, [baseline_kind])
-        self.baseline = base.mean(0, keepdim=True) if base.shape[0] > 1 else base
+        self.perturbation = perturbation
+        self.edits = perturbation in tuple(getattr(adapter, "edit_perturbations", ()) or ())
+        self._baseline: torch.Tensor | None = None
         self.memo: dict[bytes, np.ndarray] = {}
         self.evaluated = 0
+
+    @property
+    def baseline(self) -> torch.Tensor:
+        """The baseline removed features take (``[1, ...]``), built on first use."""
+        if self._baseline is None:
+            base = self.adapter.baselines(self.enc, [self.baseline_kind])
+            self._baseline = base.mean(0, keepdim=True) if base.shape[0] > 1 else base
+        return self._baseline
+
+    def edited(self, keep: np.ndarray) -> Any:
+        """The edit a keep-mask stands for, in a form any client can re-predict.
+
+        Text under ``delete``/``mask``: the edited text. Tables: ``{feature: value}`` of the
+        removed features at their baseline values. Otherwise None (the removed feature
+        indices describe the edit).
+        """
+        removed = [int(i) for i in np.flatnonzero(~np.asarray(keep, dtype=bool).reshape(-1))]
+        if self.edits:
+            return self.adapter.edit(self.enc, removed, self.perturbation)
+        values = getattr(self.adapter, "baseline_values", None)
+        if callable(values):
+            return values(self.enc, self.baseline, removed)
+        return None
 
     def __call__(self, keep: np.ndarray) -> np.ndarray:
         """Probabilities ``[B, C]`` for keep-masks ``[B, n_features]``."""
@@ -234,18 +308,22 @@ class Repredictor:
                 todo[key] = i
         if todo:
             rows = list(todo.values())
-            chunk = max(1, int(self.adapter.eval_batch_size))
-            device = self.enc.inputs.device
+            chunk = max(1, int(self.adapter.eval_batch_size)) * (8 if self.edits else 1)
             with self.adapter.guarded():
                 for start in range(0, len(rows), chunk):
                     idx = rows[start:start + chunk]
-                    mask = torch.from_numpy(keep[idx]).to(device)
-                    x = self.adapter.perturb(self.enc, mask, self.baseline)
-                    probs = self.adapter.predict_batch(x, self.enc).float().cpu().numpy()
-                    for j, p in zip(idx, probs):
+                    for j, p in zip(idx, self._predict(keep[idx])):
                         self.memo[keys[j]] = p.astype(np.float64)
             self.evaluated += len(rows)
         return np.stack([self.memo[k] for k in keys]) if keys else np.zeros((0, len(self.adapter.labels)))
+
+    def _predict(self, keep: np.ndarray) -> np.ndarray:
+        if self.edits:
+            texts = [self.edited(row) for row in keep]
+            return self.adapter.predict_texts(texts).float().cpu().numpy()
+        mask = torch.from_numpy(np.ascontiguousarray(keep)).to(self.enc.inputs.device)
+        x = self.adapter.perturb(self.enc, mask, self.baseline)
+        return self.adapter.predict_batch(x, self.enc).float().cpu().numpy()
 
 
 def labels_of(enc: Encoded, indices: Sequence[int]) -> list[str]:

@@ -12,6 +12,7 @@ from ..adapters.base import Encoded, ModelAdapter
 from ..engine import estimate_cost as method_cost
 from ..registry import get_method
 from .common import curve_steps, resolve_options
+from .faithfulness import INSERTION_ORDERS, eraser_steps
 
 
 def _with(params: dict | None, **changes) -> dict:
@@ -34,16 +35,19 @@ def metric_costs(adapter: ModelAdapter, enc: Encoded, names: Sequence[str],
     """
     opts = resolve_options(options, adapter, enc)
     n, m = enc.n_features, len(methods)
-    curve = len(curve_steps(n))
+    steps = curve_steps(n)
+    curve = len(steps) + len(set(eraser_steps(n)) - set(steps))  # + ERASER sizes off the curve
     cost = {name: lambda p, name=name: method_cost(adapter, enc, name, p) for name in methods}
     out: dict[str, int] = {}
     for metric in names:
         if metric == "agreement":
             out[metric] = 0
         elif metric == "faithfulness":
-            out[metric] = (m + opts["random_orders"]) * 2 * curve
+            r = opts["random_orders"]
+            with_insertion = min(r, INSERTION_ORDERS)  # the other orders: deletion curve only
+            out[metric] = (m + with_insertion) * 2 * curve + (r - with_insertion) * curve
         elif metric == "flip":
-            out[metric] = (m + 1) * n
+            out[metric] = (m + 1) * max(n - 1, 0) + 1  # proper prefixes, and the empty input
         elif metric == "stability":
             total = 0
             if "integrated_gradients" in methods:

@@ -1,7 +1,11 @@
 """Decision flip: how many of a method's top features must go before the prediction changes?
 
-Features are deleted greedily in the method's order (most important for the target first,
-replaced by the baseline) until the arg-max class differs from the original prediction. A
+Features are removed greedily in the method's order (most important for the target first)
+until the arg-max class differs from the original prediction. Removal is the metric's
+``perturbation``: for text by default the words are deleted from the text and the edited
+text is re-predicted, so the reported flip is exactly the edit a user gets ("Apply"); the
+block carries that edit (``edited``). Removing every feature is not a counterfactual: a
+method that flips only then is reported as "no flip short of deleting everything". A
 method that names the features the decision rests on flips it with few deletions. This is
 the "decision flip" test of Chrysostomou & Aletras (ACL 2021, https://arxiv.org/abs/2105.02657)
 and the fraction-of-tokens-to-flip of Serrano & Smith (ACL 2019,
@@ -10,7 +14,7 @@ https://arxiv.org/abs/1906.03731). A seeded random order is the control.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -33,20 +37,26 @@ def first_flip(classes: Sequence[int], original: int) -> int | None:
     return None
 
 
+#: why a method has no flip
+NO_FLIP_SHORT = "no flip short of deleting everything"
+NO_FLIP_AT_ALL = "removing every feature does not change the class"
+
+
 def flip_orders(orders: dict[str, np.ndarray], original: int, predict: Callable[[np.ndarray], np.ndarray],
                 n_features: int, chunk: int = 256) -> dict[str, tuple[int | None, int | None]]:
     """``{name: (count, new_class)}`` for several deletion orders, batched with early stop.
 
     Prefixes of all orders still unflipped are predicted together, ``chunk`` masks per
-    call; an order stops being extended once it flips.
+    call; an order stops being extended once it flips. Only proper prefixes count (at most
+    ``n - 1`` removals): emptying the input is not a counterfactual.
     """
     n = n_features
     result: dict[str, tuple[int | None, int | None]] = {name: (None, None) for name in orders}
     active = list(orders)
     next_k = 1
-    while active and next_k <= n:
+    while active and next_k <= n - 1:
         per = max(1, chunk // len(active))
-        ks = list(range(next_k, min(n, next_k + per - 1) + 1))
+        ks = list(range(next_k, min(n - 1, next_k + per - 1) + 1))
         masks = np.ones((len(active) * len(ks), n), dtype=bool)
         for a, name in enumerate(active):
             for j, k in enumerate(ks):
@@ -66,7 +76,8 @@ def flip_orders(orders: dict[str, np.ndarray], original: int, predict: Callable[
 
 def flip(scores: dict[str, np.ndarray], original: int, predict: Callable[[np.ndarray], np.ndarray],
          feature_labels: Sequence[str], class_labels: Sequence[str], seed: int = 0,
-         chunk: int = 256) -> dict:
+         chunk: int = 256, edited: Callable[[np.ndarray], Any] | None = None,
+         perturbation: str = "baseline", perturbation_note: str | None = None) -> dict:
     """The ``flip`` block of the metrics JSON.
 
     Args:
@@ -77,28 +88,49 @@ def flip(scores: dict[str, np.ndarray], original: int, predict: Callable[[np.nda
         class_labels: class names.
         seed: seed of the random control order (the first order of the faithfulness control).
         chunk: masks per prediction call.
+        edited: keep-mask -> the edit it stands for (the edited text for text), reported
+            as ``edited`` so any client can re-predict it; None reports None.
+        perturbation: how features are removed (reported).
+        perturbation_note: what that means (reported).
 
     Returns:
-        ``{"methods": {m: {"count", "indices", "features", "new_label"}}, "random": {...},
-        "best", "original_label"}``. ``count`` is None when deleting every feature does not
-        flip the prediction; ``best`` is the method with the fewest deletions (first listed
-        on a tie), None when no method flips it.
+        ``{"methods": {m: {"count", "indices", "features", "new_label", "new_probability",
+        "edited", "reason"}}, "random": {...}, "best", "original_label", "perturbation",
+        "perturbation_note"}``. ``count`` is None when no proper subset of the features
+        flips the prediction; ``reason`` then says whether removing everything would
+        (:data:`NO_FLIP_SHORT`) or not (:data:`NO_FLIP_AT_ALL`). ``best`` is the method
+        with the fewest removals (first listed on a tie), None when no method flips it.
     """
     n = len(feature_labels)
     orders = {name: importance_order(s) for name, s in scores.items()}
     rand = random_orders(n, 1, seed)[0]
     key_random = "\x00random"
     found = flip_orders({**orders, key_random: rand}, original, predict, n, chunk)
+    empty = np.zeros((1, n), dtype=bool)
+    empty_probs = predict(empty)[0] if any(c is None for c, _ in found.values()) else None
+    empty_flips = empty_probs is not None and int(np.argmax(empty_probs)) != int(original)
+
+    def name_of(cls: int | None) -> str | None:
+        if cls is None:
+            return None
+        return class_labels[cls] if 0 <= cls < len(class_labels) else str(cls)
 
     def block(order: np.ndarray, count: int | None, cls: int | None) -> dict:
         idx = [int(i) for i in order[:count]] if count else []
-        label = (class_labels[cls] if cls is not None and 0 <= cls < len(class_labels)
-                 else (None if cls is None else str(cls)))
-        return {"count": count, "indices": idx, "features": [feature_labels[i] for i in idx],
-                "new_label": label}
+        out = {"count": count, "indices": idx, "features": [feature_labels[i] for i in idx],
+               "new_label": name_of(cls), "new_probability": None, "edited": None, "reason": None}
+        if count:
+            keep = np.ones(n, dtype=bool)
+            keep[idx] = False
+            out["new_probability"] = float(predict(keep[None])[0][cls])
+            out["edited"] = edited(keep) if edited is not None else None
+        else:
+            out["reason"] = NO_FLIP_SHORT if empty_flips else NO_FLIP_AT_ALL
+        return out
 
     methods = {name: block(orders[name], *found[name]) for name in orders}
     counts = {name: b["count"] for name, b in methods.items() if b["count"] is not None}
     best = min(counts, key=lambda m: counts[m]) if counts else None
     return {"methods": methods, "random": block(rand, *found[key_random]), "best": best,
-            "original_label": class_labels[original] if 0 <= original < len(class_labels) else str(original)}
+            "original_label": name_of(original), "perturbation": perturbation,
+            "perturbation_note": perturbation_note}

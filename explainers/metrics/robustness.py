@@ -16,6 +16,7 @@ Sensitivity of Explanations*, NeurIPS 2019, https://arxiv.org/abs/1901.09392).
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -85,7 +86,8 @@ def explanation_function(adapter: ModelAdapter, enc: Encoded, name: str, params:
         rows = []
         for row in inputs:
             e = Encoded(inputs=row.unsqueeze(0).detach().clone(), feature_labels=enc.feature_labels,
-                        groups=enc.groups, raw=enc.raw, context=enc.context, key="sensitivity")
+                        groups=enc.groups, raw=enc.raw, context=enc.context, key="sensitivity",
+                        extra=enc.extra)
             with torch.enable_grad():
                 attr, _ = method.run(adapter, e, target, resolved, adapter.forward_fn(e))
             s = adapter.group_scores(adapter.reduce(attr.detach().float(), e), e)
@@ -105,21 +107,62 @@ def sensitivity_score(adapter: ModelAdapter, enc: Encoded, target: int, name: st
     return float(value.reshape(-1)[0])
 
 
+def input_scale(adapter: ModelAdapter, enc: Encoded) -> float:
+    """The input's own scale: the standard deviation of its perturbable elements (text:
+    the content tokens' embedding entries; images: pixels in [0, 1]; tables: z-scores).
+    ``sensitivity_max``'s radius is reported in units of it."""
+    valid = enc.groups >= 0  # shaped like one input row in every adapter
+    x = enc.inputs[0][valid.to(enc.inputs.device)].detach().double()
+    return float(x.std()) if x.numel() > 1 else float("nan")
+
+
+def removal_size(enc: Encoded, baseline: torch.Tensor) -> float:
+    """``||x - baseline|| / ||x||`` over the perturbable elements: how far removing every
+    feature moves the input, relative to its own norm."""
+    valid = (enc.groups >= 0)
+    diff = (enc.inputs - baseline.to(enc.inputs.device))[0][valid.to(enc.inputs.device)].double()
+    x = enc.inputs[0][valid.to(enc.inputs.device)].double()
+    norm = float(x.norm())
+    return float(diff.norm()) / norm if norm > 0 else float("nan")
+
+
+def perturbation_info(adapter: ModelAdapter, enc: Encoded, baseline: torch.Tensor, radius: float) -> dict:
+    """What the two measures perturb, in units of the input's own scale.
+
+    Returns:
+        ``{"sensitivity_radius", "input_std", "sensitivity_radius_in_std",
+        "infidelity_drop_probability", "infidelity_removal_size", "perturbation_note"}``.
+    """
+    scale = input_scale(adapter, enc)
+    rel = radius / scale if scale and math.isfinite(scale) and scale > 0 else float("nan")
+    size = removal_size(enc, baseline)
+    note = (f"sensitivity_max: uniform noise of L-inf radius {radius:g} = {rel:.2f} x the "
+            f"input's std ({scale:.3g}); infidelity: each feature removed (set to the "
+            f"baseline) with probability {DROP_PROBABILITY}, where removing all moves the "
+            f"input by {size:.2f} x its norm")
+    return {"sensitivity_radius": radius, "input_std": scale, "sensitivity_radius_in_std": rel,
+            "infidelity_drop_probability": DROP_PROBABILITY, "infidelity_removal_size": size,
+            "perturbation_note": note}
+
+
 def robustness(adapter: ModelAdapter, enc: Encoded, target: int, scores: dict[str, np.ndarray],
                methods: dict[str, dict], baseline: torch.Tensor, n_perturb_samples: int = 10,
                sensitivity_samples: int = 5, radius: float = 0.02, seed: int = 0,
                progress: Callable[[float], None] | None = None) -> dict:
-    """The ``robustness`` block: ``{method: {"infidelity", "sensitivity_max"}}``.
+    """The ``robustness`` block: ``{method: {"infidelity", "sensitivity_max", ...}}``.
 
     Infidelity needs only the scores, so every method gets it; ``sensitivity_max`` re-runs
     the method and is computed for registered methods (``methods``) only (None otherwise).
+    Each method's block also states the perturbations in units of the input's own scale
+    (:func:`perturbation_info`: ``sensitivity_radius_in_std``, ``perturbation_note``...).
     """
     out = {}
     names = list(scores)
+    info = perturbation_info(adapter, enc, baseline, radius)
     for i, name in enumerate(names):
         block = {"infidelity": infidelity_score(adapter, enc, target, scores[name], baseline,
                                                 n_perturb_samples, seed),
-                 "sensitivity_max": None}
+                 "sensitivity_max": None, **info}
         if name in methods:
             block["sensitivity_max"] = sensitivity_score(adapter, enc, target, name, methods[name],
                                                          sensitivity_samples, radius, seed)

@@ -109,6 +109,29 @@ def model_independent(spearman_abs: Sequence[float | None], threshold: float = 0
     return bool(last is not None and math.isfinite(last) and last > threshold)
 
 
+#: shown where a method that carries an (input - baseline) factor is flagged
+INPUT_FACTOR_CAVEAT = (
+    "This method's scores are multiplied by (input - baseline), or come from moving features "
+    "to a baseline, so a large part of the map is the input's own distance from the baseline "
+    "and survives any damage to the weights. Adebayo et al. (2018) discuss this input "
+    "factor: a high similarity after randomization does not by itself prove the method "
+    "ignores the model, but it does mean the map cannot be read as the model's reasoning "
+    "alone. Compare with Saliency (no input factor), or look at the signed rank "
+    "correlation, which the input factor affects less.")
+
+
+def caveat(name: str, independent: bool) -> str | None:
+    """:data:`INPUT_FACTOR_CAVEAT` for a flagged method with an input factor, else None."""
+    if not independent:
+        return None
+    from ..registry import get_method
+    try:
+        method = get_method(name)
+    except Exception:  # an unregistered name: no capability flags to read
+        return None
+    return INPUT_FACTOR_CAVEAT if getattr(method, "input_factor", False) else None
+
+
 def randomized_copy(adapter: ModelAdapter) -> ModelAdapter:
     """A shallow copy of ``adapter`` around a deep copy of its module, with its own lock.
 
@@ -142,7 +165,9 @@ def sanity(adapter: ModelAdapter, enc: Encoded, target: int, original: dict[str,
 
     Returns:
         ``{"stages": [label per stage], "methods": {m: {"spearman_abs", "spearman",
-        "independent_of_model"}}, "threshold"}``; lists hold one value per stage.
+        "independent_of_model", "caveat"}}, "threshold"}``; lists hold one value per stage.
+        ``caveat`` is a text for the user where a flagged method has an input factor
+        (:data:`INPUT_FACTOR_CAVEAT`), else None.
     """
     clone = randomized_copy(adapter)
     layers = parameter_layers(clone.module, lambda: clone.forward(enc.inputs, enc))
@@ -171,5 +196,7 @@ def sanity(adapter: ModelAdapter, enc: Encoded, target: int, original: dict[str,
             if progress:
                 progress(done / total)
     for name in result:
-        result[name]["independent_of_model"] = model_independent(result[name]["spearman_abs"], threshold)
+        flagged = model_independent(result[name]["spearman_abs"], threshold)
+        result[name]["independent_of_model"] = flagged
+        result[name]["caveat"] = caveat(name, flagged)
     return {"stages": labels, "methods": result, "threshold": threshold}

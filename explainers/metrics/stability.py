@@ -38,6 +38,15 @@ def relative_delta(total: float, delta: float) -> float:
     return abs(delta) / max(abs(total - delta), MIN_REFERENCE)
 
 
+def worst_relative_delta(stats: dict | None, total: float, delta: float) -> float:
+    """The largest per-baseline relative delta when ``stats`` (IG's ``delta_stats``) has
+    per-baseline deltas and gaps, else :func:`relative_delta` of ``total`` and ``delta``."""
+    if stats and stats.get("per_baseline") and stats.get("gaps"):
+        return max(abs(d) / max(abs(g), MIN_REFERENCE)
+                   for d, g in zip(stats["per_baseline"], stats["gaps"]))
+    return relative_delta(total, delta)
+
+
 def suggest_steps(n_steps: Sequence[int], relative: Sequence[float], tolerance: float) -> int | None:
     """The smallest ``n_steps`` whose relative delta is below ``tolerance`` (None if none)."""
     ok = [s for s, r in sorted(zip(n_steps, relative))
@@ -74,7 +83,8 @@ def ig_convergence(adapter: ModelAdapter, enc: Encoded, target: int, params: dic
     Returns:
         ``{"n_steps", "sum", "delta", "relative_delta", "tolerance", "suggested_n_steps"}``
         where ``suggested_n_steps`` is the smallest step count with
-        ``|delta| / max(|f(x) - f(b)|, 0.1) < tolerance`` (logit units).
+        ``|delta| / max(|f(x) - f(b)|, 0.1) < tolerance`` (logit units), for the worst of
+        the baselines when there are several.
     """
     sums, deltas, rel = [], [], []
     for i, s in enumerate(steps):
@@ -83,7 +93,8 @@ def ig_convergence(adapter: ModelAdapter, enc: Encoded, target: int, params: dic
         delta = float(a.convergence_delta) if a.convergence_delta is not None else float("nan")
         sums.append(total)
         deltas.append(delta)
-        rel.append(relative_delta(total, delta) if math.isfinite(delta) else float("nan"))
+        rel.append(worst_relative_delta(a.delta_stats, total, delta) if math.isfinite(delta)
+                   else float("nan"))
         if progress:
             progress((i + 1) / len(steps))
     return {"n_steps": [int(s) for s in steps], "sum": sums, "delta": deltas, "relative_delta": rel,

@@ -140,3 +140,57 @@ def test_cli_predict_text_file(tmp_path, isolated_cache):
     assert [x["label"] for x in lines] == ["positive", "negative"]
     assert [x["index"] for x in lines] == [0, 1]
     assert [x["class_index"] for x in lines] == [1, 0]
+
+
+# -- issue 8 / issue 11 item 2: words, flips that are edits, neutral baselines, [UNK] --------
+def dev_sentences(n: int) -> list[str]:
+    if not (SST2 / "dev.tsv").is_file():
+        pytest.skip("SST-2 data not available (../shared/data/sst2)")
+    lines = (SST2 / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]  # header row
+    return [line.split("\t")[0] for line in lines[:n]]
+
+
+def test_flip_equals_apply_on_sst2_dev(text_model):
+    """Re-predicting the reported edit gives exactly the flipped label and probability
+    (what the dashboard's "Apply flip" shows), for every flip on 20 dev sentences."""
+    checked = 0
+    for text in dev_sentences(20):
+        r = explain(text_model, text, methods=["integrated_gradients", "gradient_shap", "occlusion"],
+                    metrics=["flip"], use_cache=False)
+        f = r.metrics["flip"]
+        assert f["perturbation"] == "delete"
+        for block in [*f["methods"].values(), f["random"]]:
+            if block["count"] is None:
+                assert block["reason"] and block["edited"] is None
+                continue
+            assert block["count"] < len(r.features)  # never "delete everything"
+            again = text_model.predict(text_model.encode(block["edited"]))
+            assert again.label == block["new_label"] != r.prediction.label, (text, block)
+            assert again.probabilities[again.index] == pytest.approx(block["new_probability"], abs=1e-4)
+            checked += 1
+    assert checked >= 20
+
+
+def test_chinese_review_warns_that_the_model_cannot_read_it(text_model):
+    text = "这家餐厅的服务太差了,等了两个小时都没上菜"
+    ids = text_model.tokenizer(text)["input_ids"][1:-1]
+    n_unk = sum(i == text_model.tokenizer.unk_token_id for i in ids)
+    assert n_unk / len(ids) > 0.5
+    r = explain(text_model, text, methods=["saliency"], use_cache=False).to_dict()
+    assert any(f"{n_unk} of {len(ids)} tokens are [UNK]: this model does not read this script" in w
+               for w in r["warnings"])
+    assert r["features"] == list(text)  # one word per character
+    english = explain(text_model, "The soup was bland.", methods=["saliency"], use_cache=False)
+    assert not any("[UNK]" in w for w in english.warnings)
+
+
+def test_neutral_baseline_is_near_uniform_where_pad_is_not(text_model):
+    from explainers.baselines import baseline_predictions
+    gains = []
+    for text in dev_sentences(5):
+        enc = text_model.encode(text)
+        report = baseline_predictions(text_model, enc, ["pad", "neutral"])
+        assert report["neutral"].neutrality >= report["pad"].neutrality
+        assert report["neutral"].neutrality > 0.9
+        gains.append(report["neutral"].neutrality - report["pad"].neutrality)
+    assert max(gains) > 0.1  # [PAD] is materially biased on at least one dev sentence

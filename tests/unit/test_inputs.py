@@ -37,8 +37,12 @@ def test_long_text_is_truncated_with_warning(tiny_text):
 
 
 def test_unknown_words_are_content_not_special(tiny_text):
-    enc = tiny_text.encode("zebra quux")
-    assert enc.feature_labels == ["[UNK]", "[UNK]"]
+    pieces = tiny_text.encode("zebra quux", unit="piece")
+    assert pieces.feature_labels == ["[UNK]", "[UNK]"]
+    words = tiny_text.encode("zebra quux")  # words keep the user's spelling ...
+    assert words.feature_labels == ["zebra", "quux"]
+    assert (words.groups[:, 0] >= 0).sum() == 2  # ... and are content, never fixed
+    assert any("2 of 2 tokens are [UNK]" in w for w in words.warnings)  # ... with a warning
 
 
 def test_not_an_image(tmp_path):

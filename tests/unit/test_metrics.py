@@ -25,6 +25,7 @@ from explainers.metrics.faithfulness import (
     beats_random,
     comprehensiveness_sufficiency,
     eraser_steps,
+    permutation_test,
 )
 from explainers.metrics.flip import first_flip
 from explainers.metrics.sanity import cascade_stages, model_independent, parameter_layers
@@ -121,14 +122,35 @@ def test_aopc_area_and_eraser_on_known_curves():
     assert aopc([1.0, 0.5, 0.0]) == pytest.approx(0.5)  # mean of 0, 0.5, 1
     assert aopc([0.8, 0.8, 0.8]) == 0.0
     assert area_under([0.0, 0.5, 1.0], [0.0, 0.5, 1.0]) == pytest.approx(0.5)
-    assert eraser_steps(10) == list(range(1, 11))
-    assert eraser_steps(5) == [1, 2, 3, 4, 5]  # floor(0.1*5)=0 skipped, repeats skipped
+    # ERASER's bins 1/5/10/20/50 %, ceil(f * n), every bin kept (at least one feature each)
+    assert eraser_steps(10) == [1, 1, 1, 2, 5]
+    assert eraser_steps(200) == [2, 10, 20, 40, 100]
+    assert eraser_steps(1) == [1, 1, 1, 1, 1] and eraser_steps(0) == []
     comp, suff = comprehensiveness_sufficiency(0.9, {1: 0.5, 2: 0.1}, {1: 0.6, 2: 0.9}, [1, 2])
     assert comp == pytest.approx(((0.9 - 0.5) + (0.9 - 0.1)) / 2)
     assert suff == pytest.approx(((0.9 - 0.6) + 0.0) / 2)
-    assert curve_steps(30) == list(range(31))
+    assert curve_steps(10) == list(range(11))
+    assert curve_steps(30) == list(range(0, 31, 3))
     assert curve_steps(196) == [0, 19, 39, 58, 78, 98, 117, 137, 156, 176, 196]
-    assert beats_random(0.5, 0.3, 0.1, 1.0) and not beats_random(0.35, 0.3, 0.1, 1.0)
+    assert beats_random(0.01, 0.05) and beats_random(0.05, 0.05) and not beats_random(0.06, 0.05)
+    assert not beats_random(float("nan"))
+
+
+def test_permutation_test_on_known_answers():
+    """The Monte-Carlo p-value counts random AOPCs at or above the method's, plus one."""
+    random_aopcs = np.arange(100) / 100.0  # 0.00 ... 0.99, mean 0.495
+    p, effect = permutation_test(2.0, random_aopcs)  # above every random order
+    assert p == pytest.approx(1 / 101)
+    assert effect == pytest.approx((2.0 - 0.495) / np.std(random_aopcs, ddof=1))
+    p, _ = permutation_test(0.895, random_aopcs)  # ten orders (0.90 ... 0.99) beat it
+    assert p == pytest.approx(11 / 101)
+    p, effect = permutation_test(-1.0, random_aopcs)  # below all: p = 1, negative effect
+    assert p == 1.0 and effect < 0
+    p, _ = permutation_test(0.5, [0.5] * 10)  # ties count against the method
+    assert p == 1.0
+    assert permutation_test(0.5, [0.5, 0.5])[1] == 0.0
+    assert permutation_test(0.7, [0.5, 0.5])[1] == math.inf
+    assert all(math.isnan(v) for v in permutation_test(float("nan"), random_aopcs))
 
 
 def test_first_flip():
@@ -145,18 +167,25 @@ def test_deletion_curve_matches_closed_form_and_true_attribution_beats_random(li
     m = compute(adapter, enc, expl, ["faithfulness"], {"random_orders": 20})["faithfulness"]
     order = np.argsort(-c, kind="stable")
     removed = np.concatenate([[0.0], np.cumsum(c[order])])
-    expected = sigmoid(2 * (c.sum() - removed - 0.5))
+    steps = curve_steps(N_LIN)  # 12 features: steps at 0 %, 10 %, ..., 100 %
+    assert steps == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 12]
+    expected = sigmoid(2 * (c.sum() - removed[steps] - 0.5))
     assert np.allclose(m["methods"]["truth"]["deletion"], expected, atol=1e-4)
-    assert m["fractions"] == pytest.approx([k / N_LIN for k in range(N_LIN + 1)])
+    assert m["fractions"] == pytest.approx([k / N_LIN for k in steps])
     truth, rev, rnd = m["methods"]["truth"], m["methods"]["reversed"], m["random"]
     assert truth["deletion_aopc"] > rnd["deletion_aopc"] + rnd["deletion_aopc_std"]
-    assert truth["beats_random"] is True
+    # the true order beats every one of the 20 random orders: the smallest possible p-value
+    assert truth["p_value"] == pytest.approx(1 / 21) and truth["beats_random"] is True
+    assert truth["effect_size"] == pytest.approx(
+        (truth["deletion_aopc"] - rnd["deletion_aopc"]) / rnd["deletion_aopc_std"], rel=1e-6)
     assert rev["deletion_aopc"] < rnd["deletion_aopc"] and rev["beats_random"] is False
+    assert rev["p_value"] > 0.5 and rev["effect_size"] < 0
+    assert m["perturbation"] == "baseline" and rnd["orders"] == 20
     # insertion from the all-baseline input: the true order recovers the class fastest
     assert truth["insertion_auc"] > rnd["insertion_auc"] > rev["insertion_auc"]
     assert truth["comprehensiveness"] > rnd["comprehensiveness"]
     assert truth["sufficiency"] < rnd["sufficiency"]
-    assert m["baseline"] == "train_mean" and len(rnd["deletion"]) == N_LIN + 1
+    assert m["baseline"] == "train_mean" and len(rnd["deletion"]) == len(steps)
 
 
 def test_flip_count_matches_hand_computation(linear):

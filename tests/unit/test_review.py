@@ -11,7 +11,7 @@ import torch
 
 from explainers import ExplainerError
 from explainers.adapters import TabularAdapter
-from explainers.review import run_review, summarize, summary_table
+from explainers.review import run_review, slim, summarize, summary_table
 
 
 @pytest.fixture(autouse=True)
@@ -94,3 +94,15 @@ def test_run_review_refuses_unknown_metric():
     with pytest.raises(ExplainerError, match="unknown metric"):
         run_review(small_adapter(), [(0, 0)], methods=["saliency"], params=None, metrics=["nope"],
                    metric_params=None, use_cache=False)
+
+
+def test_summarize_reports_the_median_effect_size_and_skips_infinite_ones():
+    recs = []
+    for effect in (1.0, 3.0, float("inf"), 10.0, None):
+        r = record(0.5, 0.2, 2, None, True, 0.1, 0.8)
+        r["metrics"]["faithfulness"]["methods"]["a"]["effect_size"] = effect
+        recs.append(slim(r))
+    s = summarize(recs)
+    assert s["methods"]["a"]["effect_size"] == pytest.approx(3.0)  # median of 1, 3, 10
+    assert s["methods"]["b"]["effect_size"] is None
+    assert "effect (median)" in summary_table(s).splitlines()[0]
