@@ -39,7 +39,7 @@ AUTO_MAX_FEATURES = 100
 STATS = {"spearman": "Spearman ρ", "kendall": "Kendall τ", "topk_jaccard": "top-k Jaccard",
          "sign_agreement": "sign agreement"}
 #: the options each metric depends on (part of its session cache key)
-DEPENDS = {"agreement": ("k",), "faithfulness": ("baseline",), "flip": ("baseline",),
+DEPENDS = {"agreement": ("k",), "faithfulness": ("baseline", "perturbation"), "flip": ("baseline", "perturbation"),
            "stability": ("tolerance", "ig_steps", "seeds"), "sanity": (), "robustness": ("baseline",)}
 BUTTONS = {"faithfulness": "Run faithfulness", "flip": "Find flips", "stability": "Run stability",
            "sanity": "Run sanity checks", "robustness": "Run robustness"}
@@ -48,8 +48,9 @@ BUTTON_HELP = {"faithfulness": "deletion/insertion curves against a random contr
                "stability": "IG over n_steps, GradientSHAP over seeds, each method over every baseline",
                "sanity": "randomize the model layer by layer (a copy) and re-run every method",
                "robustness": "infidelity and max-sensitivity (re-runs each method on noisy inputs)"}
-#: loads a flip's features into the what-if editor: ``apply(indices, feature_labels, baseline)``
-Apply = Callable[[Sequence[int], Sequence[str], str | None], None]
+#: loads a flip into the what-if editor:
+#: ``apply(indices, feature_labels, baseline, perturbation, edited)`` (see ModalityView.apply_flip)
+Apply = Callable[..., None]
 
 
 def metrics_engine():
@@ -197,8 +198,15 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
                  if n > 1 else 1)
     kinds = list(adapter.baseline_kinds)
     with tabs[1]:
-        baseline = st.selectbox(
-            "Removal baseline (faithfulness, flips, robustness)", kinds, key="cmp.baseline",
+        c1, c2 = st.columns(2)
+        perturbations = list(getattr(adapter, "edit_perturbations", ()) or ()) + ["baseline"]
+        perturbation = c1.selectbox(
+            "How features are removed (faithfulness, flips)", perturbations, key="cmp.perturb",
+            help=engine.OPTION_HELP.get("perturbation", ""),
+            format_func={"delete": "deleted from the input", "mask": "replaced by [MASK]",
+                         "baseline": "replaced by the baseline"}.get)
+        baseline = c2.selectbox(
+            "Removal baseline (baseline removal, robustness)", kinds, key="cmp.baseline",
             index=kinds.index(adapter.default_baselines[0]) if adapter.default_baselines else 0,
             help=engine.OPTION_HELP.get("baseline", ""))
     with tabs[3]:
@@ -210,8 +218,8 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
                                  help=engine.OPTION_HELP.get("ig_steps", ""))
         seeds = c3.number_input("GradientSHAP seeds", 2, 100, 5, key="cmp.seeds",
                                 help=engine.OPTION_HELP.get("seeds", ""))
-    options = {"k": int(k), "baseline": baseline, "tolerance": float(tolerance), "ig_steps": ig_steps,
-               "seeds": int(seeds)}
+    options = {"k": int(k), "baseline": baseline, "perturbation": perturbation, "tolerance": float(tolerance),
+               "ig_steps": ig_steps, "seeds": int(seeds)}
 
     base_key = digest(adapter.name, id(adapter), inp.enc.key, run.target, run.ok,
                       {m: run.original[m].params for m in run.ok})
@@ -396,9 +404,10 @@ def _faithfulness(f: dict) -> None:
     df = _curves_frame(f)
     names = list(dict.fromkeys(df["method"])) if not df.empty else []
     colours = _colours(names, grey="random (control)")
-    st.caption(f"Features are replaced by the **{render.md(f.get('baseline'))}** baseline in each "
-               "method's order (most important first). Deletion: the target probability should fall fast "
-               "(high AOPC); insertion: rise fast (high AUC). The grey dashed line is the random control.")
+    how = f.get("perturbation_note") or f"features replaced by the {f.get('baseline')} baseline"
+    st.caption(f"Removal: {render.md(how)}. Features go in each method's order (most important first). "
+               "Deletion: the target probability should fall fast (high AOPC); insertion: rise fast "
+               "(high AUC). The grey dashed line is the random control.")
     c1, c2 = st.columns(2)
     for col, curve, xt in ((c1, "deletion", "fraction of features removed"),
                            (c2, "insertion", "fraction of features inserted")):
@@ -416,27 +425,33 @@ def _faithfulness(f: dict) -> None:
         rows.append({"method": _title(m), "deletion AOPC ↑": b.get("deletion_aopc"),
                      "insertion AUC ↑": b.get("insertion_auc"), "comprehensiveness ↑": b.get("comprehensiveness"),
                      "sufficiency ↓": b.get("sufficiency"),
+                     "p-value": b.get("p_value"), "effect size": b.get("effect_size"),
                      "beats random": "yes" if b.get("beats_random") else "no"})
     r = f.get("random") or {}
     if r:
         std = r.get("deletion_aopc_std")
         rows.append({"method": "random (control)", "deletion AOPC ↑": r.get("deletion_aopc"),
                      "insertion AUC ↑": r.get("insertion_auc"), "comprehensiveness ↑": r.get("comprehensiveness"),
-                     "sufficiency ↓": r.get("sufficiency"),
+                     "sufficiency ↓": r.get("sufficiency"), "p-value": None, "effect size": None,
                      "beats random": f"± {std:.3f} (std)" if isinstance(std, (int, float)) else "—"})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
-                                ("deletion AOPC ↑", "insertion AUC ↑", "comprehensiveness ↑", "sufficiency ↓")})
-    st.caption(f"'beats random': deletion AOPC above the random mean + {f.get('margin', 1.0)} std. "
-               "A method that does not beat random is no better than guessing on this input.")
+                                ("deletion AOPC ↑", "insertion AUC ↑", "comprehensiveness ↑", "sufficiency ↓",
+                                 "p-value", "effect size")})
+    test = f.get("test") or "deletion AOPC against the random orders"
+    st.caption(f"'beats random': {render.md(test)}. Effect size = (AOPC - random mean) / random std. "
+               "Comprehensiveness and sufficiency follow ERASER (DeYoung et al. 2020) at its 1/5/10/20/50 % "
+               "bins. A method that does not beat random is no better than guessing on this input.")
 
 
 def _flips(fl: dict, apply: Apply | None, faith: dict | None, baseline: str | None) -> None:
     original = fl.get("original_label")
     best = fl.get("best")
-    st.caption(f"Delete features in each method's order (most important first, replaced by the "
-               f"baseline) until the prediction leaves *{render.md(original)}*. Fewer deletions = "
-               "the method found the decisive features. 'Apply' loads the edit into the editor above.")
+    how = fl.get("perturbation_note") or "features replaced by the baseline"
+    st.caption(f"Remove features in each method's order (most important first; {render.md(how)}) "
+               f"until the prediction leaves *{render.md(original)}*. Fewer removals = the method "
+               "found the decisive features. 'Apply' loads exactly the edit that was scored into the "
+               "editor above.")
     kind = (faith or {}).get("baseline") or baseline
     rows = list((fl.get("methods") or {}).items()) + [("random", fl.get("random") or {})]
     for m, b in rows:
@@ -446,16 +461,22 @@ def _flips(fl: dict, apply: Apply | None, faith: dict | None, baseline: str | No
         star = " ★ fewest" if m == best else ""
         if count is None:
             c1.markdown(f"**{render.md(name)}**{star}")
-            c2.markdown("no flip, even with every feature removed")
+            c2.markdown(render.md(b.get("reason") or "no flip, even with every feature removed"))
             continue
         feats = b.get("features") or []
         shown = ", ".join(render.md(x) for x in feats[:12]) + (" …" if len(feats) > 12 else "")
         c1.markdown(f"**{render.md(name)}**{star}")
         c2.markdown(f"**{count}** deletion(s) → *{render.md(b.get('new_label'))}*: {shown}")
+        if b.get("edited") is not None:
+            c2.caption("scored edit: " + render.md(_short_text(b["edited"])))
         if apply is not None and b.get("indices"):
             c3.button("Apply", key=f"cmp.apply.{m}", on_click=apply,
-                      args=(list(b.get("indices")), list(feats), kind), icon=":material/edit:",
-                      help="load this deletion into the counterfactual editor")
+                      args=(list(b.get("indices")), list(feats), kind, fl.get("perturbation"), b.get("edited")),
+                      icon=":material/edit:", help="load this edit into the counterfactual editor")
+
+
+def _short_text(text: str, width: int = 160) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _use_steps(n: int) -> None:
@@ -557,6 +578,8 @@ def _sanity_robustness(metrics: dict) -> None:
             if b.get("independent_of_model"):
                 st.error(f"{render.md(_title(m))}: the map barely changes when the model is randomized: it "
                          "reflects the input more than the model. Do not trust it for this model.")
+                if b.get("caveat"):
+                    st.info(render.md(b["caveat"]))
             else:
                 st.success(f"{render.md(_title(m))}: passes (the map changes when the model is randomized).")
         st.caption(f"Flag threshold: Spearman of |scores| above {san.get('threshold')} after the last stage.")
@@ -566,3 +589,6 @@ def _sanity_robustness(metrics: dict) -> None:
         st.dataframe(pd.DataFrame([{"method": _title(m), "infidelity ↓": b.get("infidelity"),
                                     "max-sensitivity ↓": b.get("sensitivity_max")} for m, b in rob.items()]),
                      hide_index=True, width="stretch")
+        note = next((b.get("perturbation_note") for b in rob.values() if b.get("perturbation_note")), None)
+        if note:
+            st.caption("Perturbations: " + render.md(note) + ".")

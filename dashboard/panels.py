@@ -13,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import streamlit as st
 
-from explainers import Attribution, ExplainerError, estimate_cost, get_method, run_method
+from explainers import (Attribution, ExplainerError, baseline_predictions, estimate_cost, get_method,
+                        run_method)
 from explainers.engine import calibrate
 from explainers.adapters.base import Encoded
 from explainers.results import Prediction
@@ -65,11 +66,12 @@ def store():
 
 # -- inputs -------------------------------------------------------------------------------------
 def prepare(adapter, raw: Any, key: Any, name: str = "original", box=None, note: str = "",
-            edit: dict | None = None) -> Input | None:
-    """Encode and predict ``raw`` (memoised per session); an error is shown, not raised."""
+            edit: dict | None = None, encode: Callable[[Any], Encoded] | None = None) -> Input | None:
+    """Encode (with ``encode``, default ``adapter.encode``) and predict ``raw``, memoised per
+    session under ``key``; an error is shown, not raised."""
     try:
         enc, pred = memo("encode", (id(adapter), adapter.name, name, digest(key)),
-                         lambda: _encode_predict(adapter, raw))
+                         lambda: _encode_predict(adapter, raw, encode))
     except ExplainerError as e:
         st.error(f"Cannot use this {name} input: {render.md(e)}")
         return None
@@ -79,8 +81,8 @@ def prepare(adapter, raw: Any, key: Any, name: str = "original", box=None, note:
     return Input(enc, pred, name, box, note, dict(edit or {}))
 
 
-def _encode_predict(adapter, raw):
-    enc = adapter.encode(raw)
+def _encode_predict(adapter, raw, encode=None):
+    enc = (encode or adapter.encode)(raw)
     return enc, adapter.predict(enc)
 
 
@@ -292,6 +294,7 @@ def _panel_header(adapter, original: Input, edited: Input | None, m: str, run: P
     with st.expander("Parameters", expanded=False):
         run.params[m] = param_widgets(adapter, m)
     st.caption(params_caption(run.params[m]))
+    _baseline_line(adapter, original, run.params[m].get("baselines"))
     try:
         cost = estimate_cost(adapter, original.enc, m, run.params[m])
         run.costs[m] = cost
@@ -310,6 +313,27 @@ def _panel_header(adapter, original: Input, edited: Input | None, m: str, run: P
     except ExplainerError as e:
         run.errors[m] = str(e)
     return st.empty()
+
+
+def _baseline_line(adapter, inp: Input, kinds) -> None:
+    """What the panel's baselines themselves predict ("baseline pad -> negative 0.71"), with a
+    warning when one is far from uniform: the map then explains the difference from that
+    class, not from "nothing"."""
+    if not kinds:
+        return
+    try:
+        preds = memo("baselines", (id(adapter), adapter.name, inp.enc.key, tuple(kinds)),
+                     lambda: baseline_predictions(adapter, inp.enc, list(kinds)))
+    except ExplainerError:
+        return
+    parts = [f"{render.md(k)} → {render.md(b.prediction.label)} "
+             f"{b.prediction.probabilities[b.prediction.index]:.2f} (neutrality {b.neutrality:.2f})"
+             for k, b in preds.items()]
+    st.caption("Baseline: " + "; ".join(parts), help="the model's prediction on each baseline; "
+               "neutrality 1 = uniform, 0 = all on one class")
+    for b in preds.values():
+        if b.warning:
+            st.warning(render.md(b.warning), icon=":material/balance:")
 
 
 #: warn before a panel whose estimate is longer than this
@@ -392,6 +416,8 @@ def _draw_cell(view, adapter, inp: Input, m: str, a: Attribution | None, run: Pa
     view.draw(adapter, inp, a, scale, settings)
     st.caption(stats_caption(a), help="seconds of the computation (of the original run when "
                                       "cached) · convergence delta · whether the store answered")
+    for note in getattr(a, "notes", None) or []:
+        st.caption(f":material/info: {render.md(note)}")
     for w in getattr(a, "warnings", None) or []:
         st.caption(f":material/warning: {render.md(w)}")
     _panel_downloads(view, adapter, inp, a, scale, settings)
@@ -400,9 +426,13 @@ def _draw_cell(view, adapter, inp: Input, m: str, a: Attribution | None, run: Pa
 def stats_caption(a: Attribution) -> str:
     delta = ("n/a" if a.convergence_delta is None
              else f"{float(a.convergence_delta):+.2e}")
+    stats = getattr(a, "delta_stats", None) or {}
+    spread = ""
+    if len(stats.get("per_baseline") or []) > 1:  # one signed number would hide opposite errors
+        spread = f" · mean |δ| {stats['mean_abs']:.1e}, max |δ| {stats['max_abs']:.1e} over the baselines"
     total = float(np.sum(a.scores))
     src = "cache hit" if a.cache_hit else "computed"
-    return f":material/timer: {a.seconds:.2f} s · δ = {delta} · Σ = {total:+.3g} · {src}"
+    return f":material/timer: {a.seconds:.2f} s · δ = {delta} · Σ = {total:+.3g} · {src}{spread}"
 
 
 def _panel_downloads(view, adapter, inp: Input, a: Attribution, scale: float, settings: Settings) -> None:

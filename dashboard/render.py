@@ -74,10 +74,14 @@ def legend_html(scale: float | None, signs: Sequence[str] = ("positive", "negati
 
 
 # -- text --------------------------------------------------------------------------------------
-def display_tokens(labels: Sequence[str]) -> list[tuple[str, bool]]:
+def display_tokens(labels: Sequence[str], spans: Sequence[tuple[int, int]] | None = None
+                   ) -> list[tuple[str, bool]]:
     """(text, space_before) per token: WordPiece ``##``, SentencePiece ``▁`` and BPE ``Ġ``
-    continuation marks become joins, so the highlighted text reads like the input."""
+    continuation marks become joins, so the highlighted text reads like the input. With the
+    features' character ``spans`` in the user's text, a space is drawn exactly where the text
+    has one (no space before a comma, none inside "don't")."""
     out = []
+    use_spans = spans is not None and len(spans) == len(labels)
     for i, t in enumerate(labels):
         t = str(t)
         space = i > 0
@@ -85,6 +89,8 @@ def display_tokens(labels: Sequence[str]) -> list[tuple[str, bool]]:
             t, space = t[2:], False
         elif t.startswith(("▁", "Ġ")):
             t, space = t[1:], i > 0
+        if use_spans and i > 0:
+            space = spans[i][0] > spans[i - 1][1]
         out.append((t, space))
     return out
 
@@ -96,11 +102,12 @@ def _rgba(score: float, scale: float, colour: tuple | None = None) -> str:
 
 
 def token_html(labels: Sequence[str], scores: Sequence[float] | None, scale: float,
-               crossed: Sequence[int] = (), title_prefix: str = "", colour: tuple | None = None) -> str:
+               crossed: Sequence[int] = (), title_prefix: str = "", colour: tuple | None = None,
+               spans: Sequence[tuple[int, int]] | None = None) -> str:
     """Highlighted tokens as HTML. Every token is escaped; scores go into a tooltip."""
     spans = []
     crossed = set(crossed)
-    for i, (text, space) in enumerate(display_tokens(labels)):
+    for i, (text, space) in enumerate(display_tokens(labels, spans)):
         s = float(scores[i]) if scores is not None and i < len(scores) else 0.0
         bg = _rgba(s, scale, colour)
         deco = "text-decoration:line-through;opacity:.55;" if i in crossed else ""
@@ -325,13 +332,13 @@ def _rgb_over_white(score: float, scale: float) -> tuple[int, int, int]:
 
 
 def text_png(labels: Sequence[str], scores: Sequence[float], scale: float, title: str = "",
-             width: int = 900) -> bytes:
+             width: int = 900, spans: Sequence[tuple[int, int]] | None = None) -> bytes:
     """The token highlight as a PNG (wrapped lines, coloured boxes, title line)."""
     font, tfont = _font(18), _font(15)
     pad, line_h = 12, 30
     x, y = pad, pad + (26 if title else 0)
     boxes = []
-    for i, (text, space) in enumerate(display_tokens(labels)):
+    for i, (text, space) in enumerate(display_tokens(labels, spans)):
         w = int(font.getlength(text)) + 6
         gap = 6 if space else 1
         if x + gap + w > width - pad and x > pad:

@@ -78,6 +78,11 @@ class ModalityView(ABC):
     def input_picker(self, adapter) -> PickedInput:
         """Draw the input picker (samples, upload, row choice) above the prediction."""
 
+    def encode(self, adapter, raw: Any):
+        """Encode a raw input the way this view shows it (text: words or word pieces). The
+        picked input's ``key`` must name every choice that changes the encoding."""
+        return adapter.encode(raw)
+
     # -- what-if ---------------------------------------------------------------------------------
     @abstractmethod
     def what_if(self, adapter, original: Input) -> Input | None:
@@ -85,7 +90,10 @@ class ModalityView(ABC):
 
     @abstractmethod
     def apply_flip(self, adapter, original: Input) -> Apply:
-        """A callback that loads a Compare flip (features to remove) into the editor."""
+        """A callback that loads a Compare flip into the editor:
+        ``apply(indices, feature_labels, baseline, perturbation, edited)``, where ``edited``
+        is the edited input the metric scored when the modality has one (text), so that the
+        editor shows exactly that edit."""
 
     # -- drawing -----------------------------------------------------------------------------------
     def shown_scores(self, a: Attribution, settings: Settings) -> np.ndarray:

@@ -158,7 +158,8 @@ class ImageView(ModalityView):
         """Fill the flipping patches with the baseline."""
         enc = original.enc
 
-        def apply(indices: Sequence[int], _features: Sequence[str], baseline: str | None = None) -> None:
+        def apply(indices: Sequence[int], _features: Sequence[str], baseline: str | None = None,
+                  _perturbation: str | None = None, _edited: Any = None) -> None:
             st.session_state["cf.patches"] = [enc.feature_labels[int(i)] for i in indices]
             if baseline in adapter.baseline_kinds:
                 st.session_state["fill"] = baseline

@@ -172,7 +172,8 @@ class TabularView(ModalityView):
         """Set the flipping features to the baseline values."""
         enc, row = original.enc, self._row(original)
 
-        def apply(indices: Sequence[int], _features: Sequence[str], baseline: str | None = None) -> None:
+        def apply(indices: Sequence[int], _features: Sequence[str], baseline: str | None = None,
+                  _perturbation: str | None = None, _edited: Any = None) -> None:
             kind = baseline if baseline in adapter.baseline_kinds else adapter.default_baselines[0]
             z = adapter.baseline(enc, kind).mean(0)
             raw = (z * adapter.std[0] + adapter.mean[0]).cpu().numpy()

@@ -19,12 +19,12 @@ LONG_TEXT = 60
 
 
 def _token_key(enc) -> str:
-    return "cf.tok." + digest(enc.raw)
+    return "cf.tok." + digest(enc.raw, enc.extra.get("unit"))
 
 
 def _selection_key(enc) -> str:
     # a plain state key, not a widget's: it outlives the pills of pages not on screen
-    return "cf.sel." + digest(enc.raw)
+    return "cf.sel." + digest(enc.raw, enc.extra.get("unit"))
 
 
 def _pages(enc) -> list[range]:
@@ -102,6 +102,23 @@ class TextView(ModalityView):
             st.stop()
         return models.require_model(*models.get_model(spec, "text"))
 
+    text_unit = "word"  # set by the sidebar: "word" or "piece"
+
+    def sidebar_options(self) -> dict:
+        units = {"word": "words", "piece": "word pieces"}
+        self.text_unit = st.radio("Features", list(units), format_func=units.get, key="unit", bind=BIND,
+                             horizontal=True,
+                             help="Words: word pieces merged, each word's score the sum of its pieces; "
+                                  "clicks, deletions and the Compare metrics act on whole words. Word "
+                                  "pieces: the tokenizer's own units.")
+        return {"unit": self.text_unit}
+
+    def unit(self, adapter) -> str:
+        return "words" if self.text_unit == "word" else "word pieces"
+
+    def encode(self, adapter, raw: Any):
+        return adapter.encode(raw, unit=self.text_unit)
+
     def input_picker(self, adapter) -> PickedInput:
         c1, c2 = st.columns([3, 1])
         with c2:
@@ -109,15 +126,15 @@ class TextView(ModalityView):
                          format_func=lambda s: s if s else "(pick a sample)")
         with c1:
             text = st.text_area("Text to explain", value=self.samples[0], key="text", bind=BIND, height=80)
-        return PickedInput(text, text, text)
+        return PickedInput(text, (text, self.text_unit), text)
 
     def what_if(self, adapter, original: Input) -> Input | None:
         """Click tokens to delete or mask them, or type an edited text freely."""
         enc = original.enc
-        shown = render.display_tokens(enc.feature_labels)
+        shown = render.display_tokens(enc.feature_labels, enc.extra.get("spans"))
         c1, c2 = st.columns([4, 1])
         with c2:
-            st.radio("Clicked tokens are", ["delete", "mask"], key="cf.action", on_change=_action_changed,
+            st.radio(f"Clicked {self.text_unit}s are", ["delete", "mask"], key="cf.action", on_change=_action_changed,
                      args=(adapter, enc),
                      format_func=lambda a: "deleted" if a == "delete" else "replaced by [MASK]")
         with c1:
@@ -133,8 +150,9 @@ class TextView(ModalityView):
             st.caption("Original and edited inputs are the same; edit to see before/after maps.")
             return None
         st.html(render.diff_html(enc.raw, edit))
-        edited = prepare(adapter, edit, key=edit, name="edited", note="text edited",
-                         edit={"original_text": enc.raw, "edited_text": edit})
+        edited = prepare(adapter, edit, key=(edit, self.text_unit), name="edited", note="text edited",
+                         edit={"original_text": enc.raw, "edited_text": edit},
+                         encode=lambda raw: self.encode(adapter, raw))
         if edited is not None:
             prediction_change(original, edited)
         return edited
@@ -146,32 +164,36 @@ class TextView(ModalityView):
         pages = _pages(enc)
         page = 0
         if len(pages) > 1:
-            page = st.selectbox("Tokens", range(len(pages)), key="cf.page",
+            page = st.selectbox("Features", range(len(pages)), key="cf.page",
                                 format_func=lambda p: f"{pages[p].start + 1}-{pages[p].stop} of {enc.n_features}")
         key = f"{_token_key(enc)}.{page}"
         selected = st.session_state.get(_selection_key(enc), [])
         st.session_state[key] = [i for i in selected if i in pages[page]]
-        st.pills("Click tokens to edit them", list(pages[page]), selection_mode="multi",
+        st.pills(f"Click {enc.extra.get('unit', 'token')}s to edit them", list(pages[page]), selection_mode="multi",
                  format_func=lambda i: shown[i][0] or enc.feature_labels[i], key=key,
                  on_change=_tokens_changed, args=(adapter, enc, page))
         if len(pages) > 1 and selected:
-            st.caption(f"{len(selected)} token(s) selected across pages.")
+            st.caption(f"{len(selected)} selected across pages.")
 
     def apply_flip(self, adapter, original: Input) -> Apply:
-        """Delete the flipping tokens."""
+        """Load the flip's edit: the words it removes, clicked, and the very text the metric
+        scored in the edit box (so the edited prediction is the one the metric reported)."""
         enc = original.enc
 
-        def apply(indices: Sequence[int], _features: Sequence[str], _baseline: str | None = None) -> None:
-            st.session_state["cf.action"] = "delete"
+        def apply(indices: Sequence[int], _features: Sequence[str], _baseline: str | None = None,
+                  perturbation: str | None = None, edited: str | None = None) -> None:
+            st.session_state["cf.action"] = "mask" if perturbation == "mask" else "delete"
             _apply_selection(adapter, enc, indices)
+            if edited is not None:
+                st.session_state["edit"] = edited
         return apply
 
     def draw(self, adapter, inp, a, scale, settings) -> None:
-        st.html(render.token_html(inp.enc.feature_labels, a.scores, scale))
+        st.html(render.token_html(inp.enc.feature_labels, a.scores, scale, spans=inp.enc.extra.get("spans")))
 
     def draw_disagreement(self, adapter, inp, disagreement, scale) -> None:
         html = render.token_html(inp.enc.feature_labels, disagreement, scale, title_prefix="disagreement ",
-                                 colour=render.AMBER)
+                                 colour=render.AMBER, spans=inp.enc.extra.get("spans"))
         if inp.enc.n_features <= LONG_TEXT:
             st.html(html)
         else:  # hundreds of tokens would run far past the rest of the page
@@ -179,7 +201,8 @@ class TextView(ModalityView):
                 st.html(html)
 
     def panel_png(self, adapter, inp, a, scale, settings, title) -> bytes:
-        return render.text_png(inp.enc.feature_labels, a.scores, scale, title=title)
+        return render.text_png(inp.enc.feature_labels, a.scores, scale, title=title,
+                               spans=inp.enc.extra.get("spans"))
 
     def review_inputs(self, adapter) -> list[tuple[Any, Any]]:
         upload = st.file_uploader("Texts (TSV or TXT; first column, one per line)", type=["tsv", "txt"],

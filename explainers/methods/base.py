@@ -51,13 +51,17 @@ class Method:
         """The parameters of this method for ``adapter``'s modality."""
         specs = self.own_params(adapter)
         if self.uses_baselines:
-            specs.append(baseline_spec(adapter))
+            specs.append(baseline_spec(adapter, self.default_baselines(adapter)))
         if self.supports_noise_tunnel:
             specs.extend(noise_tunnel.specs())
         return specs
 
     def own_params(self, adapter: "ModelAdapter") -> list[ParamSpec]:
         return []
+
+    def default_baselines(self, adapter: "ModelAdapter") -> Sequence[str] | None:
+        """The default of the ``baselines`` parameter (None: the adapter's default)."""
+        return None
 
     def notes(self, adapter: "ModelAdapter", enc: "Encoded", params: dict) -> list[str]:
         """Sentences the user should read next to this result (what it really computed)."""

@@ -8,7 +8,7 @@ from captum.attr import GradientShap as _GS
 from ..params import ParamSpec
 from ..registry import register_method
 from ..rng import seeded
-from .base import Method, baseline_spec, seed_spec
+from .base import Method, seed_spec
 
 #: the note on a GradientSHAP run that has one baseline and no input noise
 STOCHASTIC_IG_NOTE = ("equivalent to stochastic IG: with one baseline and no input noise, "
@@ -52,10 +52,8 @@ class GradientShap(Method):
     has_convergence_delta = True
     supports_noise_tunnel = True
 
-    def param_specs(self, adapter):
-        specs = self.own_params(adapter)
-        specs.append(baseline_spec(adapter, adapter.distribution_baselines or None))
-        return specs
+    def default_baselines(self, adapter):
+        return adapter.distribution_baselines or None  # a distribution: the SHAP estimate its name says
 
     def notes(self, adapter, enc, params):
         if sum(adapter.baseline_rows(k) for k in params["baselines"]) > 1:

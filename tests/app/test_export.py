@@ -79,3 +79,11 @@ def test_md_keeps_labels_literal_and_unlinked():
     assert "![" not in out and "](" not in out and "*now*" not in out  # no image, link or emphasis
     assert "://" not in out and "www." not in out and "@" not in out  # nothing auto-links
     assert "&#58;//" in out and "www&#46;" in out and "&#64;" in out  # the same text, as references
+
+
+def test_words_are_spaced_as_in_the_text():
+    text = "Great, isn't it?"
+    labels, spans = ["Great", ",", "isn't", "it", "?"], [(0, 5), (5, 6), (7, 12), (13, 15), (15, 16)]
+    shown = render.display_tokens(labels, spans)
+    assert "".join((" " if space else "") + t for t, space in shown) == text
+    assert [space for _, space in render.display_tokens(labels)] == [False, True, True, True, True]  # no spans

@@ -634,3 +634,22 @@ def test_panels_estimate_seconds_before_the_first_run_and_warn_when_slow(monkeyp
     monkeypatch.setattr(dashboard.panels, "SLOW_SECONDS", 0.0)  # every run counts as slow now
     at = run(page("tabular", {"row": "14"}))
     assert sum("This will take about" in w.value for w in at.warning) == 3
+
+
+@needs_text_model
+@pytest.mark.parametrize("text", ["The plot was predictable, but the acting kept me watching.",
+                                  "The soup was bland and the service was terrible."])
+def test_apply_flip_loads_the_scored_edit_and_its_prediction(text):
+    """Apply loads exactly the edit the flip metric scored (words deleted, the text
+    re-tokenised), so the edited prediction shown is the one the metric reported."""
+    at = run(page("text", {"text": text}))
+    assert at.selectbox(key="cmp.perturb").value == "delete"  # ERASER's removal is the default
+    flip = next(v for v in at.session_state["_metrics"].values()
+                if isinstance(v, dict) and "original_label" in v)
+    flipped = {m: b for m, b in flip["methods"].items() if b.get("count") is not None}
+    assert flipped, "no method flips this sentence"
+    method, block = next(iter(flipped.items()))
+    at.button(key=f"cmp.apply.{method}").click()
+    run(at)
+    assert at.text_area(key="edit").value == block["edited"]  # the very text that was scored
+    assert at.metric[1].value == block["new_label"] != at.metric[0].value  # and its prediction
