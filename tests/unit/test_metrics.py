@@ -204,6 +204,10 @@ def test_flip_count_matches_hand_computation(linear):
     assert rev["count"] is None or rev["count"] > expected
     assert f["best"] == "truth"
     assert f["random"]["count"] is None or f["random"]["count"] >= expected
+    # the edit is reported in the user's units: the removed columns at their training mean
+    mean = adapter.mean[0].double().numpy()
+    assert t["edited"] == pytest.approx({f"x{i}": float(mean[i]) for i in order[:expected]}, rel=1e-5)
+    assert f["perturbation"] == "baseline" and "train_mean" in f["perturbation_note"]
 
 
 def test_flip_for_a_non_predicted_target_removes_its_opposition(linear):
