@@ -169,16 +169,20 @@ class TabularView(ModalityView):
         return edited
 
     def apply_flip(self, adapter, original: Input) -> Apply:
-        """Set the flipping features to the baseline values."""
+        """Set the flipping features to the values the metric scored (its ``edited`` row), or
+        to the baseline's values when a flip carries no edit."""
         enc, row = original.enc, self._row(original)
 
         def apply(indices: Sequence[int], _features: Sequence[str], baseline: str | None = None,
-                  _perturbation: str | None = None, _edited: Any = None) -> None:
-            kind = baseline if baseline in adapter.baseline_kinds else adapter.default_baselines[0]
-            z = adapter.baseline(enc, kind).mean(0)
-            raw = (z * adapter.std[0] + adapter.mean[0]).cpu().numpy()
-            for i in indices:
-                st.session_state[_wf_key(row, adapter.feature_names[int(i)])] = float(raw[int(i)])
+                  _perturbation: str | None = None, edited: Any = None) -> None:
+            if isinstance(edited, dict):
+                values = {f: float(edited[f]) for f in (adapter.feature_names[int(i)] for i in indices)}
+            else:
+                kind = baseline if baseline in adapter.baseline_kinds else adapter.default_baselines[0]
+                raw = (adapter.baseline(enc, kind).mean(0) * adapter.std[0] + adapter.mean[0]).cpu().numpy()
+                values = {adapter.feature_names[int(i)]: float(raw[int(i)]) for i in indices}
+            for f, v in values.items():
+                st.session_state[_wf_key(row, f)] = v
         return apply
 
     def _row(self, inp: Input) -> int:

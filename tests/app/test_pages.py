@@ -250,10 +250,14 @@ def test_tabular_compare_section_and_apply_flip():
     assert f"n_steps={steps}" in "\n".join(c.value for c in at.caption)
     apply = [b for b in at.button if b.key and b.key.startswith("cmp.apply.")]
     assert apply, "no flip found for any method"
+    flip = next(v for v in at.session_state["_metrics"].values() if isinstance(v, dict) and "original_label" in v)
+    method = apply[0].key.removeprefix("cmp.apply.")
+    block = flip["random"] if method == "random" else flip["methods"][method]
     apply[0].click()
     run(at)
     assert len(at.metric) == 3  # true label, prediction, edited prediction
     assert at.metric[2].value != at.metric[1].value  # the applied edit flips the prediction
+    assert at.metric[2].value == block["new_label"]  # to the class the metric reported
     assert len(panel_stats(at)) == 6
 
 
@@ -653,3 +657,11 @@ def test_apply_flip_loads_the_scored_edit_and_its_prediction(text):
     run(at)
     assert at.text_area(key="edit").value == block["edited"]  # the very text that was scored
     assert at.metric[1].value == block["new_label"] != at.metric[0].value  # and its prediction
+
+
+
+@needs_text_model
+def test_text_the_model_cannot_read_is_flagged():
+    at = run(page("text", {"text": "这家餐厅的服务太差了,等了两个小时都没上菜"}))
+    assert any("this model does not read this script" in c.value for c in at.caption)
+    assert len(panel_stats(at)) == 3  # still explained, with the warning beside it
