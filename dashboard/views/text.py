@@ -16,6 +16,10 @@ from .base import Apply, ModalityView, PickedInput, prediction_change, register_
 
 #: above this many tokens, the token pills are paged and the disagreement text folds away
 LONG_TEXT = 60
+#: Streamlit lays pills out as one row that scrolls sideways; a text's words should wrap
+#: like the text (a static style, no user content)
+WRAP_PILLS = ("<style>[data-testid='stButtonGroup'] [role='toolbar']"
+              "{flex-wrap: wrap; overflow: visible; row-gap: .35rem}</style>")
 
 
 def _token_key(enc) -> str:
@@ -168,6 +172,7 @@ class TextView(ModalityView):
                                 format_func=lambda p: f"{pages[p].start + 1}-{pages[p].stop} of {enc.n_features}")
         key = f"{_token_key(enc)}.{page}"
         selected = st.session_state.get(_selection_key(enc), [])
+        st.html(WRAP_PILLS)
         st.session_state[key] = [i for i in selected if i in pages[page]]
         st.pills(f"Click {enc.extra.get('unit', 'token')}s to edit them", list(pages[page]), selection_mode="multi",
                  format_func=lambda i: shown[i][0] or enc.feature_labels[i], key=key,
