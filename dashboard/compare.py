@@ -288,6 +288,10 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
 
 
 # == verdicts ==================================================================================
+#: what one step of a flip is called, by the removal that was scored
+STEP = {"delete": "deletion", "mask": "masked word", "baseline": "feature set to the baseline"}
+
+
 def verdict(method: str, metrics: dict) -> list[str]:
     """One short clause per metric computed for ``method`` on this input, from the numbers
     the tabs below show (nothing is computed here)."""
@@ -304,7 +308,8 @@ def verdict(method: str, metrics: dict) -> list[str]:
     if fl is not None:
         rc = fr.get("count")
         ctrl = f"random: {rc}" if rc is not None else "random: none"
-        parts.append(f"flips the prediction with {fl['count']} deletion(s) ({ctrl})" if fl.get("count") is not None
+        step = STEP.get(flips.get("perturbation"), "removal")
+        parts.append(f"flips the prediction with {fl['count']} {step}(s) ({ctrl})" if fl.get("count") is not None
                      else f"no flip in its order ({ctrl})")
     agree = metrics.get("agreement") or {}
     names, rho = agree.get("methods") or [], agree.get("spearman") or []
@@ -466,7 +471,8 @@ def _flips(fl: dict, apply: Apply | None, faith: dict | None, baseline: str | No
         feats = b.get("features") or []
         shown = ", ".join(render.md(x) for x in feats[:12]) + (" …" if len(feats) > 12 else "")
         c1.markdown(f"**{render.md(name)}**{star}")
-        c2.markdown(f"**{count}** deletion(s) → *{render.md(b.get('new_label'))}*: {shown}")
+        step = STEP.get(fl.get("perturbation"), "removal")
+        c2.markdown(f"**{count}** {step}(s) → *{render.md(b.get('new_label'))}*: {shown}")
         if b.get("edited") is not None:
             c2.caption("scored edit: " + render.md(_short_text(b["edited"])))
         if apply is not None and b.get("indices"):

@@ -1,11 +1,12 @@
-"""The side-by-side panels shared by the text, image and tabular pages.
+"""The side-by-side panels shared by every modality page.
 
-One column per selected method. Each column has the method's own parameter widgets
-(generated from its ``param_specs``), a cost estimate checked against the sidebar cap, a
-progress bar fed by the engine's ``progress`` callback, and the attribution drawn by the
-same renderer as every other column, for the original input and (when the user edited it)
-the edited input below. A failing method becomes a message in its own column; the others
-still render.
+One column per selected method (five or more wrap into balanced rows). Each column has the
+method's own parameter widgets (generated from its ``param_specs``), what its baselines
+predict, a cost estimate (forward passes and seconds) checked against the sidebar cap, and a
+progress bar fed by the engine's ``progress`` callback. Each map is drawn by the modality
+view as soon as its method finishes, then once more on the chosen colour scale, for the
+original input and (when the user edited it) the edited input below. A failing method
+becomes a message in its own column; the others still render.
 """
 
 from __future__ import annotations
@@ -218,8 +219,8 @@ def _run_methods(adapter, original: Input, edited: Input | None, methods: list[s
                 run.edited[m] = run_method(adapter, edited.enc, m, run.params[m], target, store(),
                                            _progress_callback(bars[m], "edited"), settings.max_cost)
             if not run.original[m].cache_hit and m in run.costs:  # time per unit, for estimates
-                _calibrate(adapter, original.enc, run.costs[m] * (2 if edited is not None else 1),
-                           time.perf_counter() - started)
+                _remember_rate(adapter, original.enc, run.costs[m] * _n_inputs(edited),
+                               time.perf_counter() - started)
             board.early(m)
         except ExplainerError as e:
             run.errors[m] = str(e)
@@ -304,7 +305,7 @@ def _panel_header(adapter, original: Input, edited: Input | None, m: str, run: P
                        f"{settings.max_cost:,}. Lower its parameters or raise the cap in the sidebar.")
             run.errors[m] = "over the cost cap"
         else:
-            seconds = estimated_seconds(adapter, original.enc, cost * (2 if edited is not None else 1))
+            seconds = estimated_seconds(adapter, original.enc, cost * _n_inputs(edited))
             eta = "" if seconds is None else f", about {seconds:,.1f} s"
             st.caption(f"Estimated cost: {cost:,} forward passes{per}{eta} (cap {settings.max_cost:,})")
             if seconds is not None and seconds > SLOW_SECONDS:
@@ -346,7 +347,12 @@ def _work(adapter, enc, passes: int) -> float:
     return float(passes) * float(adapter.work_per_pass(enc))
 
 
-def _calibrate(adapter, enc, passes: int, seconds: float) -> None:
+def _n_inputs(edited: Input | None) -> int:
+    """Inputs each method runs on: the original, and the edit when there is one."""
+    return 1 if edited is None else 2
+
+
+def _remember_rate(adapter, enc, passes: int, seconds: float) -> None:
     """Remember this session's seconds per unit of work on ``adapter`` (an exponential
     average over computed runs, never over cache hits)."""
     rates = st.session_state.setdefault("_rates", {})

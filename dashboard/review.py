@@ -45,8 +45,8 @@ def choose(modality: str) -> tuple[list[str], list[str]]:
 def page_params(modality: str, adapter, methods: list[str]) -> dict[str, dict]:
     """The method parameters set on the modality's page when the user left it (values at
     their defaults are not kept, so they are the defaults here too)."""
-    from .state import param_key
-    left = (st.session_state.get("_page_values") or {}).get(modality, {})
+    from .state import left_values, param_key
+    left = left_values(modality)  # the modality's page is named after it
     out: dict[str, dict] = {}
     for m in methods:
         for spec in get_method(m).param_specs(adapter):

@@ -106,3 +106,9 @@ def enter_page(page: str) -> None:
     # and uploaders may not), so these are the keys that are safe to restore.
     bound.setdefault(page, set()).update(st.query_params)
     urls[page] = {k: st.query_params.get_all(k) for k in st.query_params}
+
+
+def left_values(page: str) -> dict:
+    """The URL-bound widget values ``page`` had when the user last left it (empty if never
+    left, or at their defaults). Pages are named by their URL path ("text", "image"...)."""
+    return dict((st.session_state.get("_page_values") or {}).get(page, {}))

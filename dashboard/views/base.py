@@ -32,9 +32,10 @@ import streamlit as st
 
 from explainers import Attribution
 
-from .. import render
+from .. import models, render
 from ..compare import Apply
 from ..panels import Input
+from ..state import BIND
 from ..widgets import Settings
 
 
@@ -202,6 +203,14 @@ def prediction_change(original: Input, edited: Input) -> None:
     st.markdown(f"Prediction on the edit: {verdict} ({q.probabilities[q.index]:.1%}) · "
                 f"P({render.md(p.label)}) {before:.1%} → {after:.1%} "
                 f"(**{(after - before) * 100:+.1f}** pts)")
+
+
+def model_source(label: str, own: str, own_caption: str, modality: str) -> str:
+    """The sidebar's "Model" heading and the choice between the modality's default model and
+    the user's own (``own`` names that option); returns the choice. Call inside the sidebar."""
+    st.subheader("Model")
+    return st.radio(label, ["default", own], key="model_src", bind=BIND,
+                    captions=[models.DEFAULT_TITLES[modality], own_caption])
 
 
 def class_names(text: str) -> tuple[str, ...] | None:

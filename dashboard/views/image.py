@@ -13,7 +13,8 @@ from explainers import ExplainerError
 from .. import models, render
 from ..panels import Input, prepare
 from ..state import BIND, digest
-from .base import Apply, ModalityView, PickedInput, class_names, prediction_change, register_view
+from .base import (Apply, ModalityView, PickedInput, class_names, model_source, prediction_change,
+                   register_view)
 
 
 def _patch_box(adapter, label: str, labels: Sequence[str]) -> tuple[int, int, int, int]:
@@ -48,9 +49,7 @@ class ImageView(ModalityView):
     def model(self):
         """Sidebar: the default EfficientNet-Lite0, or a timm architecture with your checkpoint."""
         with st.sidebar:
-            st.subheader("Model")
-            src = st.radio("Image model", ["default", "custom"], key="model_src", bind=BIND,
-                           captions=[models.DEFAULT_TITLES["image"], "a timm architecture + your checkpoint"])
+            src = model_source("Image model", "custom", "a timm architecture + your checkpoint", self.modality)
             if src == "default":
                 adapter, err = models.get_model("image", "image")
             else:

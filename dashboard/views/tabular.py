@@ -13,7 +13,8 @@ from .. import models, render
 from ..panels import Input, prepare
 from ..review import MAX_INPUTS
 from ..state import BIND, digest, memo
-from .base import Apply, ModalityView, PickedInput, class_names, prediction_change, register_view
+from .base import (Apply, ModalityView, PickedInput, class_names, model_source, prediction_change,
+                   register_view)
 
 
 def _wf_key(row: int, feature: str) -> str:
@@ -68,9 +69,7 @@ class TabularView(ModalityView):
     def model(self):
         """Sidebar: the default breast-cancer MLP, or an uploaded CSV + TorchScript model."""
         with st.sidebar:
-            st.subheader("Model")
-            src = st.radio("Tabular model", ["default", "upload"], key="model_src", bind=BIND,
-                           captions=[models.DEFAULT_TITLES["tabular"], "your CSV + TorchScript model"])
+            src = model_source("Tabular model", "upload", "your CSV + TorchScript model", self.modality)
             if src == "default":
                 adapter, err = models.get_model("tabular", "tabular")
             else:

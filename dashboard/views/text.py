@@ -11,7 +11,7 @@ from cache.models import TEXT_SAMPLES
 from .. import models, render
 from ..panels import Input, prepare
 from ..state import BIND, digest
-from .base import Apply, ModalityView, PickedInput, prediction_change, register_view
+from .base import Apply, ModalityView, PickedInput, model_source, prediction_change, register_view
 
 
 #: above this many tokens, the token pills are paged and the disagreement text folds away
@@ -92,9 +92,7 @@ class TextView(ModalityView):
     def model(self):
         """Sidebar: the default sentiment model or any Hugging Face id / local folder."""
         with st.sidebar:
-            st.subheader("Model")
-            src = st.radio("Text model", ["default", "custom"], key="model_src", bind=BIND,
-                           captions=[models.DEFAULT_TITLES["text"], "a Hugging Face id or a local folder"])
+            src = model_source("Text model", "custom", "a Hugging Face id or a local folder", self.modality)
             spec = "text"
             if src == "custom":
                 spec = st.text_input("Model id or folder", key="model", bind=BIND,

@@ -7,36 +7,12 @@ raw HTTP requests and WebSocket handshakes with chosen Host headers.
 from __future__ import annotations
 
 import base64
-import http.client
 import os
 import socket
-import subprocess
-import sys
-import time
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 90
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_status(port: int, host: str, path: str = "/") -> int:
-    con = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        con.putrequest("GET", path, skip_host=True)
-        con.putheader("Host", host)
-        con.endheaders()
-        return con.getresponse().status
-    finally:
-        con.close()
+from tests.servers import http_status, streamlit_server
 
 
 def websocket_status(port: int, host: str) -> int:
@@ -49,40 +25,6 @@ def websocket_status(port: int, host: str) -> int:
         s.sendall(request.encode())
         status_line = s.recv(4096).split(b"\r\n", 1)[0].decode()
     return int(status_line.split()[1])
-
-
-@contextmanager
-def streamlit_server(entry: str, extra_env: dict | None = None, probe_host: str = "127.0.0.1"):
-    """``streamlit run entry`` on 127.0.0.1 and a free port; yields the port once
-    ``/_stcore/health`` answers 200 to a request with Host ``probe_host``."""
-    port = free_port()
-    env = {**os.environ, **(extra_env or {}), "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "streamlit", "run", entry, "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--server.headless", "true",
-           "--browser.gatherUsageStats", "false"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"streamlit exited: {proc.stdout.read().decode()[-2000:]}")
-            try:
-                if http_status(port, probe_host, "/_stcore/health") == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"streamlit did not start within {START_TIMEOUT} s")
-            time.sleep(0.3)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 def test_dashboard_refuses_foreign_host_on_the_websocket():
