@@ -84,7 +84,7 @@ class ImageView(ModalityView):
         clip = st.slider("Clip outliers (%)", 0.0, 10.0, DEFAULT_CLIP, step=0.5, key="clip", bind=BIND,
                          help="Full colour at this share of the largest |scores| (Captum's "
                               "outlier_perc, 2% by default), so a few hot pixels do not wash the map out.")
-        smooth = st.slider("Smooth heat maps (σ, pixels)", 0.0, 8.0, DEFAULT_SMOOTH, step=0.5, key="smooth",
+        smooth = st.slider("Smooth heat maps (σ, pixels)", 0.0, 16.0, DEFAULT_SMOOTH, step=0.5, key="smooth",
                            bind=BIND,
                            help="Display only: a Gaussian blur of each pixel map, so speckled maps "
                                 "(IG, GradientSHAP) show which regions carry the attribution. "
