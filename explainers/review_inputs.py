@@ -301,7 +301,7 @@ class InputSource:
 
     def describe(self) -> str:
         """One line saying what is read (shown on stderr, so a wrong guess is seen at once)."""
-        plan = self._plan or {}
+        plan = self._plan or self.check()._plan
         if plan.get("folder"):
             return f"reading images from folder {self.file} (no labels)"
         if plan.get("model_rows"):
