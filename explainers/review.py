@@ -395,15 +395,18 @@ def summary_table(summary: dict) -> str:
 
 
 # -- output file and resume ----------------------------------------------------------------------
-def id_key(ident: Any) -> str:
-    """How ids are compared on resume: as JSON writes them (``3`` and ``"3"`` differ)."""
+def id_key(ident: Any) -> int | str:
+    """How ids are compared on resume: as JSON writes them (``3`` and ``"3"`` differ);
+    whole-number ids stay ints, the smallest key for the common case of row numbers."""
+    if isinstance(ident, int) and not isinstance(ident, bool):
+        return ident
     return json.dumps(ident, default=str)
 
 
 @dataclass
 class Resumed:
     """What an existing output file already holds."""
-    done: set[str] = field(default_factory=set)
+    done: set[int | str] = field(default_factory=set)
     rows: int = 0
     methods: tuple[str, ...] | None = None
     truncated: bool = False
@@ -502,7 +505,7 @@ def _items(inputs: Any, info: ModelInfo) -> Iterator[Item]:
     return (Item(*(tuple(x) + (None,))[:3]) for x in inputs)
 
 
-def _checked(items: Iterator[Item], classes: Sequence[str], done: set[str],
+def _checked(items: Iterator[Item], classes: Sequence[str], done: set[int | str],
              skipped: list[int]) -> Iterator[Item]:
     """Items not yet written, their labels mapped to class indices (an unmappable label
     stops the run at once rather than filling the file with error lines)."""

@@ -220,3 +220,8 @@ def test_cli_review_reads_an_sst2_style_file_with_its_labels(tmp_path, tiny_text
         assert "--explain true needs ground-truth labels" in capsys.readouterr().err
         assert main(args + ["--workers", "2"]) == 2
         assert "--workers need(s) --engine ray" in capsys.readouterr().err
+
+
+def test_resume_keys_keep_numbers_and_strings_apart():
+    from explainers.review import id_key
+    assert id_key(3) != id_key("3") and id_key("a.png") == id_key("a.png") and id_key(True) != id_key(1)
