@@ -11,7 +11,6 @@ import json
 import os
 import sys
 import warnings
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .errors import ExplainerError
@@ -25,7 +24,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", help="tabular: CSV with a header row; with --model, the model's "
                                  "reference rows; without, rows for the default model")
     p.add_argument("--labels", help="comma-separated class names, if the model has none")
-    p.add_argument("--label-column", help="tabular: CSV column holding the ground truth (dropped)")
+    p.add_argument("--label-column", help="the column holding the ground truth (tabular: dropped from "
+                                          "the features; review: the labels, 'none' for none)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,15 +53,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("review", help="explain + metrics over a file of inputs, with a summary")
     _add_model_args(r)
-    r.add_argument("--file", help="text: TSV (first column text); image: folder; tabular: CSV")
+    r.add_argument("--file", help="text: TSV/CSV/JSON lines, header row detected; image: a folder, or a "
+                                  "table with a column of image paths; tabular: CSV/TSV/JSON lines "
+                                  "(default: the model's own rows)")
+    r.add_argument("--text-column", help="text: the column of texts, by name or (no header) 0-based "
+                                         "position; default: text/sentence/review/..., else the first")
+    r.add_argument("--image-column", help="image tables: the column of image paths (relative to the "
+                                          "table's folder); default: image/path/file/..., else the first")
+    r.add_argument("--id-column", help="a column of unique ids for the JSON lines (default: row number)")
+    r.add_argument("--header", choices=["auto", "yes", "no"], default="auto",
+                   help="whether the file's first row names the columns (default: detected)")
+    r.add_argument("--explain", choices=["predicted", "true"], default="predicted",
+                   help="explain the predicted class (default) or the ground-truth label")
     r.add_argument("--limit", type=int, default=None, help="first N inputs only")
     r.add_argument("--methods", default="integrated_gradients,gradient_shap,occlusion")
     r.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE")
     r.add_argument("--metrics", default="agreement,faithfulness,flip")
     r.add_argument("--metric-param", action="append", default=[], metavar="NAME=VALUE")
-    r.add_argument("--out", help="write the JSON lines here instead of stdout")
+    r.add_argument("--out", help="write the JSON lines here instead of stdout; an existing file is "
+                                 "resumed (its ids are skipped)")
+    r.add_argument("--overwrite", action="store_true", help="start --out over instead of resuming it")
     r.add_argument("--no-cache", action="store_true")
     r.add_argument("--unit", choices=["word", "piece"], help="text features: words (default) or word pieces")
+    r.add_argument("--batch-size", type=int, default=8, help="inputs per task (default 8)")
+    r.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process (default); ray: workers on a Ray cluster")
+    r.add_argument("--address", help="ray: an existing cluster, 'auto' or HOST:PORT (default: start "
+                                     "Ray on this machine's cores)")
+    r.add_argument("--workers", type=int, help="ray: workers, each loading the model once "
+                                               "(default: as many as the CPUs/GPUs allow)")
+    r.add_argument("--cpus-per-worker", type=float, help="ray: CPUs (torch threads) per worker")
+    r.add_argument("--gpus-per-worker", type=float, help="ray: GPUs per worker (0.5: two share one)")
 
     sub.add_parser("methods", help="list methods: modalities, paper, summary, convergence delta")
     return parser
@@ -128,33 +150,42 @@ def input_from_args(args: argparse.Namespace, model) -> Any:
 
 
 def iter_inputs(model, modality: str, file: str | None) -> Iterator[tuple[Any, Any]]:
-    """``(id, input)`` pairs from a TSV of texts, a folder of images or a CSV of rows."""
-    if modality == "text":
-        if not file:
-            raise ExplainerError("--file is required for text")
-        path = Path(file)
-        if not path.is_file():
-            raise ExplainerError(f"file not found: {file}")
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        if lines and lines[0].lower().split("\t")[0].strip() in ("text", "sentence"):
-            lines = lines[1:]  # a header row (SST-2's dev.tsv has "sentence<TAB>label")
-        for i, line in enumerate(lines):
-            text = line.split("\t")[0].strip()
-            if text:
-                yield i, text
-    elif modality == "image":
-        if not file or not Path(file).is_dir():
-            raise ExplainerError("--file must be a folder of images for image")
-        for path in sorted(Path(file).iterdir()):
-            if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"):
-                yield path.name, str(path)
-    else:
-        if file:
-            for i, row in csv_rows(model, file).iterrows():
-                yield int(i), row.to_dict()
-        else:
-            for i in range(len(model.data)):
-                yield i, i
+    """``(id, input)`` pairs from a table of texts, a folder of images or a CSV of rows
+    (read by :class:`explainers.review_inputs.InputSource`: header detected, streamed)."""
+    from .review_inputs import InputSource, ModelInfo
+    source = InputSource(modality, file, label_column="none").check()
+    for item in source.items(ModelInfo.from_adapter(model)):
+        yield item.id, item.raw
+
+
+def spec_from_args(args: argparse.Namespace):
+    """The :class:`explainers.review.ModelSpec` the model arguments name (what
+    :func:`load_from_args` loads, and what a Ray worker loads)."""
+    from .review import ModelSpec
+    if not args.model:
+        if args.checkpoint:
+            raise ExplainerError("--checkpoint needs --model as well")
+        return ModelSpec(args.modality, args.modality)
+    labels = tuple(split_list(args.labels)) if args.labels else None
+    return ModelSpec(args.model, args.modality, checkpoint=args.checkpoint, data=args.csv, labels=labels,
+                     label_column=args.label_column if args.modality == "tabular" else None)
+
+
+def review_source(args: argparse.Namespace):
+    """The review's :class:`explainers.review_inputs.InputSource`, checked (before any model
+    is loaded)."""
+    from .review_inputs import InputSource
+    file = args.file
+    if args.modality == "tabular" and not file and args.csv and not args.model:
+        file = args.csv  # rows for the default model
+    header = {"auto": None, "yes": True, "no": False}[args.header]
+    source = InputSource(args.modality, file, text_column=args.text_column, image_column=args.image_column,
+                         label_column=args.label_column, id_column=args.id_column, header=header,
+                         model_csv=args.csv if args.model else None).check()
+    if args.explain == "true" and not source.has_labels:
+        raise ExplainerError("--explain true needs ground-truth labels: name their column with "
+                             "--label-column")
+    return source
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -193,11 +224,21 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_review(args: argparse.Namespace) -> None:
     from .review import run_review
-    model = load_from_args(args)
-    inputs = iter_inputs(model, args.modality, args.file)
-    run_review(model, inputs, methods=split_list(args.methods), params=parse_params(args.param),
+    source = review_source(args)
+    spec = spec_from_args(args)
+    ray_args = {"workers": args.workers, "address": args.address, "cpus_per_worker": args.cpus_per_worker,
+                "gpus_per_worker": args.gpus_per_worker}
+    if args.engine == "local":
+        given = [f"--{k.replace('_', '-')}" for k, v in ray_args.items() if v is not None]
+        if given:
+            raise ExplainerError(f"{', '.join(given)} need(s) --engine ray")
+        ray_args = {}
+    model = spec if args.engine == "ray" else spec.load()  # ray: each worker loads the spec
+    run_review(model, source, methods=split_list(args.methods), params=parse_params(args.param),
                metrics=split_list(args.metrics), metric_params=parse_metric_params(args.metric_param),
-               limit=args.limit, out=args.out, use_cache=not args.no_cache, unit=args.unit)
+               limit=args.limit, out=args.out, use_cache=not args.no_cache, unit=args.unit,
+               explain=args.explain, engine=args.engine, batch_size=args.batch_size,
+               resume=not args.overwrite, **ray_args)
 
 
 def cmd_methods(args: argparse.Namespace) -> None:
