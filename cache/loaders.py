@@ -224,8 +224,7 @@ def load_exported(path: str | Path) -> torch.nn.Module:
                 isinstance(node.target, torch._ops.OpOverload)
                 or getattr(node.target, "__module__", None) in (operator.__name__, "_operator", math.__name__)):
             raise _pt2_refuse(path, f"calls {node.target!r}, which is not an ATen operator")
-    batch = _static_batch(program)
-    return FixedBatch(module, batch) if batch is not None else module
+    return ExportedModule(module, _static_batch(program))
 
 
 def _static_batch(program) -> int | None:
@@ -241,24 +240,35 @@ def _static_batch(program) -> int | None:
     return None
 
 
-class FixedBatch(torch.nn.Module):
-    """Runs a program exported for a fixed batch size ``b`` on any batch: rows go through in
-    chunks of ``b``, the last one padded with copies of its first row (and the padding's
-    outputs dropped). Exporting with ``dynamic_shapes={"x": {0: torch.export.Dim("batch")}}``
-    avoids the chunking."""
+class ExportedModule(torch.nn.Module):
+    """A loaded ``torch.export`` program as an ordinary module.
 
-    def __init__(self, module: torch.nn.Module, batch: int) -> None:
+    The program's module refuses ``train()``/``eval()`` (an exported graph has its mode
+    baked in), which every cached model goes through, so this wrapper keeps the flag to
+    itself. A program exported for a fixed batch size ``batch`` runs on any batch: rows go
+    through in chunks of ``batch``, the last one padded with copies of its first row (the
+    padding's outputs dropped). Exporting with ``dynamic_shapes={"x": {0:
+    torch.export.Dim("batch")}}`` avoids the chunking.
+    """
+
+    def __init__(self, module: torch.nn.Module, batch: int | None = None) -> None:
         super().__init__()
-        self.inner = module
-        self.batch = int(batch)
+        self.program = module
+        self.batch = None if batch is None else int(batch)
+
+    def train(self, mode: bool = True) -> "ExportedModule":
+        self.training = bool(mode)  # the graph's own mode is fixed at export
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n = self.batch, x.shape[0]
+        if b is None or n == b:
+            return self.program(x)
         outs = []
         for start in range(0, n, b):
             chunk = x[start:start + b]
             real = chunk.shape[0]
             if real < b:
                 chunk = torch.cat([chunk, chunk[:1].expand(b - real, *chunk.shape[1:])])
-            outs.append(self.inner(chunk)[:real])
+            outs.append(self.program(chunk)[:real])
         return torch.cat(outs)

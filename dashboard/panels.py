@@ -88,6 +88,21 @@ def _encode_predict(adapter, raw, encode=None):
 
 
 # -- prediction strip ---------------------------------------------------------------------------
+def strip_frame(adapter, prediction: Prediction, edited: Prediction | None) -> "pd.DataFrame":
+    """The values the strip draws, one row per output (and input): ``output``, ``value``
+    (probability, or raw score), ``input`` ("original" / "edited"). Softmax and sigmoid show
+    every output's probability; a sigmoid's do not share 100 %."""
+    import pandas as pd
+    rows = []
+    for name, pred in (("original", prediction), ("edited", edited)):
+        if pred is None:
+            continue
+        for i, v in enumerate(pred.outputs):
+            rows.append({"output": adapter.label(i), "value": float(v), "input": name, "index": i})
+    return pd.DataFrame(rows)
+
+
+
 def prediction_strip(adapter, original: Input, edited: Input | None) -> int:
     """Predicted label, class-probability bars (top 10) and the target selector.
 
