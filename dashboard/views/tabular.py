@@ -74,7 +74,7 @@ DEFAULTS = {"breast cancer": ("tabular", "MLP classifier, malignant or benign (5
 OUTPUTS = {"auto": "automatic", "softmax": "softmax (one class of several)",
            "sigmoid": "sigmoid (independent probabilities, multi-label)",
            "score": "score (raw value: regression, ranking)"}
-READOUTS = {"signed": "signed", "ranked": "ranked by |attribution|"}
+READOUTS = {"signed": "bars for and against", "ranked": "by |attribution|"}
 
 
 @register_view
@@ -125,8 +125,8 @@ class TabularView(ModalityView):
 
     def sidebar_options(self) -> dict:
         top = int(st.slider("Features shown per panel", 5, 30, 15, key="top", bind=BIND))
-        readout = st.radio("Read-out", list(READOUTS), format_func=READOUTS.get, key="tab.readout",
-                           bind=BIND, horizontal=True,
+        readout = st.radio("Read-out", list(READOUTS), key="tab.readout", bind=BIND, horizontal=True,
+                           captions=list(READOUTS.values()),
                            help="Signed: bars left (against) and right (for the output). Ranked: "
                                 "features by |attribution|, largest first, with the list as text.")
         return {"top_features": top, "readout": readout}
