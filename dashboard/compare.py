@@ -182,7 +182,8 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
         return {}
     n = inp.enc.n_features
     st.caption(f"Metrics on the original input, over {n} interpretable {view.unit(adapter)}, for the methods "
-               f"that ran: {', '.join(_title(m) for m in run.ok)}. Explaining class "
+               f"that ran: {', '.join(_title(m) for m in run.ok)}. Explaining "
+               f"{'class ' if getattr(adapter, 'output_kind', 'softmax') == 'softmax' else ''}"
                f"*{render.md(adapter.label(run.target))}*.")
 
     verdict_slot = st.container()  # filled once the metrics are in, above the buttons and tabs
@@ -309,7 +310,8 @@ def _threshold_input(adapter, target: int, tab) -> float | None:
                                 format="%.4g", key=f"cmp.threshold.{target}",
                                 help=f"a flip is the fewest removals that move the output across this value "
                                      f"(default: {note})")
-    return None if value is None else float(value)
+    # the default itself is left to the engine, which then reports where it comes from
+    return None if value is None or (default is not None and value == default) else float(value)
 
 
 # == verdicts ==================================================================================

@@ -134,7 +134,7 @@ def prediction_strip(adapter, original: Input, edited: Input | None) -> int:
             ref = adapter.reference_outputs()
             chart = render.score_chart(None if ref is None else ref[:, target], p.outputs[target],
                                        None if q is None else q.outputs[target], adapter.label(target))
-            st.altair_chart(chart, width="stretch")
+            st.altair_chart(chart, width="stretch", height=render.SCORE_CHART_HEIGHT + 70 if ref is not None else 110)
             if ref is None:
                 st.caption("No reference data: the model's range is not known.")
         else:

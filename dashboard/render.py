@@ -329,6 +329,10 @@ def probability_chart(labels: Sequence[str], probs: Sequence[float], top: int = 
     return bars.properties(height=alt.Step(13 if other is not None else 18))
 
 
+#: pixels of the score histogram (Streamlit sizes layered charts small unless told)
+SCORE_CHART_HEIGHT = 170
+
+
 def score_chart(reference: Sequence[float] | None, value: float, edited: float | None = None,
                 label: str = "score", threshold: float | None = None) -> alt.Chart:
     """A score against the model's range on its data: a histogram of the reference rows'
@@ -340,20 +344,22 @@ def score_chart(reference: Sequence[float] | None, value: float, edited: float |
     if threshold is not None:
         marks.append({"score": float(threshold), "what": "threshold"})
     lines = pd.DataFrame(marks)
-    colour = alt.Color("what:N", scale=alt.Scale(domain=["this row", "edited", "threshold"],
-                                                 range=["#ff7f0e", "#1f77b4", "#555555"]),
+    palette = {"this row": "#ff7f0e", "edited": "#1f77b4", "threshold": "#555555"}
+    shown = [m["what"] for m in marks]
+    colour = alt.Color("what:N", scale=alt.Scale(domain=shown, range=[palette[w] for w in shown]),
                        legend=alt.Legend(orient="bottom", title=None))
+    with_hist = reference is not None and len(reference) > 0
     rule = alt.Chart(lines).mark_rule(strokeWidth=3).encode(
-        x=alt.X("score:Q", title=label), color=colour,
+        x=alt.X("score:Q", title=None if with_hist else label), color=colour,
         strokeDash=alt.condition(alt.datum.what == "threshold", alt.value([4, 3]), alt.value([1, 0])),
         tooltip=["what", alt.Tooltip("score:Q", format=".4g")])
-    if reference is None or len(reference) == 0:
+    if not with_hist:
         return rule.properties(height=60)
     ref = pd.DataFrame({"score": np.asarray(reference, dtype=float)})
     hist = alt.Chart(ref).mark_bar(color="#c7ccd1").encode(
         x=alt.X("score:Q", bin=alt.Bin(maxbins=30), title=f"{label} (histogram: the model's scores on its data)"),
         y=alt.Y("count():Q", title="rows"))
-    return (hist + rule).properties(height=150)
+    return (hist + rule).properties(height=SCORE_CHART_HEIGHT)
 
 
 # -- PNG exports ------------------------------------------------------------------------------
