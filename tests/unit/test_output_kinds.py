@@ -261,3 +261,33 @@ def test_no_deprecation_warnings_from_our_export_path(tmp_path):
         model = file_tabular(path, str(tmp_path / "rows.csv"))
         explain(model, 1, methods=["integrated_gradients", "feature_ablation"], use_cache=False,
                 metrics=["faithfulness", "flip"], metric_params={"random_orders": 5})
+
+
+def test_multilabel_text_head_is_a_sigmoid_everywhere(tmp_path):
+    """A Hugging Face multi-label head (``problem_type``) is read as a sigmoid: predictions,
+    re-predicted edited texts (flip, faithfulness under ``delete``) all use torch.sigmoid."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    from cache.models import hf_text
+    from tests.conftest import TINY_VOCAB
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(TINY_VOCAB), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=37, max_position_embeddings=64, num_labels=3,
+                        problem_type="multi_label_classification",
+                        id2label={0: "toxic", 1: "insult", 2: "threat"})
+    BertForSequenceClassification(config).save_pretrained(tmp_path)
+    BertTokenizer(vocab={w: i for i, w in enumerate(TINY_VOCAB)}).save_pretrained(tmp_path)
+    model = hf_text(str(tmp_path))
+    assert model.output_kind == "sigmoid"
+    text = "the food was bad and the service was terrible"
+    enc = model.encode(text)
+    with torch.no_grad():
+        logits = model.forward(enc.inputs, enc)[0]
+    pred = model.predict(enc)
+    np.testing.assert_allclose(pred.outputs, torch.sigmoid(logits).numpy(), atol=1e-6)
+    np.testing.assert_allclose(model.predict_texts([text])[0].numpy(), torch.sigmoid(logits).numpy(), atol=1e-5)
+    r = explain(model, text, methods=["occlusion"], use_cache=False, metrics=["flip", "faithfulness"],
+                metric_params={"random_orders": 5})
+    assert r.metrics["flip"]["threshold"] == 0.5 and r.metrics["faithfulness"]["measure"] == "probability"
+    curve = r.metrics["faithfulness"]["methods"]["occlusion"]["deletion"]
+    assert curve[0] == pytest.approx(pred.outputs[pred.index], abs=1e-5)
