@@ -138,8 +138,11 @@ def prediction_strip(adapter, original: Input, edited: Input | None) -> int:
             if ref is None:
                 st.caption("No reference data: the model's range is not known.")
         else:
-            chart = render.probability_chart(adapter.labels, p.outputs, top=min(10, len(adapter.labels)),
-                                             highlight=p.index, other=q.outputs if q else None, kind=kind)
+            bars = strip_frame(adapter, p, q)  # one value per output and input: what is drawn
+            shown = {name: bars[bars["input"] == name].sort_values("index")["value"].tolist()
+                     for name in ("original", "edited")}
+            chart = render.probability_chart(adapter.labels, shown["original"], top=min(10, len(adapter.labels)),
+                                             highlight=p.index, other=shown["edited"] or None, kind=kind)
             st.altair_chart(chart, width="stretch")
     for w in original.enc.warnings:
         st.caption(f":material/info: {render.md(w)}")

@@ -119,3 +119,25 @@ def test_chinese_names_survive_csv_json_and_png_exports(recommender_files, tmp_p
     one = render.bars_png(["浏览时长"], np.array([1.0]), None, 1.0)
     other = render.bars_png(["历史消费"], np.array([1.0]), None, 1.0)
     assert one != other
+
+
+def test_uploaded_multilabel_head_shows_independent_probabilities(tmp_path):
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(rng.normal(size=(20, 4)), columns=["a", "b", "c", "d"])
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(4, 3).eval()
+    program = torch.export.export(lin, (torch.randn(2, 4),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, str(tmp_path / "tags.pt2"))
+    at = run(page({"model_src": "upload", "row": "4"}))
+    upload(at, (tmp_path / "tags.pt2").read_bytes(), frame.to_csv(index=False).encode())
+    at.selectbox(key="up.output").set_value("sigmoid")
+    at.text_input(key="up.names").input("sports, music, travel")
+    run(at)
+    with torch.no_grad():
+        want = torch.sigmoid(lin(torch.tensor(frame.iloc[4].to_numpy(), dtype=torch.float32)))
+    share = next(c.value for c in at.caption if c.value.startswith("independent per output"))
+    assert f"{float(want.max()):.1%}" in share  # the most probable output's own probability
+    on = next(c.value for c in at.caption if c.value.startswith("at or above 0.5"))
+    expected = [n for n, p in zip(["sports", "music", "travel"], want.tolist()) if p >= 0.5]
+    assert all(n in on for n in expected) and (expected or "none" in on)
+    assert [s for s in at.selectbox if s.key == "target"]  # three outputs: a target to choose
