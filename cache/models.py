@@ -124,15 +124,22 @@ def default_tabular_model() -> tuple[tabular_model.BreastCancerMLP, float]:
     """
     x, y, _ = dataset_cached()
     train_idx, test_idx = tabular_model.split_indices(len(x), y)
-    path = cache_path() / tabular_model.WEIGHTS_NAME
-    model = tabular_model.BreastCancerMLP(x.shape[1])
+    model = _trained_once(tabular_model.BreastCancerMLP(x.shape[1]), tabular_model.WEIGHTS_NAME,
+                          lambda: tabular_model.train(x.iloc[train_idx], y[train_idx]))
+    return model, tabular_model.accuracy(model, x.iloc[test_idx], y[test_idx])
+
+
+def _trained_once(model: torch.nn.Module, name: str, train) -> torch.nn.Module:
+    """``model`` with the weights saved as ``name`` in the cache directory, or ``train()``'s
+    model, saved there for the next start; in eval mode."""
+    path = cache_path() / name
     if path.is_file():
         from safetensors.torch import load_file
         model.load_state_dict(load_file(str(path)))
     else:
-        model = tabular_model.train(x.iloc[train_idx], y[train_idx])
+        model = train()
         _save_weights(model, path)
-    return model.eval(), tabular_model.accuracy(model, x.iloc[test_idx], y[test_idx])
+    return model.eval()
 
 
 def _save_weights(model: torch.nn.Module, path: Path) -> bool:
@@ -171,15 +178,9 @@ def default_diabetes_model() -> tuple[tabular_model.DiabetesMLP, float]:
     read from the cache directory (as :func:`default_tabular_model`)."""
     x, y = diabetes_cached()
     train_idx, test_idx = tabular_model.diabetes_split(len(x))
-    path = cache_path() / tabular_model.DIABETES_WEIGHTS_NAME
-    model = tabular_model.DiabetesMLP(x.shape[1])
-    if path.is_file():
-        from safetensors.torch import load_file
-        model.load_state_dict(load_file(str(path)))
-    else:
-        model = tabular_model.train_regressor(x.iloc[train_idx], y[train_idx])
-        _save_weights(model, path)
-    return model.eval(), tabular_model.r2_score(model, x.iloc[test_idx], y[test_idx])
+    model = _trained_once(tabular_model.DiabetesMLP(x.shape[1]), tabular_model.DIABETES_WEIGHTS_NAME,
+                          lambda: tabular_model.train_regressor(x.iloc[train_idx], y[train_idx]))
+    return model, tabular_model.r2_score(model, x.iloc[test_idx], y[test_idx])
 
 
 @functools.lru_cache(maxsize=None)

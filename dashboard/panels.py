@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from explainers import (Attribution, ExplainerError, baseline_predictions, estimate_cost, get_method,
@@ -88,11 +89,10 @@ def _encode_predict(adapter, raw, encode=None):
 
 
 # -- prediction strip ---------------------------------------------------------------------------
-def strip_frame(adapter, prediction: Prediction, edited: Prediction | None) -> "pd.DataFrame":
+def strip_frame(adapter, prediction: Prediction, edited: Prediction | None) -> pd.DataFrame:
     """The values the strip draws, one row per output (and input): ``output``, ``value``
-    (probability, or raw score), ``input`` ("original" / "edited"). Softmax and sigmoid show
-    every output's probability; a sigmoid's do not share 100 %."""
-    import pandas as pd
+    (probability, or raw score), ``input`` ("original" / "edited"), ``index``. Softmax and
+    sigmoid show every output's probability; a sigmoid's do not share 100 %."""
     rows = []
     for name, pred in (("original", prediction), ("edited", edited)):
         if pred is None:

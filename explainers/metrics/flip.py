@@ -136,11 +136,15 @@ def flip(scores: dict[str, np.ndarray], original: int, predict: Callable[[np.nda
         return out
 
     methods = {name: block(orders[name], *found[name]) for name in orders}
-    counts = {name: b["count"] for name, b in methods.items() if b["count"] is not None}
-    best = min(counts, key=lambda m: counts[m]) if counts else None
-    return {"methods": methods, "random": block(rand, *found[key_random]), "best": best,
+    return {"methods": methods, "random": block(rand, *found[key_random]), "best": fewest(methods),
             "original_label": name_of(original), "perturbation": perturbation,
             "perturbation_note": perturbation_note}
+
+
+def fewest(methods: dict[str, dict]) -> str | None:
+    """The method with the fewest removals (first listed on a tie), None when none flips."""
+    counts = {name: b["count"] for name, b in methods.items() if b["count"] is not None}
+    return min(counts, key=lambda m: counts[m]) if counts else None
 
 
 def side_label(label: str, above: bool, threshold: float) -> str:
@@ -217,9 +221,7 @@ def flip_threshold(scores: dict[str, np.ndarray], target: int, threshold: float,
         return out
 
     methods = {name: block(orders[name], *found[name]) for name in orders}
-    counts = {name: b["count"] for name, b in methods.items() if b["count"] is not None}
-    best = min(counts, key=lambda m: counts[m]) if counts else None
-    return {"methods": methods, "random": block(rand, *found[key_random]), "best": best,
+    return {"methods": methods, "random": block(rand, *found[key_random]), "best": fewest(methods),
             "original_label": side_label(target_label, above0, threshold), "original_value": value0,
             "threshold": float(threshold), "threshold_source": threshold_source,
             "output_kind": output_kind, "target_label": target_label,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,21 +14,14 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.app.test_pages import run
+
 NAMES = ["浏览时长", "收藏次数", "历史消费", "年龄", "性别"]
 
 
 def page(params: dict | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / "tabular.py"), default_timeout=240)
-    for k, v in (params or {}).items():
-        at.query_params[k] = v
-    return at
-
-
-def run(at: AppTest) -> AppTest:
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    from tests.app.test_pages import page as any_page
+    return any_page("tabular", params)
 
 
 def metrics(at: AppTest) -> dict[str, str]:
