@@ -17,6 +17,8 @@ from streamlit.testing.v1 import AppTest
 from tests.app.test_pages import run
 
 NAMES = ["浏览时长", "收藏次数", "历史消费", "年龄", "性别"]
+#: one cheap method for the upload tests (the URL names methods by title)
+FAST = "Feature ablation"
 
 
 def page(params: dict | None = None) -> AppTest:
@@ -69,7 +71,8 @@ def upload(at: AppTest, model: bytes, rows: bytes) -> None:
 def test_uploaded_pt2_recommender_with_chinese_feature_names(recommender_files):
     model, rows, frame = recommender_files
     # a link carrying a what-if edit of 浏览时长 (the URL direction of the round trip)
-    at = run(page({"model_src": "upload", "wf.2.浏览时长": "9.5", "row": "2", "tab.readout": "ranked"}))
+    at = run(page({"model_src": "upload", "wf.2.浏览时长": "9.5", "row": "2", "tab.readout": "ranked",
+                   "methods": FAST}))
     upload(at, model, rows)
     run(at)
     shown = metrics(at)
@@ -120,7 +123,7 @@ def test_uploaded_multilabel_head_shows_independent_probabilities(tmp_path):
     lin = torch.nn.Linear(4, 3).eval()
     program = torch.export.export(lin, (torch.randn(2, 4),), dynamic_shapes=({0: torch.export.Dim("batch")},))
     torch.export.save(program, str(tmp_path / "tags.pt2"))
-    at = run(page({"model_src": "upload", "row": "4"}))
+    at = run(page({"model_src": "upload", "row": "4", "methods": FAST}))
     upload(at, (tmp_path / "tags.pt2").read_bytes(), frame.to_csv(index=False).encode())
     at.selectbox(key="up.output").set_value("sigmoid")
     at.text_input(key="up.names").input("sports, music, travel")
