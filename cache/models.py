@@ -7,6 +7,7 @@ per process. Only a user-named Hugging Face id or timm name may touch the networ
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import os
@@ -26,10 +27,11 @@ from explainers.adapters.base import config_digest, probe_logits  # noqa: E402
 from explainers.errors import ExplainerError  # noqa: E402
 
 from . import tabular_model  # noqa: E402
-from .loaders import load_state_dict, load_torchscript  # noqa: E402
+from .loaders import load_exported, load_state_dict, load_torchscript  # noqa: E402
 from .store import cache_path  # noqa: E402
 
-DEFAULT_NAMES = {"text": "minilm-l6-sst2", "image": "efficientnet_lite0", "tabular": "breast-cancer-mlp"}
+DEFAULT_NAMES = {"text": "minilm-l6-sst2", "image": "efficientnet_lite0", "tabular": "breast-cancer-mlp",
+                 "diabetes": "diabetes-mlp"}
 
 #: sample inputs shipped with the app (skimage's bundled images need no download)
 IMAGE_GALLERY = ("chelsea", "coffee", "astronaut", "rocket")
@@ -122,15 +124,22 @@ def default_tabular_model() -> tuple[tabular_model.BreastCancerMLP, float]:
     """
     x, y, _ = dataset_cached()
     train_idx, test_idx = tabular_model.split_indices(len(x), y)
-    path = cache_path() / tabular_model.WEIGHTS_NAME
-    model = tabular_model.BreastCancerMLP(x.shape[1])
+    model = _trained_once(tabular_model.BreastCancerMLP(x.shape[1]), tabular_model.WEIGHTS_NAME,
+                          lambda: tabular_model.train(x.iloc[train_idx], y[train_idx]))
+    return model, tabular_model.accuracy(model, x.iloc[test_idx], y[test_idx])
+
+
+def _trained_once(model: torch.nn.Module, name: str, train) -> torch.nn.Module:
+    """``model`` with the weights saved as ``name`` in the cache directory, or ``train()``'s
+    model, saved there for the next start; in eval mode."""
+    path = cache_path() / name
     if path.is_file():
         from safetensors.torch import load_file
         model.load_state_dict(load_file(str(path)))
     else:
-        model = tabular_model.train(x.iloc[train_idx], y[train_idx])
+        model = train()
         _save_weights(model, path)
-    return model.eval(), tabular_model.accuracy(model, x.iloc[test_idx], y[test_idx])
+    return model.eval()
 
 
 def _save_weights(model: torch.nn.Module, path: Path) -> bool:
@@ -164,7 +173,51 @@ def default_tabular() -> TabularAdapter:
     return with_source(adapter, "default_tabular")
 
 
-DEFAULT_LOADERS = {"text": default_text, "image": default_image, "tabular": default_tabular}
+def default_diabetes_model() -> tuple[tabular_model.DiabetesMLP, float]:
+    """The diabetes regression MLP and its held-out R²; trained once (about a second), then
+    read from the cache directory (as :func:`default_tabular_model`)."""
+    x, y = diabetes_cached()
+    train_idx, test_idx = tabular_model.diabetes_split(len(x))
+    model = _trained_once(tabular_model.DiabetesMLP(x.shape[1]), tabular_model.DIABETES_WEIGHTS_NAME,
+                          lambda: tabular_model.train_regressor(x.iloc[train_idx], y[train_idx]))
+    return model, tabular_model.r2_score(model, x.iloc[test_idx], y[test_idx])
+
+
+@functools.lru_cache(maxsize=None)
+def diabetes_cached():
+    return tabular_model.diabetes_dataset()
+
+
+@functools.lru_cache(maxsize=None)
+def default_diabetes() -> TabularAdapter:
+    """A regression MLP over scikit-learn's diabetes data (442 rows, 10 named features in
+    raw units): one score out, disease progression a year after baseline. The stand-in for
+    a recommender or risk score: people's attributes in, one number out."""
+    x, y = diabetes_cached()
+    model, r2 = default_diabetes_model()
+    adapter = TabularAdapter(DEFAULT_NAMES["diabetes"], model, x, [tabular_model.DIABETES_LABEL],
+                             output="score")
+    adapter.heldout_r2 = r2
+    adapter.true_values = y
+    adapter.feature_help = tabular_model.diabetes_glossary(list(x.columns))
+    return with_source(adapter, "default_diabetes")
+
+
+#: the default models by name: one per modality, plus ``diabetes`` (a second, regression
+#: model for tables)
+DEFAULT_LOADERS = {"text": default_text, "image": default_image, "tabular": default_tabular,
+                   "diabetes": default_diabetes}
+#: the modality of each default model
+DEFAULT_MODALITY = {"text": "text", "image": "image", "tabular": "tabular", "diabetes": "tabular"}
+
+
+def with_output(adapter, output: str | None):
+    """``adapter`` with the output kind ``output`` (None: as loaded). A different kind is a
+    shallow copy, so the cached model keeps its own kind for everyone else."""
+    if output is None or output == "auto" or output == adapter.output_kind:
+        return adapter
+    other = copy.copy(adapter)
+    return other.set_output_kind(output, labels_given=True)
 
 
 # -- user models -------------------------------------------------------------------------------
@@ -194,6 +247,10 @@ def hf_text(spec: str, labels: tuple[str, ...] | None = None) -> TextAdapter:
         raise ExplainerError(f"{len(labels)} labels given for a model with {model.config.num_labels} classes")
     labels = list(labels) if labels else [str(id2label.get(i, i)) for i in range(model.config.num_labels)]
     adapter = TextAdapter(Path(spec).name if local else spec, model, tokenizer, labels)
+    # the config says what the head was trained as: multi-label (sigmoid) or regression
+    problem = getattr(model.config, "problem_type", None)
+    adapter.output_kind = {"multi_label_classification": "sigmoid", "regression": "score"}.get(
+        problem, "score" if model.config.num_labels == 1 else "softmax")
     return with_source(adapter, "hf_text", spec=spec, config=config_digest(model.config))
 
 
@@ -236,11 +293,16 @@ def read_csv(path: str | Path) -> pd.DataFrame:
 
 
 @functools.lru_cache(maxsize=8)
-def torchscript_tabular(model_path: str, csv_path: str, labels: tuple[str, ...] | None = None,
-                        label_column: str | None = None) -> TabularAdapter:
-    """A TorchScript model over the columns of a CSV (header row = feature names)."""
+def file_tabular(model_path: str, csv_path: str, labels: tuple[str, ...] | None = None,
+                 label_column: str | None = None, output: str | None = None) -> TabularAdapter:
+    """A tabular model file over the columns of a CSV (header row = feature names): a
+    ``torch.export`` program (``.pt2``, loaded with :func:`cache.loaders.load_exported`) or
+    a TorchScript archive (anything else). ``output`` sets the output kind (None: one
+    output without ``labels`` is a score, with one label a sigmoid, several a softmax)."""
+    from explainers.adapters.base import resolve_output_kind
     from explainers.adapters.tabular import check_frame
-    module = load_torchscript(model_path)
+    exported = Path(model_path).suffix == ".pt2"
+    module = load_exported(model_path) if exported else load_torchscript(model_path)
     data = read_csv(csv_path)
     if label_column:
         if label_column not in data.columns:
@@ -250,34 +312,48 @@ def torchscript_tabular(model_path: str, csv_path: str, labels: tuple[str, ...] 
     out = probe_logits(module, torch.tensor(data.to_numpy()[:2], dtype=torch.float32),
                        n_classes=len(labels) if labels else None, source="the CSV's")
     n_out = int(out.shape[-1])
-    names = list(labels) if labels else [f"class {i}" for i in range(n_out)]
-    adapter = TabularAdapter(Path(model_path).name, module, data, names)
-    return with_source(adapter, "torchscript_tabular", archive=file_digest(model_path))
+    kind = resolve_output_kind(output, n_out, labels_given=bool(labels))
+    default = ["score"] if kind == "score" and n_out == 1 else \
+        [f"output {i}" if kind == "score" else f"class {i}" for i in range(n_out)]
+    names = list(labels) if labels else default
+    adapter = TabularAdapter(Path(model_path).name, module, data, names, output=kind)
+    return with_source(adapter, "exported_tabular" if exported else "torchscript_tabular",
+                       archive=file_digest(model_path))
+
+
+def torchscript_tabular(model_path: str, csv_path: str, labels: tuple[str, ...] | None = None,
+                        label_column: str | None = None, output: str | None = None) -> TabularAdapter:
+    """A TorchScript (or ``.pt2``) model over a CSV's columns; see :func:`file_tabular`."""
+    return file_tabular(model_path, csv_path, labels, label_column, output)
+
+
+#: the file suffixes of tabular model files
+TABULAR_SUFFIXES = (".pt", ".pth", ".ts", ".pt2")
 
 
 def load(spec: str, modality: str | None = None, *, checkpoint: str | None = None,
          data: str | None = None, labels: Sequence[str] | None = None,
-         label_column: str | None = None):
+         label_column: str | None = None, output: str | None = None):
     """Dispatch to the right loader; see :func:`explainers.load_model`."""
     if spec in DEFAULT_LOADERS and not (checkpoint or data):
-        return DEFAULT_LOADERS[spec]()
+        if modality is not None and modality != DEFAULT_MODALITY[spec]:
+            raise ExplainerError(f"model {spec!r} is a {DEFAULT_MODALITY[spec]} model, not {modality}")
+        return with_output(DEFAULT_LOADERS[spec](), output)
     if modality is None:
         path = Path(spec)
-        if path.suffix in (".pt", ".pth", ".ts") and data:
+        if path.suffix in TABULAR_SUFFIXES and data:
             modality = "tabular"
         elif path.is_dir() or "/" in spec:
             modality = "text"
         else:
             raise ExplainerError(f"cannot tell the modality of model {spec!r}; pass modality=")
-    if modality in DEFAULT_LOADERS and spec == modality and not (checkpoint or data):
-        return DEFAULT_LOADERS[modality]()
     labels_t = tuple(labels) if labels else None
     if modality == "text":
-        return hf_text(spec, labels_t)
+        return with_output(hf_text(spec, labels_t), output)
     if modality == "image":
-        return timm_image(spec, checkpoint, labels_t)
+        return with_output(timm_image(spec, checkpoint, labels_t), output)
     if modality == "tabular":
         if not data:
             raise ExplainerError("a tabular model needs a CSV of reference rows (data=...)")
-        return torchscript_tabular(str(spec), str(data), labels_t, label_column)
+        return file_tabular(str(spec), str(data), labels_t, label_column, output)
     raise ExplainerError(f"unknown modality {modality!r}; use text, image or tabular")

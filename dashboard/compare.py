@@ -39,7 +39,8 @@ AUTO_MAX_FEATURES = 100
 STATS = {"spearman": "Spearman ρ", "kendall": "Kendall τ", "topk_jaccard": "top-k Jaccard",
          "sign_agreement": "sign agreement"}
 #: the options each metric depends on (part of its session cache key)
-DEPENDS = {"agreement": ("k",), "faithfulness": ("baseline", "perturbation"), "flip": ("baseline", "perturbation"),
+DEPENDS = {"agreement": ("k",), "faithfulness": ("baseline", "perturbation"),
+           "flip": ("baseline", "perturbation", "threshold"),
            "stability": ("tolerance", "ig_steps", "seeds"), "sanity": (), "robustness": ("baseline",)}
 BUTTONS = {"faithfulness": "Run faithfulness", "flip": "Find flips", "stability": "Run stability",
            "sanity": "Run sanity checks", "robustness": "Run robustness"}
@@ -181,7 +182,8 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
         return {}
     n = inp.enc.n_features
     st.caption(f"Metrics on the original input, over {n} interpretable {view.unit(adapter)}, for the methods "
-               f"that ran: {', '.join(_title(m) for m in run.ok)}. Explaining class "
+               f"that ran: {', '.join(_title(m) for m in run.ok)}. Explaining "
+               f"{'class ' if getattr(adapter, 'output_kind', 'softmax') == 'softmax' else ''}"
                f"*{render.md(adapter.label(run.target))}*.")
 
     verdict_slot = st.container()  # filled once the metrics are in, above the buttons and tabs
@@ -209,6 +211,7 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
             "Removal baseline (baseline removal, robustness)", kinds, key="cmp.baseline",
             index=kinds.index(adapter.default_baselines[0]) if adapter.default_baselines else 0,
             help=engine.OPTION_HELP.get("baseline", ""))
+    threshold = _threshold_input(adapter, run.target, tabs[2])
     with tabs[3]:
         c1, c2, c3 = st.columns(3)
         tolerance = c1.number_input("IG tolerance (relative |δ|)", min_value=0.001, max_value=10.0, value=0.05,
@@ -219,7 +222,7 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
         seeds = c3.number_input("GradientSHAP seeds", 2, 100, 5, key="cmp.seeds",
                                 help=engine.OPTION_HELP.get("seeds", ""))
     options = {"k": int(k), "baseline": baseline, "perturbation": perturbation, "tolerance": float(tolerance),
-               "ig_steps": ig_steps, "seeds": int(seeds)}
+               "ig_steps": ig_steps, "seeds": int(seeds), "threshold": threshold}
 
     base_key = digest(adapter.name, id(adapter), inp.enc.key, run.target, run.ok,
                       {m: run.original[m].params for m in run.ok})
@@ -285,6 +288,30 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
                                             {m: run.original[m].params for m in run.ok}, metrics, input_id),
             file_name=f"review_{adapter.modality}.json", mime="application/json")
     return metrics
+
+
+def _threshold_input(adapter, target: int, tab) -> float | None:
+    """Score and sigmoid models: the threshold a flip must cross, at the top of the Flips tab
+    (default: the median of the model's scores on its data, or 0.5 for a sigmoid). None for
+    a softmax classifier, whose flip is a change of class."""
+    kind = getattr(adapter, "output_kind", "softmax")
+    if kind == "softmax":
+        return None
+    if kind == "sigmoid":
+        default, note = 0.5, "0.5"
+    else:
+        ref = adapter.reference_outputs()
+        if ref is None:
+            default, note = None, "the baseline's score"
+        else:
+            default, note = float(np.median(ref[:, target])), "the median of the model's scores on its data"
+    with tab:
+        value = st.number_input(f"Flip threshold for {render.md(adapter.label(target))}", value=default,
+                                format="%.4g", key=f"cmp.threshold.{target}",
+                                help=f"a flip is the fewest removals that move the output across this value "
+                                     f"(default: {note})")
+    # the default itself is left to the engine, which then reports where it comes from
+    return None if value is None or (default is not None and value == default) else float(value)
 
 
 # == verdicts ==================================================================================
@@ -405,21 +432,29 @@ def _curves_frame(f: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _measure(f: dict) -> str:
+    """What the curves follow: the target's "probability", or its raw "score"."""
+    return f.get("measure") or "probability"
+
+
 def _faithfulness(f: dict) -> None:
     df = _curves_frame(f)
     names = list(dict.fromkeys(df["method"])) if not df.empty else []
     colours = _colours(names, grey="random (control)")
     how = f.get("perturbation_note") or f"features replaced by the {f.get('baseline')} baseline"
+    measure = _measure(f)
     st.caption(f"Removal: {render.md(how)}. Features go in each method's order (most important first). "
-               "Deletion: the target probability should fall fast (high AOPC); insertion: rise fast "
-               "(high AUC). The grey dashed line is the random control.")
+               f"Deletion: the target {measure} should fall fast (high AOPC); insertion: rise fast "
+               "(high AUC). The grey dashed line is the random control."
+               + (" Scores are in the model's own units, so AOPC and AUC are too." if measure == "score" else ""))
     c1, c2 = st.columns(2)
     for col, curve, xt in ((c1, "deletion", "fraction of features removed"),
                            (c2, "insertion", "fraction of features inserted")):
         sub = df[df["curve"] == curve]
         chart = alt.Chart(sub).mark_line(point=len(f.get("fractions") or []) <= 30).encode(
             x=alt.X("fraction:Q", title=xt, axis=alt.Axis(format="%")),
-            y=alt.Y("probability:Q", title="target probability", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("probability:Q", title=f"target {measure}",
+                    scale=alt.Scale(domain=[0, 1]) if measure == "probability" else alt.Scale(zero=False)),
             color=alt.Color("method:N", scale=colours, legend=alt.Legend(orient="bottom", title=None)),
             strokeDash=alt.condition(alt.datum.method == "random (control)", alt.value([5, 4]), alt.value([1, 0])),
             tooltip=["method", alt.Tooltip("fraction:Q", format=".0%"), alt.Tooltip("probability:Q", format=".3f")],
@@ -453,8 +488,11 @@ def _flips(fl: dict, apply: Apply | None, faith: dict | None, baseline: str | No
     original = fl.get("original_label")
     best = fl.get("best")
     how = fl.get("perturbation_note") or "features replaced by the baseline"
+    goal = (f"until the prediction leaves *{render.md(original)}*" if fl.get("threshold") is None else
+            f"until *{render.md(fl.get('target_label'))}* ({render.fmt_score(fl.get('original_value'))}) crosses "
+            f"the threshold {render.fmt_score(fl['threshold'])} ({render.md(fl.get('threshold_source') or '')})")
     st.caption(f"Remove features in each method's order (most important first; {render.md(how)}) "
-               f"until the prediction leaves *{render.md(original)}*. Fewer removals = the method "
+               f"{goal}. Fewer removals = the method "
                "found the decisive features. 'Apply' loads exactly the edit that was scored into the "
                "editor above.")
     kind = (faith or {}).get("baseline") or baseline
@@ -472,7 +510,8 @@ def _flips(fl: dict, apply: Apply | None, faith: dict | None, baseline: str | No
         shown = ", ".join(render.md(x) for x in feats[:12]) + (" …" if len(feats) > 12 else "")
         c1.markdown(f"**{render.md(name)}**{star}")
         step = STEP.get(fl.get("perturbation"), "removal")
-        c2.markdown(f"**{count}** {step}(s) → *{render.md(b.get('new_label'))}*: {shown}")
+        value = f" ({render.fmt_score(b['new_value'])})" if b.get("new_value") is not None else ""
+        c2.markdown(f"**{count}** {step}(s) → *{render.md(b.get('new_label'))}*{value}: {shown}")
         if b.get("edited") is not None:
             c2.caption("scored edit: " + render.md(_short_text(b["edited"])))
         if apply is not None and b.get("indices"):

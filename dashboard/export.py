@@ -42,7 +42,8 @@ def panel_png(adapter, inp, a: Attribution, scale: float, settings=None) -> byte
 
     from .views import get_view
     from .widgets import Settings
-    title = (f"{get_method(a.method).title} · {inp.name} · predicted {inp.prediction.label} · "
+    from .render import prediction_summary
+    title = (f"{get_method(a.method).title} · {inp.name} · predicted {prediction_summary(inp.prediction)} · "
              f"scale ±{scale:.3g}")
     return get_view(adapter.modality).panel_png(adapter, inp, a, scale, settings or Settings(0, True), title)
 

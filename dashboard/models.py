@@ -19,22 +19,24 @@ from . import render
 DEFAULT_TITLES = {
     "text": "MiniLM-L6 fine-tuned on SST-2 (sentiment)",
     "image": "EfficientNet-Lite0 on ImageNet",
-    "tabular": "MLP on the breast-cancer data (569 rows, 30 features)",
+    "tabular": "MLP classifier (breast cancer) or regression (diabetes)",
 }
 
 
 @st.cache_resource(show_spinner="Loading the model (once per server process)...", max_entries=16)
 def _load(spec: str, modality: str, checkpoint: str | None, data: str | None,
-          labels: tuple[str, ...] | None, label_column: str | None):
+          labels: tuple[str, ...] | None, label_column: str | None, output: str | None = None):
     return load_model(spec, modality, checkpoint=checkpoint, data=data,
-                      labels=list(labels) if labels else None, label_column=label_column)
+                      labels=list(labels) if labels else None, label_column=label_column, output=output)
 
 
 def get_model(spec: str, modality: str, *, checkpoint: str | None = None, data: str | None = None,
-              labels: tuple[str, ...] | None = None, label_column: str | None = None):
-    """``(adapter, None)`` or ``(None, message)``: a load failure is a message, not a traceback."""
+              labels: tuple[str, ...] | None = None, label_column: str | None = None,
+              output: str | None = None):
+    """``(adapter, None)`` or ``(None, message)``: a load failure is a message, not a traceback.
+    ``output`` sets the model's output kind (softmax, sigmoid, score; None: inferred)."""
     try:
-        return _load(spec, modality, checkpoint, data, labels, label_column), None
+        return _load(spec, modality, checkpoint, data, labels, label_column, output), None
     except ExplainerError as e:
         return None, str(e)
     except FileNotFoundError as e:

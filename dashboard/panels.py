@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from explainers import (Attribution, ExplainerError, baseline_predictions, estimate_cost, get_method,
@@ -88,31 +89,96 @@ def _encode_predict(adapter, raw, encode=None):
 
 
 # -- prediction strip ---------------------------------------------------------------------------
-def prediction_strip(adapter, original: Input, edited: Input | None) -> int:
-    """Predicted label, class-probability bars (top 10) and the target selector.
+def strip_frame(adapter, prediction: Prediction, edited: Prediction | None) -> pd.DataFrame:
+    """The values the strip draws, one row per output (and input): ``output``, ``value``
+    (probability, or raw score), ``input`` ("original" / "edited"), ``index``. Softmax and
+    sigmoid show every output's probability; a sigmoid's do not share 100 %."""
+    rows = []
+    for name, pred in (("original", prediction), ("edited", edited)):
+        if pred is None:
+            continue
+        for i, v in enumerate(pred.outputs):
+            rows.append({"output": adapter.label(i), "value": float(v), "input": name, "index": i})
+    return pd.DataFrame(rows)
 
-    Returns the class index every panel explains (for both the original and the edited
-    input, so their maps answer the same question).
+
+
+def prediction_strip(adapter, original: Input, edited: Input | None) -> int:
+    """The model's output and the target selector, by output kind:
+
+    * softmax: predicted label, class-probability bars (top 10);
+    * sigmoid: one probability bar per output (independent: no shared 100 %), a line at 0.5;
+    * score: the value, the model's range on its data (a histogram with this row marked)
+      and the edited value with its change.
+
+    A single-output model has nothing to choose, so the target selector is left out.
+
+    Returns:
+        The output index every panel explains (for both the original and the edited input,
+        so their maps answer the same question).
     """
     p = original.prediction
+    q = edited.prediction if edited is not None else None
+    kind = getattr(adapter, "output_kind", "softmax")
     left, right = st.columns([1, 2])
     with left:
-        st.metric("Prediction", render.md(p.label), help="the model's arg-max class on the original input")
-        st.caption(f"probability {p.probabilities[p.index]:.1%} · model {render.md(adapter.name)}")
-        if edited is not None:
-            q = edited.prediction
-            change = q.probabilities[p.index] - p.probabilities[p.index]
-            st.metric("Edited input", render.md(q.label), delta=f"{change * 100:+.1f} pts for {render.md(p.label)}",
-                      delta_color="normal")
-        target = target_picker(adapter, p)
+        head = st.container()
+        target = p.index if adapter.single_output else target_picker(adapter, p)
+    with head:
+        if kind == "score":
+            _score_metrics(adapter, p, q, target)
+        else:
+            _probability_metrics(adapter, p, q, kind)
     with right:
-        chart = render.probability_chart(adapter.labels, p.probabilities, top=min(10, len(adapter.labels)),
-                                         highlight=p.index,
-                                         other=edited.prediction.probabilities if edited else None)
-        st.altair_chart(chart, width="stretch")
+        if kind == "score":
+            ref = adapter.reference_outputs()
+            chart = render.score_chart(None if ref is None else ref[:, target], p.outputs[target],
+                                       None if q is None else q.outputs[target], adapter.label(target))
+            st.altair_chart(chart, width="stretch", height=render.SCORE_CHART_HEIGHT + 70 if ref is not None else 110)
+            if ref is None:
+                st.caption("No reference data: the model's range is not known.")
+        else:
+            bars = strip_frame(adapter, p, q)  # one value per output and input: what is drawn
+            shown = {name: bars[bars["input"] == name].sort_values("index")["value"].tolist()
+                     for name in ("original", "edited")}
+            chart = render.probability_chart(adapter.labels, shown["original"], top=min(10, len(adapter.labels)),
+                                             highlight=p.index, other=shown["edited"] or None, kind=kind)
+            st.altair_chart(chart, width="stretch")
     for w in original.enc.warnings:
         st.caption(f":material/info: {render.md(w)}")
     return target
+
+
+def _probability_metrics(adapter, p: Prediction, q: Prediction | None, kind: str) -> None:
+    what = "the most probable output (each output is its own probability)" if kind == "sigmoid" \
+        else "the model's arg-max class on the original input"
+    st.metric("Prediction", render.md(p.label), help=what)
+    share = "independent per output (sigmoid)" if kind == "sigmoid" else "probability"
+    st.caption(f"{share}: {p.value:.1%} · model {render.md(adapter.name)}")
+    if kind == "sigmoid" and len(p.outputs) > 1:
+        on = [adapter.label(i) for i, v in enumerate(p.outputs) if v >= 0.5]
+        st.caption("at or above 0.5: " + (", ".join(render.md(x) for x in on) if on else "none"))
+    if q is not None:
+        change = q.outputs[p.index] - p.value
+        st.metric("Edited input", render.md(q.label), delta=f"{change * 100:+.1f} pts for {render.md(p.label)}",
+                  delta_color="normal")
+
+
+def _score_metrics(adapter, p: Prediction, q: Prediction | None, target: int) -> None:
+    label = adapter.label(target)
+    value = p.outputs[target]
+    st.metric(f"Predicted {render.md(label)}", render.fmt_score(value),
+              help="the model's raw output (a score, not a probability)")
+    ref = adapter.reference_outputs()
+    where = ""
+    if ref is not None and len(ref):
+        col = ref[:, target]
+        where = (f" · {100.0 * float((col <= value).mean()):.0f}th percentile of the data "
+                 f"(range {render.fmt_score(col.min())} to {render.fmt_score(col.max())})")
+    st.caption(f"score{where} · model {render.md(adapter.name)}")
+    if q is not None:
+        after = q.outputs[target]
+        st.metric("Edited input", render.fmt_score(after), delta=f"{after - value:+.4g}", delta_color="normal")
 
 
 # -- panels -------------------------------------------------------------------------------------
@@ -171,9 +237,8 @@ class _Board:
         for inp, _ in self.inputs:
             header = "Original input" if inp is original else \
                 f"Edited input{(': ' + inp.note) if inp.note else ''}"
-            st.markdown(f"**{render.md(header)}** — predicted *{render.md(inp.prediction.label)}* "
-                        f"({inp.prediction.probabilities[inp.prediction.index]:.1%}); explaining "
-                        f"*{render.md(adapter.label(run.target))}*")
+            st.markdown(f"**{render.md(header)}** — predicted *{render.md(render.prediction_summary(inp.prediction))}*"
+                        f"; explaining *{render.md(adapter.label(run.target))}*")
             for row in rows:
                 for col, m in zip(st.columns(len(row)), row):
                     with col:
@@ -327,9 +392,11 @@ def _baseline_line(adapter, inp: Input, kinds) -> None:
                      lambda: baseline_predictions(adapter, inp.enc, list(kinds)))
     except ExplainerError:
         return
-    parts = [f"{render.md(k)} → {render.md(b.prediction.label)} "
-             f"{b.prediction.probabilities[b.prediction.index]:.2f} (neutrality {b.neutrality:.2f})"
-             for k, b in preds.items()]
+    def said(b) -> str:
+        if np.isfinite(b.neutrality):
+            return f"{render.md(b.prediction.label)} {b.prediction.value:.2f} (neutrality {b.neutrality:.2f})"
+        return render.md(render.prediction_summary(b.prediction))  # a score or a sigmoid output
+    parts = [f"{render.md(k)} → {said(b)}" for k, b in preds.items()]
     st.caption("Baseline: " + "; ".join(parts), help="the model's prediction on each baseline; "
                "neutrality 1 = uniform, 0 = all on one class")
     for b in preds.values():

@@ -251,9 +251,52 @@ def tabular_chart(features: Sequence[str], scores: np.ndarray, values: dict | No
     ).properties(height=alt.Step(20))
 
 
+def fmt_score(v: float) -> str:
+    """A raw score for display: four significant digits."""
+    return f"{float(v):.4g}"
+
+
+def prediction_summary(pred) -> str:
+    """One plain-text phrase for a prediction, by output kind: ``label (87.0%)`` (softmax),
+    ``label (p 0.73)`` (sigmoid: its own probability), ``label = 217.1`` (score)."""
+    kind = getattr(pred, "output_kind", "softmax")
+    if kind == "score":
+        return f"{pred.label} = {fmt_score(pred.value)}"
+    if kind == "sigmoid":
+        return f"{pred.label} (p {pred.value:.2f})"
+    return f"{pred.label} ({pred.value:.1%})"
+
+
+def ranked_text(features: Sequence[str], scores: np.ndarray, top: int | None = None) -> str:
+    """The features ranked by |attribution|, as the walkthrough prints them:
+    ``"浏览时长: 0.412, 历史消费: 0.305, ..."`` (magnitudes; the signed bars show direction)."""
+    df = tabular_frame(features, scores, None)
+    if top is not None:
+        df = df.head(top)
+    return ", ".join(f"{f}: {a:.3g}" for f, a in zip(df["feature"], df["abs"]))
+
+
+def ranked_chart(features: Sequence[str], scores: np.ndarray, values: dict | None, scale: float,
+                 top: int = 15) -> alt.Chart:
+    """Bars of |attribution|, largest first (the sign is in the tooltip and the colour)."""
+    df = tabular_frame(features, scores, values).head(top)
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("abs:Q", scale=alt.Scale(domain=[0, scale]), title="|attribution|"),
+        y=alt.Y("label:N", sort=list(df["label"]), title=None, axis=alt.Axis(labelLimit=220, labelOverlap=False)),
+        color=alt.Color("sign:N", scale=alt.Scale(domain=["supports", "against"], range=[POS_HEX, NEG_HEX]),
+                        legend=None),
+        tooltip=["feature", "value", alt.Tooltip("score:Q", format="+.4f")],
+    ).properties(height=alt.Step(20))
+
+
 def probability_chart(labels: Sequence[str], probs: Sequence[float], top: int = 10,
-                      highlight: int | None = None, other: Sequence[float] | None = None) -> alt.Chart:
-    """Class probabilities as sorted horizontal bars; ``other`` adds the edited input's."""
+                      highlight: int | None = None, other: Sequence[float] | None = None,
+                      kind: str = "softmax") -> alt.Chart:
+    """Output probabilities as sorted horizontal bars; ``other`` adds the edited input's.
+
+    ``kind="sigmoid"``: each bar is its own output's probability (they do not share 100 %),
+    with a tick at 0.5; ``softmax``: the classes' shares of one distribution.
+    """
     p = np.asarray(probs, dtype=float)
     order = list(np.argsort(-p)[:top])
     if other is not None:
@@ -267,8 +310,9 @@ def probability_chart(labels: Sequence[str], probs: Sequence[float], top: int = 
             rows.append({"class": str(labels[i]), "probability": float(other[i]), "input": "edited",
                          "predicted": bool(i == highlight)})
     df = pd.DataFrame(rows)
+    title = "probability of each output (independent, sigmoid)" if kind == "sigmoid" else "probability"
     enc = dict(
-        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=title),
         y=alt.Y("class:N", sort=[str(labels[i]) for i in order], title=None, axis=alt.Axis(labelLimit=200, labelOverlap=False)),
         tooltip=["class", "input", alt.Tooltip("probability:Q", format=".2%")],
     )
@@ -279,7 +323,43 @@ def probability_chart(labels: Sequence[str], probs: Sequence[float], top: int = 
         enc["yOffset"] = "input:N"
     else:
         enc["color"] = alt.condition(alt.datum.predicted, alt.value("#ff7f0e"), alt.value("#9aa5b1"))
-    return alt.Chart(df).mark_bar().encode(**enc).properties(height=alt.Step(13 if other is not None else 18))
+    bars = alt.Chart(df).mark_bar().encode(**enc)
+    if kind == "sigmoid":  # each output is on or off at 0.5: show the line
+        bars = bars + alt.Chart(pd.DataFrame({"x": [0.5]})).mark_rule(strokeDash=[3, 3], color="#555").encode(x="x:Q")
+    return bars.properties(height=alt.Step(13 if other is not None else 18))
+
+
+#: pixels of the score histogram (Streamlit sizes layered charts small unless told)
+SCORE_CHART_HEIGHT = 170
+
+
+def score_chart(reference: Sequence[float] | None, value: float, edited: float | None = None,
+                label: str = "score", threshold: float | None = None) -> alt.Chart:
+    """A score against the model's range on its data: a histogram of the reference rows'
+    scores with this row's value marked (orange), the edited value (blue) and a flip
+    threshold (dashed) when given."""
+    marks = [{"score": float(value), "what": "this row"}]
+    if edited is not None:
+        marks.append({"score": float(edited), "what": "edited"})
+    if threshold is not None:
+        marks.append({"score": float(threshold), "what": "threshold"})
+    lines = pd.DataFrame(marks)
+    palette = {"this row": "#ff7f0e", "edited": "#1f77b4", "threshold": "#555555"}
+    shown = [m["what"] for m in marks]
+    colour = alt.Color("what:N", scale=alt.Scale(domain=shown, range=[palette[w] for w in shown]),
+                       legend=alt.Legend(orient="bottom", title=None))
+    with_hist = reference is not None and len(reference) > 0
+    rule = alt.Chart(lines).mark_rule(strokeWidth=3).encode(
+        x=alt.X("score:Q", title=None if with_hist else label), color=colour,
+        strokeDash=alt.condition(alt.datum.what == "threshold", alt.value([4, 3]), alt.value([1, 0])),
+        tooltip=["what", alt.Tooltip("score:Q", format=".4g")])
+    if not with_hist:
+        return rule.properties(height=60)
+    ref = pd.DataFrame({"score": np.asarray(reference, dtype=float)})
+    hist = alt.Chart(ref).mark_bar(color="#c7ccd1").encode(
+        x=alt.X("score:Q", bin=alt.Bin(maxbins=30), title=f"{label} (histogram: the model's scores on its data)"),
+        y=alt.Y("count():Q", title="rows"))
+    return (hist + rule).properties(height=SCORE_CHART_HEIGHT)
 
 
 # -- PNG exports ------------------------------------------------------------------------------
@@ -288,6 +368,39 @@ def _font(size: int = 15):
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow built without FreeType
         return ImageFont.load_default()
+
+
+#: fonts with CJK glyphs, tried in order when a PNG must draw text beyond Latin (Pillow's
+#: built-in font draws boxes for it); ``$ATTRIBUTION_STUDIO_FONT`` names one explicitly
+WIDE_FONTS = ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+              "/usr/share/fonts/truetype/noto/NotoSansCJK-Regular.ttc",
+              "/usr/share/fonts/opentype/noto/NotoSansCJKsc-Regular.otf",
+              "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+              "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+              "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+              "/usr/share/fonts/truetype/arphic/uming.ttc")
+
+
+def wide_font_path() -> str | None:
+    """A font file that can draw CJK text, or None when the system has none."""
+    import os
+    for path in (os.environ.get("ATTRIBUTION_STUDIO_FONT", ""),) + WIDE_FONTS:
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+def font_for(texts: Sequence[str], size: int = 15):
+    """Pillow's default font, or a CJK-capable system font (:data:`WIDE_FONTS`) when any of
+    ``texts`` has characters beyond Latin, so exported PNGs keep names such as 浏览时长."""
+    if any(ord(ch) > 0x24F for t in texts for ch in str(t)):
+        path = wide_font_path()
+        if path:
+            try:
+                return ImageFont.truetype(path, size)
+            except OSError:
+                pass
+    return _font(size)
 
 
 def png_bytes(arr: np.ndarray | Image.Image) -> bytes:
@@ -358,24 +471,28 @@ def text_png(labels: Sequence[str], scores: Sequence[float], scale: float, title
 
 
 def bars_png(features: Sequence[str], scores: np.ndarray, values: dict | None, scale: float,
-             title: str = "", top: int = 30) -> bytes:
-    """Horizontal bar chart PNG (sorted by |score|) for tabular attributions."""
+             title: str = "", top: int = 30, ranked: bool = False) -> bytes:
+    """Horizontal bar chart PNG (sorted by |score|) for tabular attributions; ``ranked``
+    draws |score| from a left axis (the read-out ranked by magnitude), colour still the sign.
+    Names beyond Latin (Chinese feature names) use a CJK-capable font when the system has one."""
     df = tabular_frame(features, scores, values).head(top)
-    font = _font(14)
+    font = font_for(list(df["label"]) + [title], 14)
     label_w = int(max([font.getlength(str(t)) for t in df["label"]] + [50])) + 16
     bar_w, row_h, pad, top_h = 360, 20, 12, 30 if title else 8
-    width = label_w + bar_w + 80
+    width = max(label_w + bar_w + 80, int(font.getlength(title)) + 2 * pad if title else 0)
     img = Image.new("RGB", (width, top_h + row_h * len(df) + 2 * pad), "white")
     d = ImageDraw.Draw(img)
     if title:
         d.text((pad, pad), title, fill=(40, 40, 40), font=font)
-    zero = label_w + bar_w // 2
+    zero = label_w + (0 if ranked else bar_w // 2)
+    half = bar_w if ranked else bar_w // 2
     d.line([zero, top_h + pad - 2, zero, top_h + pad + row_h * len(df)], fill=(150, 150, 150))
     for r, row in enumerate(df.itertuples()):
         y = top_h + pad + r * row_h
         d.text((pad, y + 2), str(row.label), fill=(30, 30, 30), font=font)
-        length = int(round((bar_w // 2) * min(1.0, abs(row.score) / scale)))
-        x0, x1 = (zero, zero + length) if row.score >= 0 else (zero - length, zero)
+        length = int(round(half * min(1.0, abs(row.score) / scale)))
+        x0, x1 = (zero, zero + length) if (row.score >= 0 or ranked) else (zero - length, zero)
         d.rectangle([x0, y + 3, max(x0 + 1, x1), y + row_h - 3], fill=POS if row.score >= 0 else NEG)
-        d.text((label_w + bar_w + 6, y + 2), f"{row.score:+.3g}", fill=(60, 60, 60), font=font)
+        shown = f"{abs(row.score):.3g}" if ranked else f"{row.score:+.3g}"
+        d.text((label_w + bar_w + 6, y + 2), shown, fill=(60, 60, 60), font=font)
     return png_bytes(img)

@@ -87,7 +87,10 @@ def input_frame(records: list[dict]) -> pd.DataFrame:
         counts = [b.get("count") for b in ((metrics.get("flip") or {}).get("methods") or {}).values()
                   if b.get("count") is not None]
         truth = r.get("true_label")
-        pred = (r.get("prediction") or {}).get("label")
+        prediction = r.get("prediction") or {}
+        pred = prediction.get("label")
+        if prediction.get("output_kind") == "score" and prediction.get("value") is not None:
+            pred = f"{pred} = {float(prediction['value']):.4g}"  # a score: its value, not its name
         rows.append({"#": i, "id": str(r.get("id")), "input": _short(r.get("input")), "predicted": pred,
                      "true label": truth, "correct": None if truth is None else truth == pred,
                      "disagreement": 1 - sum(pairs) / len(pairs) if pairs else None,

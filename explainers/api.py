@@ -14,24 +14,31 @@ DEFAULT_METHODS = ("integrated_gradients", "gradient_shap", "occlusion")
 
 def load_model(spec: str = "text", modality: str | None = None, *, checkpoint: str | None = None,
                data: str | None = None, labels: Sequence[str] | None = None,
-               label_column: str | None = None) -> ModelAdapter:
+               label_column: str | None = None, output: str | None = None) -> ModelAdapter:
     """Load a model once per process and wrap it in its modality's adapter.
 
     Args:
-        spec: ``"text"``, ``"image"`` or ``"tabular"`` for the default models; otherwise a
-            Hugging Face id or local directory (text), a timm model name (image), or a
-            TorchScript file (tabular).
+        spec: ``"text"``, ``"image"`` or ``"tabular"`` (breast cancer) for the default
+            models, or ``"diabetes"`` (a regression default for tables); otherwise a Hugging
+            Face id or local directory (text), a timm model name (image), or a
+            ``torch.export`` program (``.pt2``) or TorchScript file (tabular).
         modality: needed when ``spec`` alone does not say it.
         checkpoint: image only: a local ``.safetensors`` or state-dict file for the timm model.
         data: tabular only: a CSV with a header row of feature names.
         labels: class names, when the model does not carry them.
         label_column: tabular only: a CSV column to drop (the ground truth).
+        output: what the outputs mean: ``"softmax"`` (classes), ``"sigmoid"`` (independent
+            probabilities: binary single-logit or multi-label heads) or ``"score"`` (raw
+            values: regression, ranking). None infers it: a one-output model without
+            ``labels`` is a score, with one label a sigmoid; several outputs a softmax
+            (a Hugging Face config's ``problem_type`` is honoured).
 
     Returns:
         A :class:`ModelAdapter` ready for :func:`explain`.
     """
     from cache.models import load
-    return load(spec, modality, checkpoint=checkpoint, data=data, labels=labels, label_column=label_column)
+    return load(spec, modality, checkpoint=checkpoint, data=data, labels=labels, label_column=label_column,
+                output=output)
 
 
 def check_methods(methods: Sequence[str] | None) -> list[str]:

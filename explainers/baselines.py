@@ -99,9 +99,10 @@ def baseline_predictions(adapter: "ModelAdapter", enc: "Encoded", kinds: Sequenc
         base = adapter.baselines(enc, [kind])
         with adapter.lock:
             probs = adapter.predict_batch(base, enc).float().mean(0).cpu().numpy().astype(float)
-        idx = int(probs.argmax())
-        pred = Prediction(idx, adapter.label(idx), probs.tolist())
-        score = neutrality(probs)
+        pred = adapter.make_prediction(probs.tolist())
+        idx = pred.index
+        # neutrality compares a class distribution with uniform: only a softmax has one
+        score = neutrality(probs) if adapter.output_kind == "softmax" else float("nan")
         warn = None
         if score < NEUTRALITY_WARN:
             warn = (f"baseline {kind} -> {pred.label} {probs[idx]:.2f}: far from uniform, so "

@@ -18,14 +18,20 @@ from .errors import ExplainerError
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modality", required=True, choices=["text", "image", "tabular"])
-    p.add_argument("--model", help="HF id or directory (text), timm name (image), TorchScript file "
-                                   "(tabular); default: the modality's default model")
+    p.add_argument("--model", help="HF id or directory (text), timm name (image), torch.export "
+                                   "(.pt2) or TorchScript file (tabular), or 'diabetes' (the "
+                                   "regression default for tables); default: the modality's "
+                                   "default model")
     p.add_argument("--checkpoint", help="image: local .safetensors or state-dict file for --model")
     p.add_argument("--csv", help="tabular: CSV with a header row; with --model, the model's "
                                  "reference rows; without, rows for the default model")
     p.add_argument("--labels", help="comma-separated class names, if the model has none")
     p.add_argument("--label-column", help="the column holding the ground truth (tabular: dropped from "
                                           "the features; review: the labels, 'none' for none)")
+    p.add_argument("--output", choices=["softmax", "sigmoid", "score"],
+                   help="what the model's outputs are: softmax (classes), sigmoid (independent "
+                        "probabilities, multi-label), score (raw values: regression, ranking); "
+                        "default: inferred (one output without --labels is a score)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,12 +127,16 @@ def split_list(value: str) -> list[str]:
 def load_from_args(args: argparse.Namespace):
     from .api import load_model
     labels = split_list(args.labels) if args.labels else None
+    output = getattr(args, "output", None)
     if args.model:
-        return load_model(args.model, args.modality, checkpoint=args.checkpoint, data=args.csv,
-                          labels=labels, label_column=args.label_column)
+        from cache.models import DEFAULT_LOADERS
+        default = args.model in DEFAULT_LOADERS and not args.checkpoint
+        return load_model(args.model, args.modality, checkpoint=args.checkpoint,
+                          data=None if default else args.csv, labels=labels,
+                          label_column=args.label_column, output=output)
     if args.checkpoint:
         raise ExplainerError("--checkpoint needs --model as well")
-    return load_model(args.modality)
+    return load_model(args.modality, output=output)
 
 
 def csv_rows(model, path: str):
@@ -137,7 +147,8 @@ def csv_rows(model, path: str):
 
 
 def input_from_args(args: argparse.Namespace, model) -> Any:
-    if args.modality == "tabular" and args.csv and not args.model:
+    from cache.models import DEFAULT_LOADERS
+    if args.modality == "tabular" and args.csv and (not args.model or args.model in DEFAULT_LOADERS):
         frame = csv_rows(model, args.csv)
         if args.row is None or not 0 <= args.row < len(frame):
             raise ExplainerError(f"--row must index the CSV's {len(frame)} rows")
@@ -215,8 +226,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
     for ident, raw in iter_inputs(model, args.modality, args.file):
         try:
             p = model.predict(model.encode(raw))
+            d = p.to_dict()  # probabilities (classifiers) or value and values (scores)
             line = {"index": ident, "label": p.label, "class_index": p.index,
-                    "probabilities": p.to_dict()["probabilities"]}
+                    **{k: v for k, v in d.items() if k not in ("index", "label")}}
         except ExplainerError as e:
             line = {"index": ident, "error": str(e)}
         print(json.dumps(line), flush=True)

@@ -2,7 +2,9 @@
 
 ``Explanation.to_dict()`` is the JSON schema the CLI prints::
 
-    {model, modality, features, prediction: {index, label, probabilities},
+    {model, modality, features,
+     prediction: {index, label, output_kind, probabilities}      (softmax, sigmoid)
+               | {index, label, output_kind, value, values}       (score),
      target: {index, label}, attributions: {method: {scores, convergence_delta, seconds,
      params, cache_hit, notes, delta_stats}}, warnings: [...], metrics: {...}}
 """
@@ -35,16 +37,50 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+#: what a model's outputs mean: ``softmax`` (one class out of several; probabilities sum to
+#: 1), ``sigmoid`` (each output an independent probability: a binary single-logit head or a
+#: multi-label head) or ``score`` (raw values: regression, ranking, recommender scores)
+OUTPUT_KINDS = ("softmax", "sigmoid", "score")
+
+
 @dataclass
 class Prediction:
-    """The model's output on one input: the arg-max class and every class probability."""
+    """The model's output on one input.
+
+    Attributes:
+        index: softmax: the arg-max class; sigmoid: the most probable output; score: the
+            first output (outputs of a score model are separate quantities, not rivals).
+        label: the name of ``index``.
+        probabilities: one value per output, in the kind's own space: softmax or sigmoid
+            probabilities, or (score) the raw outputs. :attr:`outputs` is the same list
+            under a name that fits every kind.
+        output_kind: one of :data:`OUTPUT_KINDS`.
+    """
 
     index: int
     label: str
     probabilities: list[float]
+    output_kind: str = "softmax"
+
+    @property
+    def outputs(self) -> list[float]:
+        """One value per output: probabilities (softmax, sigmoid) or raw scores (score)."""
+        return self.probabilities
+
+    @property
+    def value(self) -> float:
+        """The value of output ``index``: its probability, or its raw score."""
+        return float(self.probabilities[self.index])
 
     def to_dict(self) -> dict:
-        return {"index": self.index, "label": self.label, "probabilities": _jsonable(self.probabilities)}
+        """``{index, label, probabilities, output_kind}`` for softmax and sigmoid (the
+        classifier schema, with ``output_kind`` added); ``{index, label, output_kind, value,
+        values}`` for scores, which are not probabilities."""
+        if self.output_kind == "score":
+            return {"index": self.index, "label": self.label, "output_kind": "score",
+                    "value": _jsonable(self.value), "values": _jsonable(self.probabilities)}
+        return {"index": self.index, "label": self.label, "probabilities": _jsonable(self.probabilities),
+                "output_kind": self.output_kind}
 
 
 @dataclass

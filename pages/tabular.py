@@ -6,6 +6,7 @@ from dashboard import layout
 from dashboard.views import get_view
 
 st.title("Tabular")
-st.caption("Feature attributions for a classifier over one row of a table. Change any value in "
-           "'What-if' and every panel re-explains the edited row next to the original.")
+st.caption("Feature attributions for a classifier or a score (regression, ranking) model over one row "
+           "of a table. Change any value in 'What-if' and every panel re-explains the edited row next "
+           "to the original.")
 layout.modality_page(get_view("tabular"))

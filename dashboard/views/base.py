@@ -194,8 +194,14 @@ def list_views() -> list[str]:
 
 # == helpers the views share ==========================================================================
 def prediction_change(original: Input, edited: Input) -> None:
-    """One line under the editor: the edited prediction and the original class's change."""
+    """One line under the editor: the edited prediction and the original class's change (for
+    a score: the value before and after)."""
     p, q = original.prediction, edited.prediction
+    if getattr(p, "output_kind", "softmax") == "score":
+        before, after = p.value, q.outputs[p.index]
+        st.markdown(f"Prediction on the edit: **{render.md(p.label)}** {render.fmt_score(before)} → "
+                    f"{render.fmt_score(after)} (**{after - before:+.4g}**)")
+        return
     before, after = p.probabilities[p.index], q.probabilities[p.index]
     flipped = q.index != p.index
     verdict = (f":red[**flipped to {render.md(q.label)}**]" if flipped

@@ -1,4 +1,7 @@
-"""Tabular view: sorted attribution bars per column; what-if values for every feature."""
+"""Tabular view: sorted attribution bars per column (signed, or ranked by |attribution|);
+what-if values for every feature. Two default models (a breast-cancer classifier and a
+diabetes regression) and user models (a ``torch.export`` ``.pt2`` or TorchScript file plus
+a CSV), whose output kind (softmax / sigmoid / score) can be chosen."""
 
 from __future__ import annotations
 
@@ -35,16 +38,20 @@ def _pick_row() -> None:
 
 
 def data_frame(adapter) -> pd.DataFrame:
-    """The reference rows, the model's predicted label and its probability, and the true
-    label and correctness where the adapter knows the truth."""
-    import torch
-    enc = adapter.encode(0)  # the forward needs an encoded input's context; a table has none
-    x = torch.tensor(adapter.data.to_numpy(), dtype=torch.float32, device=adapter.device)
-    with adapter.lock:
-        probs = adapter.predict_batch((x - adapter.mean) / adapter.std, enc).cpu().numpy()
-    pred = probs.argmax(1)
+    """The reference rows with the model's output: the predicted label and its probability
+    (classifiers) or the predicted score (score models), and the truth where the adapter
+    knows it (correctness for classes, the error for scores)."""
+    out = adapter.reference_outputs()
+    if adapter.output_kind == "score":
+        frame = pd.DataFrame({f"predicted {adapter.label(0)}": out[:, 0]})
+        truth = getattr(adapter, "true_values", None)
+        if truth is not None and len(truth) == len(frame):
+            frame["true value"] = np.asarray(truth, dtype=float)
+            frame["error"] = frame[f"predicted {adapter.label(0)}"] - frame["true value"]
+        return pd.concat([frame, adapter.data.reset_index(drop=True)], axis=1)
+    pred = out.argmax(1)
     frame = pd.DataFrame({"predicted": [adapter.label(int(i)) for i in pred],
-                          "P(predicted)": probs.max(1)})
+                          "P(predicted)": out.max(1)})
     truth = getattr(adapter, "true_labels", None)
     if truth is not None and len(truth) == len(frame):
         frame["true label"] = [adapter.label(int(i)) for i in truth]
@@ -58,6 +65,18 @@ def percentile(adapter, feature: str, value: float) -> float:
     return float(100.0 * np.mean(col <= value))
 
 
+#: the default tabular models (``load_model`` names) and how the sidebar names them
+#: (the URL holds the choice itself: ``tab.model=diabetes``)
+DEFAULTS = {"breast cancer": ("tabular", "MLP classifier, malignant or benign (569 rows, 30 features)"),
+            "diabetes": ("diabetes", "MLP regression: one score, disease progression after a year "
+                                     "(442 rows, 10 features)")}
+#: output kinds a user model can be read as
+OUTPUTS = {"auto": "automatic", "softmax": "softmax (one class of several)",
+           "sigmoid": "sigmoid (independent probabilities, multi-label)",
+           "score": "score (raw value: regression, ranking)"}
+READOUTS = {"signed": "bars for and against", "ranked": "by |attribution|"}
+
+
 @register_view
 class TabularView(ModalityView):
     """Horizontal bars (the top-N features by |score|), feature values in the labels."""
@@ -67,26 +86,55 @@ class TabularView(ModalityView):
     row = 0  # set by the input picker
 
     def model(self):
-        """Sidebar: the default breast-cancer MLP, or an uploaded CSV + TorchScript model."""
+        """Sidebar: a default model (breast-cancer classifier or diabetes regression), or an
+        uploaded CSV + ``torch.export`` / TorchScript model with its output kind."""
         with st.sidebar:
-            src = model_source("Tabular model", "upload", "your CSV + TorchScript model", self.modality)
+            src = model_source("Tabular model", "upload", "your CSV + model (.pt2 or TorchScript)",
+                               self.modality)
             if src == "default":
-                adapter, err = models.get_model("tabular", "tabular")
+                choice = st.selectbox("Default model", list(DEFAULTS), key="tab.model", bind=BIND,
+                                      help="A classifier (two classes) or a regression (one score out)")
+                spec, about = DEFAULTS[choice]
+                st.caption(about)
+                adapter, err = models.get_model(spec, "tabular")
             else:
                 csv = st.file_uploader("Reference rows (CSV with a header row)", type=["csv"], key="up.csv")
-                ts = st.file_uploader("TorchScript model (.pt / .ts)", type=["pt", "ts", "pth"], key="up.model")
+                model_file = st.file_uploader(
+                    "Model: torch.export program (.pt2) or TorchScript (.pt / .ts)",
+                    type=["pt2", "pt", "ts", "pth"], key="up.model",
+                    help="torch.export.save(torch.export.export(model, (example_rows,)), 'model.pt2'); "
+                         "the archive is checked before it is read, so loading it runs no code")
+                output = st.selectbox("Output", list(OUTPUTS), key="up.output", format_func=OUTPUTS.get,
+                                      help="What the model's outputs are. Automatic: one output without "
+                                           "class names is a score, several a softmax classifier.")
                 label_col = st.text_input("Label column to drop (optional)", key="up.label").strip() or None
-                names = st.text_input("Class names, comma-separated (optional)", key="up.names")
-                if csv is None or ts is None:
+                names = st.text_input("Class or output names, comma-separated (optional)", key="up.names")
+                if csv is None or model_file is None:
                     st.info("Upload both files to use your own model.")
                     st.stop()
-                adapter, err = models.get_model(models.save_upload(ts.getvalue(), ".pt"), "tabular",
+                suffix = ".pt2" if model_file.name.lower().endswith(".pt2") else ".pt"
+                adapter, err = models.get_model(models.save_upload(model_file.getvalue(), suffix), "tabular",
                                                 data=models.save_upload(csv.getvalue(), ".csv"),
-                                                labels=class_names(names), label_column=label_col)
-        return models.require_model(adapter, err)
+                                                labels=class_names(names), label_column=label_col,
+                                                output=None if output == "auto" else output)
+        adapter = models.require_model(adapter, err)
+        n = len(adapter.data)
+        if int(st.session_state.get("row", 0) or 0) > n - 1:  # a row of the previous model's data
+            st.session_state["row"] = 0
+        return adapter
 
     def sidebar_options(self) -> dict:
-        return {"top_features": int(st.slider("Features shown per panel", 5, 30, 15, key="top", bind=BIND))}
+        top = int(st.slider("Features shown per panel", 5, 30, 15, key="top", bind=BIND))
+        readout = st.radio("Read-out", list(READOUTS), key="tab.readout", bind=BIND, horizontal=True,
+                           captions=list(READOUTS.values()),
+                           help="Signed: bars left (against) and right (for the output). Ranked: "
+                                "features by |attribution|, largest first, with the list as text.")
+        return {"top_features": top, "readout": readout}
+
+    def legend(self, settings) -> tuple[tuple[str, ...], str]:
+        if settings.options.get("readout") == "ranked":
+            return ("positive", "negative"), "bar length = |attribution|, colour = its sign"
+        return ("positive", "negative"), ""
 
     def input_picker(self, adapter) -> PickedInput:
         n = len(adapter.data)
@@ -95,16 +143,25 @@ class TabularView(ModalityView):
             row = st.number_input(f"Row of the data (0-{n - 1})", 0, n - 1, 0, step=1, key="row", bind=BIND)
         with c2:
             truth = getattr(adapter, "true_labels", None)
+            values = getattr(adapter, "true_values", None)
             if truth is not None and row < len(truth):
                 st.metric("True label", render.md(adapter.label(int(truth[row]))), help="ground truth of this row")
+            elif values is not None and row < len(values):
+                st.metric(f"True {render.md(adapter.label(0))}", render.fmt_score(values[row]),
+                          help="the measured value of this row")
             acc = getattr(adapter, "heldout_accuracy", None)
+            r2 = getattr(adapter, "heldout_r2", None)
             if acc is not None:
                 st.caption(f"model accuracy on held-out rows: {acc:.1%}")
+            if r2 is not None:
+                st.caption(f"model R² on held-out rows: {r2:.2f}")
         self._data_table(adapter)
+        unit = ("score" if adapter.output_kind == "score"
+                else "logit (the score before the sigmoid)" if adapter.output_kind == "sigmoid" else "logit")
         st.caption("Attributions are in **standardised units**: each column is measured in standard "
                    "deviations of the reference data (the model itself still sees the raw values), so "
                    "columns whose scales differ by 10,000x compare fairly. Each score is that column's "
-                   "share of the change in the explained class's logit.")
+                   f"share of the change in the explained output's {unit}, in its own units.")
         self.row = row = int(row)
         return PickedInput(row, ("row", row), row)
 
@@ -123,8 +180,11 @@ class TabularView(ModalityView):
                                  format_func=lambda i: "(pick one)" if i is None else f"row {i}",
                                  on_change=_pick_row)
             shown = frame[~frame["correct"]] if wrong_only else frame
+            if "error" in frame:
+                st.caption("Sort by 'error' (click its header) to find the rows the model misses most.")
             st.dataframe(shown, width="stretch", height=260,
-                         column_config={"P(predicted)": st.column_config.NumberColumn(format="%.3f")})
+                         column_config={"P(predicted)": st.column_config.NumberColumn(format="%.3f"),
+                                        "error": st.column_config.NumberColumn(format="%+.1f")})
 
     def _help(self, adapter, feature: str, value: float) -> str:
         """A what-if field's tooltip: what the column measures and where the value sits."""
@@ -189,11 +249,18 @@ class TabularView(ModalityView):
         return self.row
 
     def draw(self, adapter, inp, a, scale, settings) -> None:
-        st.altair_chart(render.tabular_chart(inp.enc.feature_labels, a.scores, inp.enc.raw, scale,
-                                             settings.options.get("top_features", 15)), width="stretch")
+        top = settings.options.get("top_features", 15)
+        if settings.options.get("readout") == "ranked":
+            st.altair_chart(render.ranked_chart(inp.enc.feature_labels, a.scores, inp.enc.raw, scale, top),
+                            width="stretch")
+            st.caption(render.md(render.ranked_text(inp.enc.feature_labels, a.scores, top)))
+            return
+        st.altair_chart(render.tabular_chart(inp.enc.feature_labels, a.scores, inp.enc.raw, scale, top),
+                        width="stretch")
 
     def panel_png(self, adapter, inp, a, scale, settings, title) -> bytes:
-        return render.bars_png(inp.enc.feature_labels, a.scores, inp.enc.raw, scale, title=title)
+        return render.bars_png(inp.enc.feature_labels, a.scores, inp.enc.raw, scale, title=title,
+                               ranked=(settings.options or {}).get("readout") == "ranked")
 
     def review_inputs(self, adapter) -> list[tuple[Any, Any]]:
         c1, c2 = st.columns(2)
@@ -206,6 +273,7 @@ class TabularView(ModalityView):
         return {"row": int(raw), "values": adapter.row(raw)}
 
     def true_label(self, adapter, ident: Any, raw: Any) -> str | None:
+        # a score model's truth is a number, not a label to compare the prediction with
         truth = getattr(adapter, "true_labels", None)
         return None if truth is None or int(raw) >= len(truth) else adapter.label(int(truth[int(raw)]))
 

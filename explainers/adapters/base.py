@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import ExplainerError
-from ..results import Prediction
+from ..results import OUTPUT_KINDS, Prediction
 
 
 @dataclass
@@ -240,6 +240,38 @@ def probe_logits(module: torch.nn.Module, inputs: torch.Tensor, n_classes: int |
     return out
 
 
+def resolve_output_kind(requested: str | None, n_outputs: int, labels_given: bool = False) -> str:
+    """The output kind of a model with ``n_outputs`` outputs.
+
+    An explicit ``requested`` kind wins (checked against the outputs). Otherwise: one output
+    with no class names is a ``score`` (regression, ranking); one output with a name is a
+    binary ``sigmoid`` head; several outputs are a ``softmax`` classifier.
+
+    Raises:
+        ExplainerError: for an unknown kind, or ``softmax`` over a single output (always 1).
+    """
+    if requested is None or requested == "auto":
+        if n_outputs == 1:
+            return "sigmoid" if labels_given else "score"
+        return "softmax"
+    if requested not in OUTPUT_KINDS:
+        raise ExplainerError(f"unknown output kind {requested!r}; choose from {list(OUTPUT_KINDS)}")
+    if requested == "softmax" and n_outputs == 1:
+        raise ExplainerError("a softmax over one output is always 1: use output='sigmoid' for a "
+                             "binary single-logit head or output='score' for a raw value")
+    return requested
+
+
+def activate(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """The model's outputs in its kind's space: softmax or sigmoid probabilities, or the raw
+    scores themselves."""
+    if kind == "softmax":
+        return torch.softmax(logits, dim=-1)
+    if kind == "sigmoid":
+        return torch.sigmoid(logits)
+    return logits
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -350,6 +382,9 @@ class ModelAdapter:
     distribution_baselines: Sequence[str] = ()
     #: metric perturbations that edit the raw input instead of filling in a baseline
     edit_perturbations: Sequence[str] = ()
+    #: what the outputs mean (:data:`~explainers.results.OUTPUT_KINDS`); set by the loader
+    #: or :meth:`set_output_kind`. Attributions always explain the raw output (the logit).
+    output_kind: str = "softmax"
 
     def __init__(self, name: str, module: torch.nn.Module, labels: Sequence[str],
                  device: torch.device | None = None) -> None:
@@ -423,6 +458,34 @@ class ModelAdapter:
     def label(self, index: int) -> str:
         return self.labels[index] if 0 <= index < len(self.labels) else str(index)
 
+    # -- output kind ----------------------------------------------------------------------
+    def set_output_kind(self, kind: str | None, labels_given: bool = True) -> "ModelAdapter":
+        """Set :attr:`output_kind` (``None``/``"auto"``: inferred from the number of outputs,
+        see :func:`resolve_output_kind`); returns the adapter."""
+        self.output_kind = resolve_output_kind(kind, len(self.labels), labels_given)
+        return self
+
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, C]`` to the kind's values: softmax / sigmoid probabilities or scores."""
+        return activate(logits, self.output_kind)
+
+    def make_prediction(self, outputs: Sequence[float]) -> Prediction:
+        """A :class:`Prediction` from one input's activated outputs: the arg-max class
+        (softmax), the most probable output (sigmoid), or the first output (score)."""
+        values = [float(v) for v in outputs]
+        idx = 0 if self.output_kind == "score" else int(np.argmax(values))
+        return Prediction(idx, self.label(idx), values, self.output_kind)
+
+    @property
+    def single_output(self) -> bool:
+        """True when the model has one output (no target to choose)."""
+        return len(self.labels) == 1
+
+    def reference_outputs(self) -> np.ndarray | None:
+        """Activated outputs ``[N, C]`` on the adapter's reference data (tabular), or None
+        when the adapter has no data (the strip then shows no range)."""
+        return None
+
     # -- to implement -----------------------------------------------------------------------
     def encode(self, raw: Any) -> Encoded:
         raise NotImplementedError
@@ -489,17 +552,17 @@ class ModelAdapter:
 
     @torch.inference_mode()
     def predict_batch(self, inputs: torch.Tensor, enc: Encoded) -> torch.Tensor:
-        """Softmax probabilities ``[B, C]`` for a batch, evaluated in chunks."""
+        """Outputs ``[B, C]`` for a batch in the kind's space (:meth:`activate`: softmax or
+        sigmoid probabilities, or raw scores), evaluated in chunks."""
         out = []
         for chunk in torch.split(inputs, self.eval_batch_size):
-            out.append(torch.softmax(self.forward(chunk, enc), dim=-1))
+            out.append(self.activate(self.forward(chunk, enc)))
         return torch.cat(out)
 
     def predict(self, enc: Encoded) -> Prediction:
         with self.lock:
-            probs = self.predict_batch(enc.inputs, enc)[0].cpu().numpy().astype(float)
-        idx = int(probs.argmax())
-        return Prediction(idx, self.label(idx), probs.tolist())
+            outputs = self.predict_batch(enc.inputs, enc)[0].cpu().numpy().astype(float)
+        return self.make_prediction(outputs.tolist())
 
     def baselines(self, enc: Encoded, kinds: Sequence[str]) -> torch.Tensor:
         """All baselines of the given kinds stacked into ``[K, ...]``."""

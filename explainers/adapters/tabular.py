@@ -51,14 +51,19 @@ def check_frame(df: pd.DataFrame, feature_names: Sequence[str] | None = None) ->
 
 
 class TabularAdapter(ModelAdapter):
-    """Adapter for classifiers over a row of numeric features.
+    """Adapter for models over a row of numeric features: classifiers, multi-label heads and
+    score (regression, ranking, recommender) models.
 
     Args:
         name: display name.
-        module: maps raw float rows ``[B, F]`` to logits ``[B, C]``.
+        module: maps raw float rows ``[B, F]`` to outputs ``[B, C]`` (logits or scores).
         data: reference rows (columns = feature names): the source of rows to explain,
             the standardisation and the baselines.
-        labels: class names.
+        labels: one name per output (class names, or the score's name).
+        output: the output kind (``softmax``, ``sigmoid``, ``score``); None infers it:
+            one output is a score, several a softmax classifier (loaders that know whether
+            the user named the classes refine this, see
+            :func:`~explainers.adapters.base.resolve_output_kind`).
     """
 
     modality = "tabular"
@@ -71,7 +76,8 @@ class TabularAdapter(ModelAdapter):
     feature_unit = "feature"
 
     def __init__(self, name: str, module: torch.nn.Module, data: pd.DataFrame,
-                 labels: Sequence[str], device: torch.device | None = None) -> None:
+                 labels: Sequence[str], device: torch.device | None = None,
+                 output: str | None = None) -> None:
         super().__init__(name, module, labels, device)
         self.data = check_frame(data)
         self.feature_names = [str(c) for c in self.data.columns]
@@ -86,6 +92,19 @@ class TabularAdapter(ModelAdapter):
             raise ExplainerError("the reference data's scale overflows float32 when standardised; "
                                  "rescale its columns")
         probe_logits(self.module, values[:2], n_classes=len(self.labels))
+        self.set_output_kind(output, labels_given=False)
+        self._reference_outputs: np.ndarray | None = None
+
+    def reference_outputs(self) -> np.ndarray:
+        """The model's outputs ``[N, C]`` on every reference row (in the kind's space:
+        probabilities or raw scores), computed once: the range a score is shown against and
+        the median a score flip's threshold defaults to."""
+        if self._reference_outputs is None or self._reference_kind != self.output_kind:
+            enc = self.encode(0)  # the forward needs an encoded input; a table has no context
+            with self.lock:
+                out = self.predict_batch(self.z_data, enc).float().cpu().numpy()
+            self._reference_outputs, self._reference_kind = out.astype(np.float64), self.output_kind
+        return self._reference_outputs
 
     def row(self, raw: Any) -> dict[str, float]:
         """The raw feature values of ``raw`` (a row index or a name -> value mapping)."""

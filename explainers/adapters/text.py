@@ -342,7 +342,7 @@ class TextAdapter(ModelAdapter):
     # -- re-prediction of edited texts ------------------------------------------------------
     @torch.inference_mode()
     def predict_texts(self, texts: Sequence[str]) -> torch.Tensor:
-        """Softmax probabilities ``[B, C]`` for raw texts, tokenized as :meth:`encode` does.
+        """Outputs ``[B, C]`` (see :meth:`activate`) for raw texts, tokenized as :meth:`encode` does.
 
         Texts of equal token length are batched together (no padding), so each row is the
         same computation as ``predict(encode(text))``. An empty text is [CLS] [SEP].
@@ -365,7 +365,7 @@ class TextAdapter(ModelAdapter):
                         logits = self._logits_masked(embeds, mask).float()
                 else:
                     logits = self._logits_masked(embeds, mask).float()
-                out[chunk] = torch.softmax(logits, dim=-1).cpu()
+                out[chunk] = self.activate(logits).cpu()
         return out
 
 

@@ -112,6 +112,11 @@ def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names
             out[name] = faithfulness(scores, target, repredict(), enc.n_features, opts["baseline"],
                                      opts["random_orders"], opts["seed"], opts["alpha"],
                                      opts["perturbation"], opts["perturbation_note"])
+            # the curves follow the target's probability (softmax, sigmoid) or raw score
+            out[name]["output_kind"] = adapter.output_kind
+            out[name]["measure"] = "score" if adapter.output_kind == "score" else "probability"
+        elif name == "flip" and adapter.output_kind != "softmax":
+            out[name] = _threshold_flip(adapter, enc, scores, target, opts, repredict())
         elif name == "flip":
             from .flip import flip
             original = int(explanation.prediction.index)
@@ -141,6 +146,41 @@ def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names
         if progress:
             progress(name, 1.0)
     return _jsonable(out)
+
+
+def default_threshold(adapter: ModelAdapter, target: int, predictor: Repredictor) -> tuple[float, str]:
+    """The flip threshold of a score or sigmoid output when the user sets none, and where it
+    comes from: 0.5 for a sigmoid; for a score the median of the model's outputs on its
+    reference data, or (a model without data) its output on the removal baseline."""
+    if adapter.output_kind == "sigmoid":
+        return 0.5, "0.5 (sigmoid default)"
+    ref = adapter.reference_outputs()
+    if ref is not None and len(ref):
+        return float(np.median(ref[:, target])), f"median of the model's scores on its {len(ref)} reference rows"
+    empty = predictor(np.zeros((1, predictor.enc.n_features), dtype=bool))[0]
+    return float(empty[target]), f"the score of the {predictor.baseline_kind} baseline (no reference data)"
+
+
+def _threshold_flip(adapter: ModelAdapter, enc: Encoded, scores: dict[str, np.ndarray], target: int, opts: dict, predictor: Repredictor) -> dict:
+    """The flip block of a score or sigmoid model: across a threshold (see
+    :func:`explainers.metrics.flip.flip_threshold`). Features that hold the output on its
+    side go first: the most positive when it is at or above the threshold, else the most
+    negative."""
+    from .flip import flip_threshold
+    if opts.get("threshold") is not None:
+        threshold, source = float(opts["threshold"]), "set by the user"
+    else:
+        threshold, source = default_threshold(adapter, target, predictor)
+    value = float(predictor(np.ones((1, enc.n_features), dtype=bool))[0][target])
+    above = value >= threshold
+    ordered = scores if above else {m: -s for m, s in scores.items()}
+    block = flip_threshold(ordered, target, threshold, predictor, enc.feature_labels, adapter.label(target),
+                           adapter.output_kind, opts["seed"], chunk=max(1, adapter.eval_batch_size),
+                           edited=predictor.edited, perturbation=opts["perturbation"],
+                           perturbation_note=opts["perturbation_note"], threshold_source=source)
+    block["order"] = ("most positive first (they hold the output above the threshold)" if above
+                      else "most negative first (they hold the output below the threshold)")
+    return block
 
 
 def mean_offdiagonal(matrix: Sequence[Sequence[float | None]]) -> list[float | None]:

@@ -49,6 +49,10 @@ OPTION_HELP: dict[str, str] = {
              "is <= alpha (default 0.05)",
     "seed": "random seed of the metrics (default 0)",
     "margin": "deprecated and ignored: beats_random is now a permutation test (see alpha)",
+    "threshold": "score and sigmoid models: the flip is the fewest removals that move the "
+                 "target output across this value (default: the median of the model's outputs "
+                 "on its reference data for a score, or on the baseline when it has no data; "
+                 "0.5 for a sigmoid)",
     "tolerance": "IG convergence: largest |delta| / max(|f(x) - f(baseline)|, 0.1) accepted "
                  "(default 0.05)",
     "ig_steps": "n_steps values tried in the IG convergence check (default 8,16,32,64,128)",
@@ -137,6 +141,9 @@ def resolve_options(options: dict | None, adapter: ModelAdapter, enc: Encoded) -
     out["alpha"] = _as_float("alpha", given.get("alpha", 0.05), 0.0, 1.0, lo_open=True)
     out["seed"] = _as_int("seed", given.get("seed", 0), 0, 2**31 - 1)
     out["margin"] = _as_float("margin", given.get("margin", 1.0), 0.0, 100.0)
+    threshold = given.get("threshold")
+    out["threshold"] = (None if threshold is None or threshold == ""
+                        else _as_float("threshold", threshold, -1e30, 1e30))
     out["tolerance"] = _as_float("tolerance", given.get("tolerance", 0.05), 0.0, 10.0, lo_open=True)
     out["ig_steps"] = sorted(_as_int_list("ig_steps", given.get("ig_steps", DEFAULT_IG_STEPS), 2, 1024))
     seeds = given.get("seeds", 5)

@@ -40,16 +40,23 @@ def first_flip(classes: Sequence[int], original: int) -> int | None:
 #: why a method has no flip
 NO_FLIP_SHORT = "no flip short of deleting everything"
 NO_FLIP_AT_ALL = "removing every feature does not change the class"
+#: why a score or sigmoid output has no flip
+NO_CROSS_AT_ALL = "removing every feature does not move the output across the threshold"
 
 
 def flip_orders(orders: dict[str, np.ndarray], original: int, predict: Callable[[np.ndarray], np.ndarray],
-                n_features: int, chunk: int = 256) -> dict[str, tuple[int | None, int | None]]:
+                n_features: int, chunk: int = 256,
+                decide: Callable[[np.ndarray], np.ndarray] | None = None
+                ) -> dict[str, tuple[int | None, int | None]]:
     """``{name: (count, new_class)}`` for several deletion orders, batched with early stop.
 
     Prefixes of all orders still unflipped are predicted together, ``chunk`` masks per
     call; an order stops being extended once it flips. Only proper prefixes count (at most
-    ``n - 1`` removals): emptying the input is not a counterfactual.
+    ``n - 1`` removals): emptying the input is not a counterfactual. ``decide`` maps the
+    predicted outputs ``[B, C]`` to a class per row (default: the arg-max; a threshold
+    flip passes the side of the threshold, 0 or 1).
     """
+    decide = decide or (lambda out: out.argmax(axis=1))
     n = n_features
     result: dict[str, tuple[int | None, int | None]] = {name: (None, None) for name in orders}
     active = list(orders)
@@ -61,7 +68,7 @@ def flip_orders(orders: dict[str, np.ndarray], original: int, predict: Callable[
         for a, name in enumerate(active):
             for j, k in enumerate(ks):
                 masks[a * len(ks) + j, orders[name][:k]] = False
-        classes = predict(masks).argmax(axis=1).reshape(len(active), len(ks))
+        classes = np.asarray(decide(predict(masks))).reshape(len(active), len(ks))
         still = []
         for a, name in enumerate(active):
             hit = first_flip(classes[a], original)
@@ -129,8 +136,93 @@ def flip(scores: dict[str, np.ndarray], original: int, predict: Callable[[np.nda
         return out
 
     methods = {name: block(orders[name], *found[name]) for name in orders}
-    counts = {name: b["count"] for name, b in methods.items() if b["count"] is not None}
-    best = min(counts, key=lambda m: counts[m]) if counts else None
-    return {"methods": methods, "random": block(rand, *found[key_random]), "best": best,
+    return {"methods": methods, "random": block(rand, *found[key_random]), "best": fewest(methods),
             "original_label": name_of(original), "perturbation": perturbation,
             "perturbation_note": perturbation_note}
+
+
+def fewest(methods: dict[str, dict]) -> str | None:
+    """The method with the fewest removals (first listed on a tie), None when none flips."""
+    counts = {name: b["count"] for name, b in methods.items() if b["count"] is not None}
+    return min(counts, key=lambda m: counts[m]) if counts else None
+
+
+def side_label(label: str, above: bool, threshold: float) -> str:
+    """``"score >= 140.5"`` or ``"score < 140.5"``: one side of a threshold, as a label."""
+    return f"{label} {'>=' if above else '<'} {threshold:.4g}"
+
+
+def flip_threshold(scores: dict[str, np.ndarray], target: int, threshold: float,
+                   predict: Callable[[np.ndarray], np.ndarray], feature_labels: Sequence[str],
+                   target_label: str, output_kind: str = "score", seed: int = 0, chunk: int = 256,
+                   edited: Callable[[np.ndarray], Any] | None = None, perturbation: str = "baseline",
+                   perturbation_note: str | None = None, threshold_source: str = "") -> dict:
+    """The ``flip`` block for a score or sigmoid output: the fewest removals, in each method's
+    order, that move output ``target`` across ``threshold``.
+
+    A score has no rival class to flip to; what a decision made on it asks is whether the
+    score falls on the other side of a cut-off (recommend or not, approve or not). The same
+    counterfactual search as :func:`flip`, on the side of the threshold instead of the
+    arg-max: the original side is ``value >= threshold``; the first proper prefix whose value
+    is on the other side is the flip.
+
+    Args:
+        scores: ``{method: per-feature scores}``, already signed so that the features that
+            hold the output on its side come first (see :func:`explainers.metrics.compute`).
+        target: the output index.
+        threshold: the cut-off, in the output's units (probability for a sigmoid).
+        predict: keep-masks ``[B, n]`` -> outputs ``[B, C]`` (scores or probabilities).
+        feature_labels: a label per feature.
+        target_label: the output's name.
+        output_kind: ``score`` or ``sigmoid`` (reported).
+        seed: seed of the random control order.
+        chunk: masks per prediction call.
+        edited: keep-mask -> the edit it stands for (as in :func:`flip`).
+        perturbation, perturbation_note: how features are removed (reported).
+        threshold_source: how the threshold was chosen (reported).
+
+    Returns:
+        As :func:`flip`, with per method ``new_value`` (the output after the removals) and
+        ``new_label`` (the side reached); ``new_probability`` is that value for a sigmoid
+        and None for a score. Top level: ``threshold``, ``threshold_source``,
+        ``original_value``, ``output_kind``, ``target_label``.
+    """
+    n = len(feature_labels)
+    full = predict(np.ones((1, n), dtype=bool))[0]
+    value0 = float(full[target])
+    above0 = value0 >= threshold
+
+    def side(out: np.ndarray) -> np.ndarray:
+        return (np.asarray(out)[:, target] >= threshold).astype(int)
+
+    orders = {name: importance_order(s) for name, s in scores.items()}
+    rand = random_orders(n, 1, seed)[0]
+    key_random = "\x00random"
+    found = flip_orders({**orders, key_random: rand}, int(above0), predict, n, chunk, decide=side)
+    empty_flips = None
+    if any(c is None for c, _ in found.values()):
+        empty_flips = bool(side(predict(np.zeros((1, n), dtype=bool)))[0] != int(above0))
+
+    def block(order: np.ndarray, count: int | None, _side: int | None) -> dict:
+        idx = [int(i) for i in order[:count]] if count else []
+        out = {"count": count, "indices": idx, "features": [feature_labels[i] for i in idx],
+               "new_label": None, "new_value": None, "new_probability": None, "edited": None,
+               "reason": None}
+        if count:
+            keep = np.ones(n, dtype=bool)
+            keep[idx] = False
+            value = float(predict(keep[None])[0][target])
+            out["new_value"] = value
+            out["new_label"] = side_label(target_label, value >= threshold, threshold)
+            out["new_probability"] = value if output_kind == "sigmoid" else None
+            out["edited"] = edited(keep) if edited is not None else None
+        else:
+            out["reason"] = NO_FLIP_SHORT if empty_flips else NO_CROSS_AT_ALL
+        return out
+
+    methods = {name: block(orders[name], *found[name]) for name in orders}
+    return {"methods": methods, "random": block(rand, *found[key_random]), "best": fewest(methods),
+            "original_label": side_label(target_label, above0, threshold), "original_value": value0,
+            "threshold": float(threshold), "threshold_source": threshold_source,
+            "output_kind": output_kind, "target_label": target_label,
+            "perturbation": perturbation, "perturbation_note": perturbation_note}

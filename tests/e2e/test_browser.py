@@ -238,3 +238,19 @@ def test_chinese_text_renders_and_is_flagged_as_unreadable(server, browser):
     assert page.locator("textarea").first.input_value() == CHINESE
     _shot(page, "text_chinese")
     page.close()
+
+
+def test_tabular_diabetes_score_model(server, browser):
+    """The regression default: the strip shows a score against the model's range on its data
+    (a histogram with this row marked), no class selector, and the flips cross a threshold."""
+    page = _open(browser, f"{server}/tabular?tab.model=diabetes&row=0", "Download review", height=2100)
+    assert len(_panel_captions(page)) == 3
+    assert page.get_by_text("Predicted disease progression").count() >= 1
+    assert page.get_by_text("percentile of the data").count() >= 1
+    assert page.get_by_text("Explain class").count() == 0  # one output: no target to pick
+    assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 4  # the range histogram + 3 panels
+    _shot(page, "tabular_diabetes")
+    page.get_by_role("tab", name="Flips").click()
+    page.get_by_text("crosses the threshold").first.wait_for(timeout=60_000)
+    assert page.get_by_text("median of the model's scores").count() >= 1
+    page.close()
