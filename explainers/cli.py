@@ -125,18 +125,7 @@ def split_list(value: str) -> list[str]:
 
 
 def load_from_args(args: argparse.Namespace):
-    from .api import load_model
-    labels = split_list(args.labels) if args.labels else None
-    output = getattr(args, "output", None)
-    if args.model:
-        from cache.models import DEFAULT_LOADERS
-        default = args.model in DEFAULT_LOADERS and not args.checkpoint
-        return load_model(args.model, args.modality, checkpoint=args.checkpoint,
-                          data=None if default else args.csv, labels=labels,
-                          label_column=args.label_column, output=output)
-    if args.checkpoint:
-        raise ExplainerError("--checkpoint needs --model as well")
-    return load_model(args.modality, output=output)
+    return spec_from_args(args).load()
 
 
 def csv_rows(model, path: str):
@@ -173,13 +162,18 @@ def spec_from_args(args: argparse.Namespace):
     """The :class:`explainers.review.ModelSpec` the model arguments name (what
     :func:`load_from_args` loads, and what a Ray worker loads)."""
     from .review import ModelSpec
+    output = getattr(args, "output", None)
     if not args.model:
         if args.checkpoint:
             raise ExplainerError("--checkpoint needs --model as well")
-        return ModelSpec(args.modality, args.modality)
+        return ModelSpec(args.modality, args.modality, output=output)
+    from cache.models import DEFAULT_LOADERS
+    default = args.model in DEFAULT_LOADERS and not args.checkpoint  # --csv: rows, not model data
     labels = tuple(split_list(args.labels)) if args.labels else None
-    return ModelSpec(args.model, args.modality, checkpoint=args.checkpoint, data=args.csv, labels=labels,
-                     label_column=args.label_column if args.modality == "tabular" else None)
+    return ModelSpec(args.model, args.modality, checkpoint=args.checkpoint,
+                     data=None if default else args.csv, labels=labels,
+                     label_column=args.label_column if args.modality == "tabular" else None,
+                     output=output)
 
 
 def review_source(args: argparse.Namespace):

@@ -47,7 +47,7 @@ class ModelSpec:
     from (the spec travels, never the weights).
 
     Args:
-        spec, modality, checkpoint, data, labels, label_column: as for
+        spec, modality, checkpoint, data, labels, label_column, output: as for
             :func:`explainers.load_model`. Paths must exist on every machine that runs a
             worker.
     """
@@ -57,12 +57,13 @@ class ModelSpec:
     data: str | None = None
     labels: tuple[str, ...] | None = None
     label_column: str | None = None
+    output: str | None = None
 
     def load(self) -> Any:
         from .api import load_model
         return load_model(self.spec, self.modality, checkpoint=self.checkpoint, data=self.data,
                           labels=list(self.labels) if self.labels else None,
-                          label_column=self.label_column)
+                          label_column=self.label_column, output=self.output)
 
 
 @dataclass(frozen=True)
