@@ -274,3 +274,18 @@ def test_concurrent_sessions_get_serial_results(img):
     for (i, _), scores in out.items():
         np.testing.assert_allclose(scores, serial[i], rtol=1e-5, atol=1e-7, err_msg=jobs[i][0])
     assert hook_count(adapter.module) == 0
+
+
+# -- the GPU script's Grad-CAM step ---------------------------------------------------------------
+def test_device_check_skips_cleanly_without_cuda_and_its_grad_cam_step_runs(cnn, img, capsys, monkeypatch):
+    """Without CUDA the script prints what it skipped and exits 0; its Grad-CAM step (fp32
+    against bf16 autocast) runs on the CPU's autocast, so the GPU session meets no bug."""
+    from bench import device_check
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device_check.main() == 0
+    assert "grad_cam fp32 vs bf16" in capsys.readouterr().out
+    out = device_check.grad_cam_precision(cnn, cnn.encode(img), repeats=2)
+    assert out["fp32_s"] > 0 and out["bf16_s"] > 0 and np.isfinite(out["speedup"])
+    assert 0.5 < out["spearman"] <= 1.0  # bf16 keeps the map's ranking roughly
+    assert cnn.forward.__func__ is ImageAdapter.forward  # the fp32/bf16 override was undone
+    assert hook_count(cnn.module) == 0
