@@ -41,6 +41,12 @@ TRUST = {
                    "the ranking holds (Compare › Agreement).",
     "lime": "The surrogate is only locally linear: trust the top few features, and check them "
             "against a second seed.",
+    "grad_cam": "Read it as 'which region', never 'which pixel': the map has the layer's grid "
+                "(7 x 7 on the default model), stated under the panel. An earlier stage is finer "
+                "but less class-specific. IMAGE_REVIEW_SENTENCE",
+    "guided_grad_cam": "The edges it draws come mostly from guided backpropagation, which "
+                       "redraws the image whatever the model (Adebayo et al. 2018): run the "
+                       "Sanity check before reading detail into it; the region is Grad-CAM's.",
 }
 
 

@@ -289,3 +289,28 @@ def test_device_check_skips_cleanly_without_cuda_and_its_grad_cam_step_runs(cnn,
     assert 0.5 < out["spearman"] <= 1.0  # bf16 keeps the map's ranking roughly
     assert cnn.forward.__func__ is ImageAdapter.forward  # the fp32/bf16 override was undone
     assert hook_count(cnn.module) == 0
+
+
+# -- the image review table ----------------------------------------------------------------------
+def test_image_review_set_and_table():
+    from bench import image_review as ir
+    comps = ir.composites()
+    assert len(comps) == 24 and len({stem for stem, _ in comps}) == 24
+    stem, arr = next((s, a) for s, a in comps if s.endswith("chelsea_grey_br"))
+    assert arr.shape == (448, 448, 3) and (arr[:224, :224] == 128).all() and not (arr[224:, 224:] == 128).all()
+    scores = np.zeros((224, 224))
+    scores[112:, 112:] = 1.0  # all positive mass in the bottom-right quadrant
+    scores[:10, :10] = -5.0   # negative mass does not count
+    line = {"id": f"{stem}.png", "attributions": {m: {"scores": scores.tolist()} for m in ("a", "integrated_gradients")},
+            "metrics": {"agreement": {"methods": ["a", "integrated_gradients"], "spearman": [[1, 0.25], [0.25, 1]]},
+                        "faithfulness": {"methods": {"a": {"deletion_aopc": 0.5, "beats_random": True},
+                                                     "integrated_gradients": {"deletion_aopc": 0.3,
+                                                                              "beats_random": False}},
+                                         "random": {"deletion_aopc": 0.2}},
+                        "flip": {"methods": {"a": {"count": 3}, "integrated_gradients": {"count": None}},
+                                 "random": {"count": 9}}}}
+    table = ir.table([line, {"id": "x", "error": "boom"}])
+    assert "1 images (1 failed)" in table
+    assert "| a | 0.500 | 1/1 (3.0) | 1/1 | 0.25 | 1.00 |" in table
+    assert "| integrated_gradients | 0.300 | 0/1 (-) | 0/1 | 1 (itself) | 1.00 |" in table
+    assert "| (random control) | 0.200 | 1/1 (9.0) |" in table
