@@ -64,7 +64,7 @@ class GradCam(Method):
             cam = LayerGradCam(forward, layer).attribute(
                 enc.inputs.detach().clone(), target=target,
                 relu_attributions=params["relu_attributions"] == "true")
-        up = LayerAttribution.interpolate(cam.float(), tuple(enc.inputs.shape[2:]),
+        up = LayerAttribution.interpolate(cam.detach().float(), tuple(enc.inputs.shape[2:]),
                                           interpolate_mode=params["interpolation"])
         # [1, 1, H, W] -> shaped like the input, each channel a third: the channel sum is the CAM
         return (up / enc.inputs.shape[1]).expand_as(enc.inputs).contiguous(), None

@@ -77,4 +77,4 @@ class GuidedGradCam(Method):
         with no_hooks_left(adapter.module):
             attr = method.attribute(enc.inputs.detach().clone(), target=target,
                                     interpolate_mode=params["interpolation"])
-        return attr.float(), None
+        return attr.detach().float(), None
