@@ -5,6 +5,7 @@
         --methods grad_cam,integrated_gradients,occlusion \
         --metric-param random_orders=20 --out image_review.jsonl
     python -m bench.image_review table image_review.jsonl
+    python -m bench.image_review pointing DIR --methods grad_cam   # cheap: no metrics
 
 The set (nothing is committed; every image is made offline from scikit-image's data):
 
@@ -35,6 +36,7 @@ import json
 import math
 import re
 import statistics
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -154,14 +156,45 @@ def table(lines: list[dict], reference: str = "integrated_gradients") -> str:
     return "\n".join(out)
 
 
+def pointing(folder: Path, methods: list[str]) -> str:
+    """On the composites only: each method's share of positive mass on the pasted object's
+    quadrant, and how often that quadrant holds the most (a quadrant-level pointing game),
+    with the model's prediction on each composite. Runs the methods, no metrics."""
+    from explainers import explain, load_model
+    model = load_model("image")
+    rows = {m: {"share": [], "hit": []} for m in methods}
+    labels = []
+    for path in sorted(folder.glob("b_paste_*.png")):
+        q = re.search(r"_(tl|tr|bl|br)\.png$", path.name).group(1)
+        r = explain(model, str(path), methods=methods, use_cache=False)
+        labels.append(f"{path.stem}: {r.prediction.label}")
+        for m in methods:
+            scores = r.attributions[m].scores
+            shares = {k: object_share(scores, k) for k in QUADRANTS}
+            rows[m]["share"].append(shares[q])
+            rows[m]["hit"].append(max(shares, key=lambda k: shares[k] or 0) == q)
+    out = [f"{len(labels)} composites", "", "| method | positive mass on the object (mean, min) | "
+           "object quadrant holds the most |", "|---|---|---|"]
+    for m, d in rows.items():
+        out.append(f"| {m} | {_fmt(_mean(d['share']), '.2f')}, {_fmt(min(d['share']), '.2f')} | "
+                   f"{sum(d['hit'])}/{len(d['hit'])} |")
+    return "\n".join(out + [""] + labels)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("images", help="write the image set into a folder").add_argument("folder")
     t = sub.add_parser("table", help="the markdown table from a review's JSON lines")
     t.add_argument("jsonl")
+    q = sub.add_parser("pointing", help="object localisation on the composites (no metrics)")
+    q.add_argument("folder")
+    q.add_argument("--methods", default="grad_cam")
     args = p.parse_args()
-    if args.command == "images":
+    warnings.filterwarnings("ignore")  # Captum's notes on hooks, once per image
+    if args.command == "pointing":
+        print(pointing(Path(args.folder), args.methods.split(",")))
+    elif args.command == "images":
         print(f"{write_images(Path(args.folder))} images written to {args.folder}")
     else:
         lines = [json.loads(s) for s in open(args.jsonl, encoding="utf-8") if s.strip()]
