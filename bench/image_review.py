@@ -116,10 +116,10 @@ def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
-def table(lines: list[dict], reference: str = "integrated_gradients") -> str:
+def table(lines: list[dict], reference: str = "integrated_gradients", second: str = "occlusion") -> str:
     ok = [r for r in lines if "error" not in r]
     methods = list(ok[0]["attributions"]) if ok else []
-    rows = {m: {"aopc": [], "flip": [], "beats": [], "rho": [], "share": []} for m in methods}
+    rows = {m: {"aopc": [], "flip": [], "beats": [], "rho": [], "rho2": [], "share": []} for m in methods}
     rand = {"aopc": [], "flip": []}
     for r in ok:
         metrics = r.get("metrics") or {}
@@ -133,6 +133,8 @@ def table(lines: list[dict], reference: str = "integrated_gradients") -> str:
             rows[m]["flip"].append(((flips.get("methods") or {}).get(m) or {}).get("count"))
             if m != reference and m in order and reference in order:
                 rows[m]["rho"].append(agree["spearman"][order.index(m)][order.index(reference)])
+            if m != second and m in order and second in order:
+                rows[m]["rho2"].append(agree["spearman"][order.index(m)][order.index(second)])
             if quadrant:
                 rows[m]["share"].append(object_share(r["attributions"][m]["scores"], quadrant.group(1)))
         rand["aopc"].append((faith.get("random") or {}).get("deletion_aopc"))
@@ -140,7 +142,8 @@ def table(lines: list[dict], reference: str = "integrated_gradients") -> str:
     n = len(ok)
     out = [f"{n} images ({len(lines) - n} failed)", "",
            "| method | deletion AOPC | flipped (mean count) | beats random | mean Spearman to IG "
-           "| positive mass on the pasted object |", "|---|---|---|---|---|---|"]
+           f"| mean Spearman to {second} | positive mass on the pasted object |",
+           "|---|---|---|---|---|---|---|"]
 
     def flip_cell(counts):
         done = [c for c in counts if c is not None]
@@ -149,10 +152,11 @@ def table(lines: list[dict], reference: str = "integrated_gradients") -> str:
         beats = [b for b in d["beats"] if b is not None]
         share = f"{sum(beats)}/{len(beats)}" if beats else "-"
         rho = "1 (itself)" if m == reference else _fmt(_mean(d["rho"]), ".2f")
+        rho2 = "1 (itself)" if m == second else _fmt(_mean(d["rho2"]), ".2f")
         out.append(f"| {m} | {_fmt(_mean(d['aopc']), '.3f')} | {flip_cell(d['flip'])} | {share} | {rho} "
-                   f"| {_fmt(_mean(d['share']), '.2f')} |")
+                   f"| {rho2} | {_fmt(_mean(d['share']), '.2f')} |")
     out.append(f"| (random control) | {_fmt(_mean(rand['aopc']), '.3f')} | {flip_cell(rand['flip'])} "
-               f"| - | - | 0.25 (area) |")
+               f"| - | - | - | 0.25 (area) |")
     return "\n".join(out)
 
 

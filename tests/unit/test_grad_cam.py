@@ -311,6 +311,6 @@ def test_image_review_set_and_table():
                                  "random": {"count": 9}}}}
     table = ir.table([line, {"id": "x", "error": "boom"}])
     assert "1 images (1 failed)" in table
-    assert "| a | 0.500 | 1/1 (3.0) | 1/1 | 0.25 | 1.00 |" in table
-    assert "| integrated_gradients | 0.300 | 0/1 (-) | 0/1 | 1 (itself) | 1.00 |" in table
+    assert "| a | 0.500 | 1/1 (3.0) | 1/1 | 0.25 | - | 1.00 |" in table
+    assert "| integrated_gradients | 0.300 | 0/1 (-) | 0/1 | 1 (itself) | - | 1.00 |" in table
     assert "| (random control) | 0.200 | 1/1 (9.0) |" in table
