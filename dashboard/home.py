@@ -43,7 +43,9 @@ TRUST = {
             "against a second seed.",
     "grad_cam": "Read it as 'which region', never 'which pixel': the map has the layer's grid "
                 "(7 x 7 on the default model), stated under the panel. An earlier stage is finer "
-                "but less class-specific. IMAGE_REVIEW_SENTENCE",
+                "but less class-specific. Measured on our images, it found the right quarter of the "
+                "image in 18 of 24 composites, but as an order of patches it beat random "
+                "deletion on none of 11 (IG: 8): trust the region, not the ranking.",
     "guided_grad_cam": "The edges it draws come mostly from guided backpropagation, which "
                        "redraws the image whatever the model (Adebayo et al. 2018): run the "
                        "Sanity check before reading detail into it; the region is Grad-CAM's.",
