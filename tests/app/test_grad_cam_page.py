@@ -28,3 +28,21 @@ def test_image_page_draws_grad_cam_with_its_colour_bar():
     assert any("Grad-CAM" in str(c.proto.spec) and "Integrated Gradients" in str(c.proto.spec)
                for c in at.get("vega_lite_chart"))
     assert at.button(key="cmp.run.faithfulness") is not None
+
+
+def test_grad_cam_png_carries_its_colour_bar(tiny_image, tiny_image_input):
+    """The downloaded panel is what the screen shows: the map, then the colour bar."""
+    import io
+
+    from PIL import Image
+
+    from dashboard import export
+    from dashboard.panels import Input
+    from explainers import run_method
+    enc = tiny_image.encode(tiny_image_input)
+    inp = Input(enc, tiny_image.predict(enc))
+    sizes = {}
+    for name in ("grad_cam", "saliency"):
+        a = run_method(tiny_image, enc, name, target=0)
+        sizes[name] = Image.open(io.BytesIO(export.panel_png(tiny_image, inp, a, 1.0))).size
+    assert sizes["grad_cam"][1] > sizes["saliency"][1] + 20  # the bar and its labels
