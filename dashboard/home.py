@@ -46,8 +46,8 @@ TRUST = {
                 "but less class-specific. Measured on our images, it found the right quarter of the "
                 "image in 18 of 24 composites, but as an order of patches it beat random "
                 "deletion on none of 11 (IG: 8): trust the region, not the ranking.",
-    "guided_grad_cam": "The edges it draws come mostly from guided backpropagation, which "
-                       "redraws the image whatever the model (Adebayo et al. 2018): run the "
+    "guided_grad_cam": "Its edges come from guided backpropagation, which Adebayo et al. 2018 "
+                       "found nearly unchanged when the model's weights are randomized: run the "
                        "Sanity check before reading detail into it; the region is Grad-CAM's.",
 }
 
