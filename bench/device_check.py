@@ -5,13 +5,18 @@ Checks the CUDA path end to end and prints what to paste into BENCHMARKS.md:
 2. the bf16-autocast forward agrees with fp32 (top-1 class, and IG maps' Spearman rank
    correlation per modality);
 3. the OOM retry path keeps results identical at smaller batches;
-4. then runs ``bench.run`` on the GPU.
-On a machine without CUDA it says so and exits 0 after the CPU-side checks it can do.
+4. Grad-CAM (the method the walkthrough times on a GPU in half precision) on the default
+   image model: fp32 against bf16 autocast, median seconds and the Spearman rank
+   correlation between the two maps (:func:`grad_cam_precision`);
+5. then runs ``bench.run`` on the GPU.
+On a machine without CUDA it says so, skips every step and exits 0.
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -28,12 +33,52 @@ def fp32_forward(adapter, enc, x):
         return adapter._logits(x, enc).float()
 
 
+def grad_cam_precision(adapter, enc, repeats: int = 5, layer: str | None = None) -> dict:
+    """Grad-CAM in fp32 and under bf16 autocast on ``adapter``'s device.
+
+    Returns:
+        ``{"fp32_s", "bf16_s"}`` (median seconds of ``repeats`` warm runs), ``"speedup"``
+        (fp32 / bf16), ``"spearman"`` between the two maps and ``"max_abs_diff"`` relative
+        to the fp32 map's maximum.
+    """
+    device = adapter.device.type
+    params = {"layer": layer} if layer else None
+
+    def forward_in(bf16: bool):
+        def fwd(x, e):
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+                return adapter._logits(x, e).float()
+        return fwd
+
+    out, maps = {}, {}
+    saved = adapter.forward
+    try:
+        for name, bf16 in (("fp32", False), ("bf16", True)):
+            adapter.forward = forward_in(bf16)  # type: ignore[method-assign]
+            maps[name] = run_method(adapter, enc, "grad_cam", params).scores.ravel()  # warm-up
+            seconds = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                run_method(adapter, enc, "grad_cam", params)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                seconds.append(time.perf_counter() - start)
+            out[f"{name}_s"] = statistics.median(seconds)
+    finally:
+        adapter.forward = saved  # type: ignore[method-assign]
+    out["speedup"] = out["fp32_s"] / out["bf16_s"]
+    out["spearman"] = float(spearmanr(maps["fp32"], maps["bf16"]).statistic)
+    out["max_abs_diff"] = float(np.abs(maps["fp32"] - maps["bf16"]).max() / max(np.abs(maps["fp32"]).max(), 1e-12))
+    return out
+
+
 def main() -> int:
     warnings.filterwarnings("ignore")
     from cache.models import gallery_image
     INPUTS["image"] = gallery_image("chelsea")
     if not torch.cuda.is_available():
-        print("no CUDA device: nothing to check here (run this on the GPU machine)")
+        print("no CUDA device: nothing to check here (run this on the GPU machine); "
+              "skipped: models on CUDA, bf16 vs fp32, batch-size invariance, grad_cam fp32 vs bf16, bench.run")
         return 0
     print(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
     ok = True
@@ -63,6 +108,12 @@ def main() -> int:
               f"IG spearman(bf16, fp32)={rho:.3f} IG batch-size invariant={batch_same} "
               f"max|logit diff|={float((bf16 - fp32).abs().max()):.4f}")
         ok &= on_gpu and frozen and same_top1 and rho > 0.9 and batch_same
+    image = load_model("image")
+    g = grad_cam_precision(image, image.encode(INPUTS["image"]))
+    print(f"grad_cam (conv_head): fp32 {g['fp32_s'] * 1000:.1f} ms, bf16 autocast {g['bf16_s'] * 1000:.1f} ms "
+          f"(x{g['speedup']:.2f}), spearman(fp32, bf16 maps)={g['spearman']:.3f}, "
+          f"max |diff| / max = {g['max_abs_diff']:.3f}")
+    ok &= g["spearman"] > 0.9
     from bench import run
     sys.argv = ["bench.run", "--repeats", "5"]
     run.main()

@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from cache.models import IMAGE_GALLERY, gallery_image
-from explainers import ExplainerError
+from explainers import ExplainerError, get_method
 
 from .. import models, render
 from ..panels import Input, prepare
@@ -34,6 +34,44 @@ def _reset() -> None:
 SIGNS = {"all": "signed", "positive": "positive", "negative": "negative", "absolute": "|absolute|"}
 DISPLAYS = {"heat_map": "heat map", "masked": "masked image"}
 DEFAULT_SIGN, DEFAULT_DISPLAY, DEFAULT_CLIP, DEFAULT_SMOOTH = "positive", "heat_map", 2.0, 8.0
+
+
+def _coarse(a) -> bool:
+    """A layer map upsampled to the image (Grad-CAM): already smooth, drawn without the
+    display smoothing, which would only blur its cells further."""
+    return bool(getattr(get_method(a.method), "coarse_map", False))
+
+
+def _with_bar(a) -> bool:
+    """Maps drawn like the Grad-CAM walkthrough: blended over the image, with a colour bar."""
+    return bool(getattr(get_method(a.method), "colour_bar", False))
+
+
+def colour_bar(scale: float, sign: str, width: int = 448, unit: str = "") -> np.ndarray:
+    """A horizontal colour bar (uint8 RGB) in the overlay's own colours and opacity ramp:
+    0 to +``scale`` (or -``scale`` to 0, -``scale`` to +``scale`` for the signed view), with
+    its end values, so a Grad-CAM blob can be read as a number."""
+    from PIL import Image, ImageDraw
+    lo = -1.0 if sign in ("all", "negative") else 0.0
+    hi = 0.0 if sign == "negative" else 1.0
+    pad, bar_h, text_h = 10, 14, 18
+    values = np.linspace(lo, hi, width - 2 * pad, dtype=np.float32)
+    grey = np.full((bar_h, values.size, 3), 200.0, np.float32)
+    ramp = render.overlay(grey, np.broadcast_to(values * scale, (bar_h, values.size)).copy(), scale)
+    img = Image.new("RGB", (width, bar_h + text_h + 4), "white")
+    img.paste(Image.fromarray(ramp), (pad, 2))
+    d = ImageDraw.Draw(img)
+    font = render._font(12)
+    ticks = [(0, lo), (values.size // 2, (lo + hi) / 2), (values.size - 1, hi)]
+    for i, (x, v) in enumerate(ticks):
+        label = f"{v * scale:+.3g}" if v else "0"
+        if i == len(ticks) - 1 and unit:
+            label += f" {unit}"
+        w = font.getlength(label)
+        left = min(max(pad + x - w / 2, 0), width - w - 1)
+        d.line([pad + x, bar_h + 2, pad + x, bar_h + 5], fill=(90, 90, 90))
+        d.text((left, bar_h + 5), label, fill=(60, 60, 60), font=font)
+    return np.asarray(img)
 
 
 @register_view
@@ -167,7 +205,7 @@ class ImageView(ModalityView):
     def shown_scores(self, a, settings) -> np.ndarray:
         """Smoothed for display, then the chosen sign's part."""
         opts = settings.options
-        smooth = float(opts.get("smooth", 0.0))
+        smooth = 0.0 if _coarse(a) else float(opts.get("smooth", 0.0))
         scores = render.smooth(a.scores, smooth) if smooth > 0 else a.scores
         return render.signed_part(scores, opts.get("sign", "all"))
 
@@ -194,6 +232,11 @@ class ImageView(ModalityView):
 
     def draw(self, adapter, inp, a, scale, settings) -> None:
         st.image(self._picture(inp, a, scale, settings), width="stretch")
+        if _with_bar(a) and settings.options.get("display") != "masked":
+            st.image(colour_bar(scale, settings.options.get("sign", "all")), width="stretch")
+            if _coarse(a):
+                st.caption("Drawn as computed: no display smoothing (the layer map is already "
+                           "upsampled); the bar gives the score at each colour.")
 
     def draw_disagreement(self, adapter, inp, disagreement, scale) -> None:
         n = adapter.size // adapter.patch
@@ -213,7 +256,13 @@ class ImageView(ModalityView):
 
     def panel_png(self, adapter, inp, a, scale, settings, title) -> bytes:
         signs, note = self.legend(settings)
-        return render.titled_image_png(self._picture(inp, a, scale, settings), title, scale, signs, note)
+        picture = self._picture(inp, a, scale, settings)
+        if _with_bar(a) and settings.options.get("display") != "masked":
+            bar = colour_bar(scale, settings.options.get("sign", "all"), width=picture.shape[1])
+            picture = np.concatenate([picture, bar], axis=0)
+        if _coarse(a):
+            note = "; ".join(p for p in note.split("; ") if not p.startswith("display smoothing"))
+        return render.titled_image_png(picture, title, scale, signs, note)
 
     def review_inputs(self, adapter) -> list[tuple[Any, Any]]:
         names = st.multiselect("Sample images", IMAGE_GALLERY, default=list(IMAGE_GALLERY), key="rv.gallery")

@@ -2,7 +2,9 @@
 
 from . import (  # noqa: F401
     feature_ablation,
+    grad_cam,
     gradient_shap,
+    guided_grad_cam,
     input_x_gradient,
     integrated_gradients,
     occlusion,

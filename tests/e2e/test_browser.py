@@ -141,6 +141,26 @@ def test_image(server, browser):
     page.close()
 
 
+def test_image_grad_cam(server, browser):
+    """Grad-CAM next to IG and Occlusion on the cat: each CAM panel is the blended map with a
+    colour bar under it and states its resolution (the README's Grad-CAM screenshot)."""
+    methods = "&".join("methods=" + urllib.request.quote(t) for t in
+                       ("Grad-CAM", "Integrated Gradients", "Occlusion"))
+    page = _open(browser, f"{server}/image?{IMAGE_QUERY}&{methods}", "Download review", height=1500)
+    assert len(_panel_captions(page)) == 3
+    assert page.get_by_text("Egyptian cat").count() >= 1
+    assert page.get_by_text("7 x 7 cells", exact=False).count() == 1
+    assert page.get_by_text("no display smoothing", exact=False).count() == 1
+    # the panels' pictures: three maps and Grad-CAM's colour bar (a wide, flat image)
+    sizes = _boxes(page, '[data-testid="stImage"] img')
+    flat = [b for b in sizes if b["width"] > 4 * b["height"]]
+    assert len(flat) == 1, sizes
+    page.get_by_text("Attributions side by side").first.evaluate("e => e.scrollIntoView({block: 'start'})")
+    time.sleep(0.5)
+    _shot(page, "image_grad_cam")
+    page.close()
+
+
 def test_tabular(server, browser):
     page = _open(browser, f"{server}/tabular", "Download review", height=2000)
     assert len(_panel_captions(page)) == 3
