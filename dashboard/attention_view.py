@@ -43,13 +43,19 @@ def heatmap_frame(matrix: np.ndarray, tokens: Sequence[str], start: int = 0) -> 
                          "weight": matrix.ravel().astype(float), "is_cls": (q.ravel() + start) == 0})
 
 
+def cell_size(n: int) -> int:
+    """Pixels per cell: big enough to hover, small enough for 60 tokens."""
+    return 26 if n <= 20 else 18 if n <= 40 else 13
+
+
 def heatmap(frame: pd.DataFrame, order: Sequence[str], title: str) -> alt.LayerChart:
     """Query rows x key columns, darker = more attention; the [CLS] row outlined."""
-    step = 22 if len(order) <= 30 else 14
+    step = cell_size(len(order))
     base = alt.Chart(frame).encode(
         x=alt.X("key:N", sort=list(order), title="key (attended to)",
-                axis=alt.Axis(labelAngle=-45, labelLimit=120, orient="top")),
-        y=alt.Y("query:N", sort=list(order), title="query (attending)", axis=alt.Axis(labelLimit=120)))
+                axis=alt.Axis(labelAngle=-45, labelLimit=120, orient="top", labelOverlap=False)),
+        y=alt.Y("query:N", sort=list(order), title="query (attending)",
+                axis=alt.Axis(labelLimit=120, labelOverlap=False)))
     cells = base.mark_rect().encode(
         color=alt.Color("weight:Q", scale=alt.Scale(scheme="blues", domain=[0, float(frame["weight"].max()) or 1.0]),
                         title="weight"),
@@ -93,8 +99,10 @@ def attention_section(adapter, original: Input, edited: Input | None) -> None:
     frame = heatmap_frame(matrix[shown, shown], tokens[shown], start)
     order = list(dict.fromkeys(frame["key"]))
     what = "mean of heads" if head == "mean" else f"head {head}"
+    side = cell_size(len(order)) * len(order)
+    # explicit pixels: Streamlit fits charts to their box, and the cells should stay square
     st.altair_chart(heatmap(frame, order, f"Layer {_layer_label(layer, n_layers)}, {what}"),
-                    width="content")
+                    width=side + 230, height=side + 150)
     rows = describe_pooling(adapter.module)
     n_rows = f" ({len(pooled)} rows)" if len(pooled) > 1 else ""
     st.caption(
