@@ -57,15 +57,23 @@ def sentences(path: Path, limit: int) -> list[tuple[int, str]]:
     return out
 
 
-def rows(path: Path, name: str | None = None, ig_scores: dict | None = None) -> dict[str, dict[str, list]]:
+def ids_in(path: Path) -> set:
+    """Ids of the inputs a review explained without error (so far: the file grows line by line)."""
+    recs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {r["id"] for r in recs if "error" not in r}
+
+
+def rows(path: Path, name: str | None = None, ig_scores: dict | None = None,
+         ids: set | None = None) -> dict[str, dict[str, list]]:
     """Per method: deletion AOPC, flip count (None: no flip), beats random, effect size and
     Spearman to IG, one entry per input. ``name`` renames the attention row; ``ig_scores``
-    (``{input id: IG scores}``) gives the Spearman where the review had no IG."""
+    (``{input id: IG scores}``) gives the Spearman where the review had no IG; ``ids``
+    keeps only those inputs (both reviews' tables then cover the same sentences)."""
     per: dict[str, dict[str, list]] = {}
     random: dict[str, list] = {"aopc": [], "flip": []}
     for line in path.read_text(encoding="utf-8").splitlines():
         rec = json.loads(line)
-        if "error" in rec:
+        if "error" in rec or (ids is not None and rec["id"] not in ids):
             continue
         m = rec["metrics"]
         scores = {k: v["scores"] for k, v in rec["attributions"].items()}
@@ -141,11 +149,13 @@ def main() -> None:
     if args.part in ("last_layer", "rollout"):
         print(f"{args.part}: {len(items)} sentences, {time.perf_counter() - start:.0f} s")
         return
-    per = rows(first, "attention (last_layer)")
-    rollout = rows(second, "attention (rollout)", ig_by_input(first))
+    both = ids_in(first) & ids_in(second)
+    per = rows(first, "attention (last_layer)", ids=both)
+    rollout = rows(second, "attention (rollout)", ig_by_input(first), ids=both)
     per = {"attention (last_layer)": per.pop("attention (last_layer)"),
            "attention (rollout)": rollout["attention (rollout)"], **per}
-    print(f"\n{len(items)} sentences from {args.file.name}\n")
+    print(f"\n{len(both)} of the first {len(items)} sentences of {args.file.name} "
+          f"(those both reviews explained)\n")
     print(table(per))
 
 
