@@ -9,9 +9,9 @@ metrics agreement, faithfulness and flip with their defaults, every method at it
 parameters: (1) every method, attention at ``aggregation=last_layer``; (2) attention at
 ``aggregation=rollout`` alone (faithfulness and flip; its Spearman to IG is computed here
 with the agreement metric's own ``rank_agreement`` against IG's scores from review 1, the
-same features). ``--part last_layer`` / ``--part rollout`` runs one review (two processes
-can run side by side), ``--part table`` only prints the table from the JSON lines in
-``--out-dir``. Torch runs one intra-op thread: on a shared 2-core machine two threads
+same features). ``--part last_layer`` / ``--part rollout`` runs one review and ``--start N`` begins it at
+sentence N (so several processes can share the sentences), ``--part table`` only prints the
+table from the JSON lines in ``--out-dir``. Torch runs one intra-op thread: on a shared 2-core machine two threads
 spin-wait on each other; no count below depends on it.
 
 The table, per method: mean deletion AOPC; inputs flipped and the mean flip count over
@@ -57,13 +57,24 @@ def sentences(path: Path, limit: int) -> list[tuple[int, str]]:
     return out
 
 
-def ids_in(path: Path) -> set:
-    """Ids of the inputs a review explained without error (so far: the file grows line by line)."""
-    recs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def records(out_dir: Path, stem: str) -> list[dict]:
+    """The review lines of ``stem*.jsonl`` in ``out_dir`` (one file per ``--start``), one per
+    input id (the files grow line by line; an input two runs reached counts once)."""
+    seen: dict = {}
+    for path in sorted(out_dir.glob(f"{stem}*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                seen.setdefault(rec["id"], rec)
+    return [seen[k] for k in sorted(seen)]
+
+
+def ids_in(recs: list[dict]) -> set:
+    """Ids of the inputs explained without error."""
     return {r["id"] for r in recs if "error" not in r}
 
 
-def rows(path: Path, name: str | None = None, ig_scores: dict | None = None,
+def rows(recs: list[dict], name: str | None = None, ig_scores: dict | None = None,
          ids: set | None = None) -> dict[str, dict[str, list]]:
     """Per method: deletion AOPC, flip count (None: no flip), beats random, effect size and
     Spearman to IG, one entry per input. ``name`` renames the attention row; ``ig_scores``
@@ -71,8 +82,7 @@ def rows(path: Path, name: str | None = None, ig_scores: dict | None = None,
     keeps only those inputs (both reviews' tables then cover the same sentences)."""
     per: dict[str, dict[str, list]] = {}
     random: dict[str, list] = {"aopc": [], "flip": []}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        rec = json.loads(line)
+    for rec in recs:
         if "error" in rec or (ids is not None and rec["id"] not in ids):
             continue
         m = rec["metrics"]
@@ -93,13 +103,8 @@ def rows(path: Path, name: str | None = None, ig_scores: dict | None = None,
     return per
 
 
-def ig_by_input(path: Path) -> dict:
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        rec = json.loads(line)
-        if "error" not in rec:
-            out[rec["id"]] = rec["attributions"]["integrated_gradients"]["scores"]
-    return out
+def ig_by_input(recs: list[dict]) -> dict:
+    return {r["id"]: r["attributions"]["integrated_gradients"]["scores"] for r in recs if "error" not in r}
 
 
 def _mean(values) -> float | None:
@@ -133,11 +138,15 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--out-dir", type=Path, default=Path("/tmp"))
     p.add_argument("--part", choices=("all", "last_layer", "rollout", "table"), default="all")
+    p.add_argument("--start", type=int, default=0,
+                   help="begin at this sentence (another process can take the others)")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
-    first, second = args.out_dir / "attention_last_layer.jsonl", args.out_dir / "attention_rollout.jsonl"
-    items = sentences(args.file, args.limit)
+    suffix = f".from{args.start}" if args.start else ""
+    first = args.out_dir / f"attention_last_layer{suffix}.jsonl"
+    second = args.out_dir / f"attention_rollout{suffix}.jsonl"
+    items = sentences(args.file, args.limit)[args.start:]
     start = time.perf_counter()
     if args.part in ("all", "last_layer"):
         run_review(load_model("text"), items, methods=METHODS, params={}, metrics=METRICS,
@@ -149,12 +158,13 @@ def main() -> None:
     if args.part in ("last_layer", "rollout"):
         print(f"{args.part}: {len(items)} sentences, {time.perf_counter() - start:.0f} s")
         return
-    both = ids_in(first) & ids_in(second)
-    per = rows(first, "attention (last_layer)", ids=both)
-    rollout = rows(second, "attention (rollout)", ig_by_input(first), ids=both)
+    last, roll = records(args.out_dir, "attention_last_layer"), records(args.out_dir, "attention_rollout")
+    both = ids_in(last) & ids_in(roll)
+    per = rows(last, "attention (last_layer)", ids=both)
+    rollout = rows(roll, "attention (rollout)", ig_by_input(last), ids=both)
     per = {"attention (last_layer)": per.pop("attention (last_layer)"),
            "attention (rollout)": rollout["attention (rollout)"], **per}
-    print(f"\n{len(both)} of the first {len(items)} sentences of {args.file.name} "
+    print(f"\n{len(both)} of the first {args.limit} sentences of {args.file.name} "
           f"(those both reviews explained)\n")
     print(table(per))
 
