@@ -63,9 +63,11 @@ def records(out_dir: Path, stem: str) -> list[dict]:
     seen: dict = {}
     for path in sorted(out_dir.glob(f"{stem}*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
+            try:
                 rec = json.loads(line)
-                seen.setdefault(rec["id"], rec)
+            except json.JSONDecodeError:  # a line cut short by a stopped process
+                continue
+            seen.setdefault(rec["id"], rec)
     return [seen[k] for k in sorted(seen)]
 
 
