@@ -32,6 +32,7 @@ def modality_page(view: ModalityView) -> None:
     st.subheader("Attributions side by side")
     methods = widgets.method_picker(view.modality)
     run = panels.explain_panels(view, adapter, original, edited, methods, target, settings)
+    view.extra_sections(adapter, original, edited)
     metrics = compare.compare_section(view, adapter, original, run, apply=view.apply_flip(adapter, original),
                                       input_id=picked.input_id, status=status)
     panels.page_downloads(adapter, original, edited, run, metrics, input_id=picked.input_id)

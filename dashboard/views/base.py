@@ -116,6 +116,10 @@ class ModalityView(ABC):
     def draw_disagreement(self, adapter, inp: Input, disagreement: np.ndarray, scale: float) -> None:
         """Draw the per-feature disagreement of the methods over the input (optional)."""
 
+    def extra_sections(self, adapter, original: Input, edited: Input | None) -> None:
+        """Sections of the modality's own, drawn below the panels (text: Attention); none by
+        default."""
+
     def unit(self, adapter) -> str:
         """What the interpretable features are called, plural ("tokens", "16x16 patches")."""
         return f"{adapter.feature_unit}s"

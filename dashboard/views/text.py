@@ -9,6 +9,7 @@ import streamlit as st
 from cache.models import TEXT_SAMPLES
 
 from .. import models, render
+from ..attention_view import attention_section
 from ..panels import Input, prepare
 from ..state import BIND, digest
 from .base import Apply, ModalityView, PickedInput, model_source, prediction_change, register_view
@@ -190,6 +191,10 @@ class TextView(ModalityView):
             if edited is not None:
                 st.session_state["edit"] = edited
         return apply
+
+    def extra_sections(self, adapter, original: Input, edited: Input | None) -> None:
+        """The Attention section: the model's own query x key weights (``attention_view``)."""
+        attention_section(adapter, original, edited)
 
     def draw(self, adapter, inp, a, scale, settings) -> None:
         st.html(render.token_html(inp.enc.feature_labels, a.scores, scale, spans=inp.enc.extra.get("spans")))

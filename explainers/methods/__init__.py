@@ -1,6 +1,8 @@
 """Attribution methods, one file each. Importing this package registers them all."""
 
 from . import (  # noqa: F401
+    attention,
+    attention_x_gradient,
     feature_ablation,
     grad_cam,
     gradient_shap,

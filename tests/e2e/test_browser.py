@@ -273,4 +273,50 @@ def test_tabular_diabetes_score_model(server, browser):
     page.get_by_role("tab", name="Flips").click()
     page.get_by_text("crosses the threshold").first.wait_for(timeout=60_000)
     assert page.get_by_text("median of the model's scores").count() >= 1
+
+
+def _shown(select) -> str:
+    """What a select box shows: its text and the value of its input (Streamlit >= 1.5x)."""
+    return select.evaluate("e => e.innerText + ' ' + Array.from(e.querySelectorAll('input'))"
+                           ".map(i => i.value + ' ' + (i.getAttribute('aria-label') || '')).join(' ')")
+
+
+@pytest.mark.skipif(not TEXT_WEIGHTS.is_file(), reason="default text model weights not built yet")
+def test_text_attention_heat_map(server, browser):
+    """The Text page's Attention section: a query x key heat map of the default model's own
+    weights, with layer and head pickers; picking a head changes the view and its link. The
+    attention methods run as panels next to IG."""
+    text = "The plot was predictable, but the acting kept me watching."
+    methods = "&".join("methods=" + urllib.request.quote(t)
+                       for t in ("Integrated Gradients", "Attention", "Attention x Gradient"))
+    page = _open(browser, f"{server}/text?text={urllib.request.quote(text)}&ig.n_steps=16&{methods}",
+                 "Download review", height=2600)
+    assert len(_panel_captions(page)) == 3
+    assert page.get_by_text("negative by construction").count() >= 2  # both attention panels say so
+    heading = page.get_by_role("heading", name="Attention", exact=True)
+    heading.scroll_into_view_if_needed()
+    top = heading.bounding_box()["y"]
+    charts = [b for b in _boxes(page, '[data-testid="stVegaLiteChart"]') if b["y"] > top]
+    chart = min(charts, key=lambda b: b["y"])
+    assert chart["height"] > 250 and chart["width"] > 250  # 16 tokens on each axis
+    head = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text("Head", exact=True))
+    assert "mean of heads" in _shown(head)
+    layer = page.locator('[data-testid="stSelectbox"]').filter(has=page.get_by_text("Layer", exact=True))
+    assert "6 (last)" in _shown(layer)
+    head.locator("input").first.click()
+    page.get_by_role("option", name="head 3").click()
+    _settle(page)
+    _wait_until(lambda: "head 3" in _shown(head), timeout=60)
+    assert "att.head=" in page.url, page.url  # the view is part of the shareable link
+    assert page.locator('[data-testid="stException"]').count() == 0
+    heading.evaluate("e => e.scrollIntoView({block: 'start'})")  # the section at the top
+    time.sleep(0.5)
+    box = heading.bounding_box()
+    chart = min((b for b in _boxes(page, '[data-testid="stVegaLiteChart"]') if b["y"] > box["y"]),
+                key=lambda b: b["y"])
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / "text_attention.png"
+    page.screenshot(path=str(path), clip={"x": 0, "y": box["y"] - 10, "width": page.viewport_size["width"],
+                                          "height": chart["y"] + chart["height"] - box["y"] + 90})
+    assert path.stat().st_size > 10_000
     page.close()
