@@ -76,7 +76,8 @@ class Outcome:
     """What :func:`integrate` found, one entry per row.
 
     Attributes:
-        integral: ``[R, ...]`` the integral of ``g`` at the level each row stopped.
+        integral: ``[R, ...]`` the integral of ``g`` at the level each row stopped (a list
+            of R tensors when the rows differ in shape).
         f0, f1: ``[R]`` the scalar output at ``a = 0`` and ``a = 1``.
         delta: ``[R]`` ``sum(integral) - (f1 - f0)``, the error of the sum.
         points: ``[R]`` evaluations each row used (the points of its last level).
@@ -85,7 +86,7 @@ class Outcome:
         evaluations: total points evaluated over all rows (each exactly once).
     """
 
-    integral: torch.Tensor
+    integral: torch.Tensor | list[torch.Tensor]
     f0: torch.Tensor
     f1: torch.Tensor
     delta: torch.Tensor
@@ -93,6 +94,13 @@ class Outcome:
     converged: list[bool]
     history: list[list[tuple[int, float]]] = field(default_factory=list)
     evaluations: int = 0
+
+    def select(self, rows: list[int]) -> "Outcome":
+        """The outcome of some rows only (``evaluations``: the points those rows used)."""
+        idx = torch.as_tensor(rows)
+        return Outcome(torch.stack([self.integral[r] for r in rows]), self.f0[idx], self.f1[idx], self.delta[idx],
+                       [self.points[r] for r in rows], [self.converged[r] for r in rows],
+                       [self.history[r] for r in rows], sum(self.points[r] for r in rows))
 
 
 def tolerance(gap: float, rtol: float) -> float:
@@ -136,7 +144,7 @@ def integrate(evaluate: Evaluate, n_rows: int, rtol: float = DEFAULT_RTOL,
             g, f = evaluate(rows, alphas)
             f = f.detach().double().cpu()
             for i, (r, j) in enumerate(todo):
-                values[r][j * step] = g[i]
+                values[r][j * step] = g[i]  # g: a tensor [m, ...] or a list of m tensors
                 outputs[r][j * step] = float(f[i])
             evaluations += len(todo)
         still = []
@@ -157,7 +165,9 @@ def integrate(evaluate: Evaluate, n_rows: int, rtol: float = DEFAULT_RTOL,
             break
     f0 = torch.tensor([outputs[r][0] for r in range(n_rows)], dtype=torch.float64)
     f1 = torch.tensor([outputs[r][finest] for r in range(n_rows)], dtype=torch.float64)
-    return Outcome(torch.stack(result), f0, f1, delta, points, converged, history, evaluations)
+    same = len({tuple(t.shape) for t in result}) == 1  # rows of texts of different lengths: a list
+    return Outcome(torch.stack(result) if same else result, f0, f1, delta, points, converged,
+                   history, evaluations)
 
 
 def straight_path(forward: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor,

@@ -40,6 +40,7 @@ class IntegratedGradients(Method):
     paper = "Sundararajan, Taly, Yan. Axiomatic Attribution for Deep Networks. ICML 2017."
     has_convergence_delta = True
     supports_noise_tunnel = True
+    defer_model_calls = True  # Captum never branches on outputs: pooled across inputs
 
     def own_params(self, adapter):
         return [
@@ -71,6 +72,14 @@ class IntegratedGradients(Method):
         if params["n_steps"] == AUTO:
             return k * AUTO_COST_POINTS
         return k * params["n_steps"] + 2 * k
+
+    def attribute_many(self, adapter, encs, targets, params, pool):
+        """Fixed ``n_steps``: the pooled default. ``"auto"``: every input's baselines refine
+        together, level by level, each level's new points evaluated as one pooled batch."""
+        if params["n_steps"] != AUTO or params.get("noise_tunnel", "none") not in (None, "none"):
+            return super().attribute_many(adapter, encs, targets, params, pool)
+        from ..batched import adaptive_ig_many
+        return adaptive_ig_many(adapter, encs, targets, params, pool)
 
     def attribute(self, adapter, enc, target, params, forward):
         baselines = adapter.baselines(enc, params["baselines"])
