@@ -107,7 +107,8 @@ def adaptive_result(outcome: "quadrature.Outcome") -> tuple[torch.Tensor, dict]:
     worst = int(outcome.delta.abs().argmax())
     stats.update({"n_steps_used": int(max(outcome.points)), "n_steps_per_baseline": list(outcome.points),
                   "converged": bool(all(outcome.converged)),
-                  "history": [[p, d] for p, d in outcome.history[worst]]})
+                  "history": [[p, d] for p, d in outcome.history[worst]],
+                  "history_gap": float(outcome.f1[worst] - outcome.f0[worst])})
     return outcome.integral.mean(0, keepdim=True), stats
 
 
