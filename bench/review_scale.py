@@ -61,21 +61,31 @@ def main() -> None:
     review_one(model, -1, "A warm-up sentence.", METHODS, None, METRICS, None, use_cache=False)
     rows = []
     base = None
+    calls: list[int] = []  # rows of each forward of the model: a count the machine's load cannot change
+    hook = model.module.register_forward_pre_hook(
+        lambda _m, args, kwargs: calls.append(int((kwargs.get("inputs_embeds") if kwargs.get("inputs_embeds")
+                                                   is not None else args[0]).shape[0])), with_kwargs=True)
     for name, run in [("one at a time (n_steps=50)", lambda: one_at_a_time(model, items, None)),
                       ("batched (n_steps=50)", lambda: batched(model, items, None, args.batch)),
                       ("batched + adaptive IG", lambda: batched(model, items, REVIEW_DEFAULT_PARAMS, args.batch))]:
+        calls.clear()
         start = time.perf_counter()
         recs = run()
         seconds = time.perf_counter() - start
+        n_calls, n_rows = len(calls), sum(calls)
         base = recs if base is None else base
         errors = sum("error" in r for r in recs)
-        rows.append((name, seconds, len(items) / seconds * 60, errors,
+        rows.append((name, seconds, len(items) / seconds * 60, errors, n_calls, n_rows / max(1, n_calls),
                      max_diff(recs, base, "integrated_gradients"), max_diff(recs, base, "occlusion")))
+    hook.remove()
     print(f"{len(items)} SST-2 dev sentences on {model.device.type}, batch {args.batch}, "
           f"methods {', '.join(METHODS)}, metrics {', '.join(METRICS)}")
-    print(f"{'path':30} {'seconds':>8} {'sent/min':>9} {'x':>6} {'errors':>6} {'IG diff':>9} {'occ diff':>9}")
-    for name, seconds, rate, errors, ig, occ in rows:
-        print(f"{name:30} {seconds:8.1f} {rate:9.1f} {rate / rows[0][2]:6.2f} {errors:6d} {ig:9.1e} {occ:9.1e}")
+    print(f"{'path':30} {'seconds':>8} {'sent/min':>9} {'x':>6} {'errors':>6} {'forwards':>9} "
+          f"{'rows/fwd':>9} {'IG diff':>9} {'occ diff':>9}")
+    for name, seconds, rate, errors, n_calls, per, ig, occ in rows:
+        print(f"{name:30} {seconds:8.1f} {rate:9.1f} {rate / rows[0][2]:6.2f} {errors:6d} {n_calls:9d} "
+              f"{per:9.1f} {ig:9.1e} {occ:9.1e}")
+    print("forwards: calls of the model (each a batch of rows/fwd inputs), load-independent")
     print("diff: largest |score - one-at-a-time score| / max |one-at-a-time score| over the sentences")
 
 

@@ -99,3 +99,16 @@ def test_auto_is_only_word_accepted(tiny_text):
     a = run_method(tiny_text, enc, "integrated_gradients", {"n_steps": "AUTO", "baselines": ["pad"]}, 1)
     assert a.params["n_steps"] == "auto"
     assert math.isfinite(a.convergence_delta)
+
+
+def test_stability_reports_where_auto_stopped(tiny_tabular):
+    from explainers import explain
+    params = {"integrated_gradients": {"n_steps": "auto", "rtol": 0.001}}
+    r = explain(tiny_tabular, 3, ["integrated_gradients"], params, metrics=["stability"],
+                metric_params={"ig_steps": [4, 8]}, use_cache=False)
+    auto = r.metrics["stability"]["ig_convergence"]["auto"]
+    st = r.attributions["integrated_gradients"].delta_stats
+    assert auto["n_steps_used"] == st["n_steps_used"] == auto["points"][-1]
+    assert auto["points"] == [p for p, _ in st["history"]] and auto["rtol"] == 0.001
+    assert len(auto["relative_delta"]) == len(auto["points"])
+    assert r.metrics["stability"]["ig_convergence"]["n_steps"] == [4, 8]
