@@ -14,7 +14,7 @@ import streamlit as st
 
 from explainers import DEFAULT_METHODS, get_method, list_methods
 from explainers.metrics import METRICS
-from explainers.batched import DEFAULT_BATCH, review_chunk
+from explainers.batched import DEFAULT_BATCH, review_chunk, review_params
 from explainers.review import COLUMNS, slim, summarize, summary_table
 
 from . import models, render
@@ -66,6 +66,7 @@ def run_batch(view, adapter, items: list[tuple[Any, Any]], methods: list[str], m
     bar = st.progress(0.0, text="reviewing")
     records = []
     total = len(items)
+    run_params = review_params(methods, params) or None  # adaptive IG unless the page sets n_steps
     for start in range(0, total, batch):
         chunk = items[start:start + batch]
 
@@ -73,7 +74,7 @@ def run_batch(view, adapter, items: list[tuple[Any, Any]], methods: list[str], m
             done = start + f * n
             bar.progress(min(1.0, done / total), text=f"reviewing {start + 1}-{start + n} of {total}: {stage}")
 
-        for (ident, raw), rec in zip(chunk, review_chunk(adapter, chunk, methods, params or None, metrics,
+        for (ident, raw), rec in zip(chunk, review_chunk(adapter, chunk, methods, run_params, metrics,
                                                          None, progress=step)):
             rec["input"] = view.describe_input(adapter, ident, raw)
             rec["true_label"] = view.true_label(adapter, ident, raw)
@@ -167,6 +168,11 @@ def show(records: list[dict]) -> None:
         st.caption("Parameters from the modality's page: " + "; ".join(
             f"{get_method(m).title} " + ", ".join(f"{k}={render.md(v)}" for k, v in vals.items())
             for m, vals in params.items()))
+    ig = next((r["attributions"]["integrated_gradients"]["params"] for r in records
+               if "integrated_gradients" in (r.get("attributions") or {})), None)
+    if ig and ig.get("n_steps") == "auto":
+        st.caption(f"Integrated Gradients: n_steps = auto (rtol {ig.get('rtol')}), the review's default "
+                   "unless n_steps is set on the modality's page.")
     summary = summarize(slim(r) for r in records)
     pct = st.column_config.NumberColumn(format="percent")
     st.dataframe(summary_frame(summary), hide_index=True, width="stretch",

@@ -66,6 +66,18 @@ if TYPE_CHECKING:
 #: same 1 % tolerance; BENCHMARKS.md). Merged under the user's ``--param`` values.
 REVIEW_DEFAULT_PARAMS: dict[str, dict] = {"integrated_gradients": {"n_steps": "auto"}}
 
+def review_params(methods: Sequence[str] | None, params: dict | None) -> dict[str, dict]:
+    """``params`` over :data:`REVIEW_DEFAULT_PARAMS`, for the selected ``methods`` only
+    (None: the default methods), the user's values winning: the parameters a review runs with."""
+    from .api import check_methods
+    chosen = check_methods(methods)
+    out = {m: dict(v) for m, v in (params or {}).items()}
+    for m, defaults in REVIEW_DEFAULT_PARAMS.items():
+        if m in chosen:
+            out[m] = {**defaults, **out.get(m, {})}
+    return out
+
+
 #: inputs per micro-batch when the caller gives none: enough to fill a batch with a few
 #: texts' IG steps, small enough that the deferred points (IG: ~50 per input) stay in memory
 DEFAULT_BATCH = 16

@@ -176,3 +176,11 @@ def test_one_bad_input_does_not_sink_the_chunk(tiny_text):
     assert all("error" in line for line in bad)
     with pytest.raises(ExplainerError):
         explain_many(tiny_text, TEXTS, ["occlusion"], targets=[0])
+
+
+def test_review_params_default_to_adaptive_ig_for_selected_methods_only():
+    from explainers.batched import review_params
+    assert review_params(None, None)["integrated_gradients"]["n_steps"] == "auto"
+    assert review_params(["occlusion"], None) == {}  # IG not selected: no stray parameters
+    mine = review_params(["integrated_gradients"], {"integrated_gradients": {"n_steps": 32}})
+    assert mine == {"integrated_gradients": {"n_steps": 32}}
