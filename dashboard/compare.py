@@ -546,13 +546,29 @@ def _stability(s: dict, run: PanelRun) -> None:
             x=x, y=alt.Y("relative |delta|:Q", scale=alt.Scale(type="symlog"), title="relative |δ|"),
             tooltip=list(df.columns))
         layers = [line]
+        auto = ig.get("auto")
+        if auto and auto.get("points"):
+            # the adaptive run: its levels, and where it stopped
+            da = pd.DataFrame({"n_steps": auto["points"], "relative |delta|": auto["relative_delta"]})
+            layers.append(alt.Chart(da).mark_line(point=True, color="#ff7f0e", strokeDash=[2, 2]).encode(
+                x=x, y="relative |delta|:Q", tooltip=list(da.columns)))
+            layers.append(alt.Chart(da.tail(1)).mark_point(size=160, shape="diamond", filled=True,
+                                                          color="#ff7f0e").encode(
+                x=x, y="relative |delta|:Q", tooltip=list(da.columns)))
         if isinstance(tol, (int, float)):
             layers.append(alt.Chart(pd.DataFrame({"tol": [tol]})).mark_rule(strokeDash=[4, 4]).encode(
                 y=alt.Y("tol:Q", title="relative |δ|")))
         c2.altair_chart(alt.layer(*layers).properties(title="relative |convergence delta| (dashed: tolerance)"),
                         width="stretch", height=300)
+        if auto and auto.get("points"):
+            state = "stopped" if auto.get("converged") else "reached its cap"
+            st.caption(f"Orange: this panel's n_steps = auto, {state} at **{auto['n_steps_used']}** points "
+                       f"(diamond; levels {', '.join(map(str, auto['points']))}; it stops at "
+                       f"|δ| ≤ {auto.get('rtol')} × |f(x) − f(b)|). Red: fixed n_steps for comparison.")
         sug = ig.get("suggested_n_steps")
         current = run.params.get("integrated_gradients", {}).get("n_steps")
+        if current == "auto":
+            current = None  # adaptive: no fixed step count to replace
         if sug:
             msg = f"Suggested n_steps: **{sug}** (smallest tried with relative |δ| < {tol})."
             if current is not None and int(current) != int(sug):

@@ -14,7 +14,8 @@ import streamlit as st
 
 from explainers import DEFAULT_METHODS, get_method, list_methods
 from explainers.metrics import METRICS
-from explainers.review import COLUMNS, review_one, slim, summarize, summary_table
+from explainers.batched import DEFAULT_BATCH, review_chunk, review_params
+from explainers.review import COLUMNS, slim, summarize, summary_table
 
 from . import models, render
 from .views import get_view
@@ -57,19 +58,29 @@ def page_params(modality: str, adapter, methods: list[str]) -> dict[str, dict]:
 
 
 def run_batch(view, adapter, items: list[tuple[Any, Any]], methods: list[str], metrics: list[str],
-              params: dict[str, dict] | None = None) -> list[dict]:
-    """Explain every input with progress (each step touches Streamlit, so a widget change
-    stops the batch at once). Each line carries the input itself (``input``) and the
-    parameters used (``review_params``)."""
+              params: dict[str, dict] | None = None, batch: int = DEFAULT_BATCH) -> list[dict]:
+    """Explain the inputs ``batch`` at a time, each micro-batch's model work pooled across
+    its inputs (:func:`explainers.batched.review_chunk`), with progress (each step touches
+    Streamlit, so a widget change stops the batch at once). Each line carries the input
+    itself (``input``) and the parameters used (``review_params``)."""
     bar = st.progress(0.0, text="reviewing")
     records = []
-    for i, (ident, raw) in enumerate(items):
-        rec = review_one(adapter, ident, raw, methods, params or None, metrics, None)
-        rec["input"] = view.describe_input(adapter, ident, raw)
-        rec["true_label"] = view.true_label(adapter, ident, raw)
-        rec["review_params"] = params or {}
-        records.append(rec)
-        bar.progress((i + 1) / len(items), text=f"reviewed {i + 1}/{len(items)}")
+    total = len(items)
+    run_params = review_params(methods, params) or None  # adaptive IG unless the page sets n_steps
+    for start in range(0, total, batch):
+        chunk = items[start:start + batch]
+
+        def step(stage: str, f: float, start=start, n=len(chunk)) -> None:
+            done = start + f * n
+            bar.progress(min(1.0, done / total), text=f"reviewing {start + 1}-{start + n} of {total}: {stage}")
+
+        for (ident, raw), rec in zip(chunk, review_chunk(adapter, chunk, methods, run_params, metrics,
+                                                         None, progress=step)):
+            rec["input"] = view.describe_input(adapter, ident, raw)
+            rec["true_label"] = view.true_label(adapter, ident, raw)
+            rec["review_params"] = params or {}
+            records.append(rec)
+        bar.progress(min(1.0, (start + len(chunk)) / total), text=f"reviewed {start + len(chunk)}/{total}")
     bar.empty()
     return records
 
@@ -160,6 +171,11 @@ def show(records: list[dict]) -> None:
         st.caption("Parameters from the modality's page: " + "; ".join(
             f"{get_method(m).title} " + ", ".join(f"{k}={render.md(v)}" for k, v in vals.items())
             for m, vals in params.items()))
+    ig = next((r["attributions"]["integrated_gradients"]["params"] for r in records
+               if "integrated_gradients" in (r.get("attributions") or {})), None)
+    if ig and ig.get("n_steps") == "auto":
+        st.caption(f"Integrated Gradients: n_steps = auto (rtol {ig.get('rtol')}), the review's default "
+                   "unless n_steps is set on the modality's page.")
     summary = summarize(slim(r) for r in records)
     pct = st.column_config.NumberColumn(format="percent")
     st.dataframe(summary_frame(summary), hide_index=True, width="stretch",

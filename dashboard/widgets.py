@@ -77,7 +77,11 @@ def param_widgets(adapter, method: str) -> dict:
     for spec in get_method(method).param_specs(adapter):
         key = param_key(method, spec.name)
         label = spec.name.replace("_", " ")
-        if spec.type == "int":
+        if spec.type == "int" and getattr(spec, "auto", False) and st.checkbox(
+                f"{label}: auto", value=spec.default == "auto", key=f"{key}.auto", bind=BIND,
+                help="the method chooses it (IG: refines until its convergence delta meets rtol)"):
+            values[spec.name] = "auto"
+        elif spec.type == "int":
             lo = int(spec.min) if spec.min is not None else None
             hi = int(spec.max) if spec.max is not None else None
             values[spec.name] = st.number_input(label, min_value=lo, max_value=hi, value=int(spec.default),

@@ -13,6 +13,9 @@ from typing import Any, Sequence
 
 from .errors import ExplainerError
 
+#: the value of a parameter declared with ``auto=True`` when the method chooses it itself
+AUTO = "auto"
+
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -26,6 +29,8 @@ class ParamSpec:
         min, max: inclusive bounds for numbers.
         choices: allowed values for (multi)choice parameters.
         cost: True when the value scales the number of forward passes (for cost estimates).
+        auto: an ``"int"`` parameter that also accepts the string ``"auto"`` (the method
+            chooses the value itself, e.g. adaptive IG steps).
     """
 
     name: str
@@ -36,6 +41,7 @@ class ParamSpec:
     max: float | None = None
     choices: Sequence[str] = field(default_factory=tuple)
     cost: bool = False
+    auto: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -45,6 +51,8 @@ class ParamSpec:
     def coerce(self, value: Any) -> Any:
         """Convert ``value`` (possibly a CLI string) to this parameter's type and check it."""
         label = f"parameter '{self.name}'"
+        if self.auto and isinstance(value, str) and value.strip().lower() == AUTO:
+            return AUTO
         try:
             if self.type == "int":
                 if isinstance(value, float) and not value.is_integer():
@@ -59,7 +67,8 @@ class ParamSpec:
                     value = [v.strip() for v in value.split("+") if v.strip()]
                 value = [str(v) for v in value]
         except (TypeError, ValueError):
-            raise ExplainerError(f"{label} must be of type {self.type}, got {value!r}") from None
+            also = " or 'auto'" if self.auto else ""
+            raise ExplainerError(f"{label} must be of type {self.type}{also}, got {value!r}") from None
         if self.type in ("int", "float"):
             if value != value:  # NaN
                 raise ExplainerError(f"{label} must be a number, got NaN")

@@ -117,23 +117,28 @@ def review_chunk(model: Any, items: Sequence[Item | tuple], options: ReviewOptio
         path) and, where a label is given, ``true_label``, ``true_index`` and ``correct``
         (the prediction equals the label).
     """
-    out = []
-    for item in items:
+    from .batched import review_chunk as explain_chunk
+    out: list[dict | None] = [None] * len(items)
+    todo: list[tuple[int, Any, Any, int | None]] = []  # (position, id, raw, truth)
+    for pos, item in enumerate(items):
         ident, raw, label = (tuple(item) + (None,))[:3]
-        truth: int | None = None
         try:
             truth = label_index(label, model.labels, ident)
         except ExplainerError as e:
-            out.append({"id": ident, "error": str(e)})
+            out[pos] = {"id": ident, "error": str(e)}
             continue
         if options.explain == "true" and truth is None:
-            out.append({"id": ident, "error": "no ground-truth label to explain (explain='true')"})
+            out[pos] = {"id": ident, "error": "no ground-truth label to explain (explain='true')"}
             continue
-        rec = review_one(model, ident, raw, options.methods, options.params, options.metrics,
-                         options.metric_params, options.use_cache, options.unit,
-                         target=truth if options.explain == "true" else None)
-        out.append(with_label(rec, raw, truth, model.labels))
-    return out
+        todo.append((pos, ident, raw, truth))
+    if todo:
+        targets = [t for *_, t in todo] if options.explain == "true" else None
+        records = explain_chunk(model, [(ident, raw) for _, ident, raw, _ in todo], options.methods,
+                                options.params, options.metrics, options.metric_params,
+                                unit=options.unit, use_cache=options.use_cache, targets=targets)
+        for (pos, _, raw, truth), rec in zip(todo, records):
+            out[pos] = with_label(rec, raw, truth, model.labels)
+    return out  # type: ignore[return-value]
 
 
 def with_label(record: dict, raw: Any, truth: int | None, classes: Sequence[str]) -> dict:
@@ -561,6 +566,8 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
         raise ExplainerError(f"batch size must be >= 1, got {batch_size}")
     if engine not in ("local", "ray"):
         raise ExplainerError(f"unknown engine {engine!r}; use 'local' or 'ray'")
+    from .batched import review_params
+    params = review_params(methods, params)  # adaptive IG unless the caller sets n_steps
     options = ReviewOptions(methods=tuple(methods) if methods else None, params=params or None,
                             metrics=tuple(metrics), metric_params=metric_params, unit=unit,
                             use_cache=use_cache, explain=explain)

@@ -550,6 +550,22 @@ class ModelAdapter:
                 return forward(x)
         return fn
 
+    # -- several inputs in one batch (explainers.batched) ------------------------------------
+    def stack_key(self, x: torch.Tensor) -> tuple:
+        """Rows whose ``stack_key`` is equal can share a batch in :meth:`stack_inputs`
+        (here: equal shape; text pads, so any length)."""
+        return tuple(x.shape[1:])
+
+    def stack_inputs(self, xs: Sequence[torch.Tensor], encs: Sequence[Encoded]) -> tuple[torch.Tensor, Any]:
+        """One batch from ``xs[i]`` (``[B_i, ...]``, rows of input ``encs[i]``) and what
+        :meth:`forward_stacked` needs besides it. Here the rows are concatenated (equal
+        shapes); text pads them and masks the padding."""
+        return torch.cat(list(xs)), encs[0]
+
+    def forward_stacked(self, x: torch.Tensor, context: Any) -> torch.Tensor:
+        """Float32 logits ``[B, C]`` of a :meth:`stack_inputs` batch."""
+        return self.forward(x, context)
+
     @torch.inference_mode()
     def predict_batch(self, inputs: torch.Tensor, enc: Encoded) -> torch.Tensor:
         """Outputs ``[B, C]`` for a batch in the kind's space (:meth:`activate`: softmax or

@@ -184,6 +184,36 @@ class TextAdapter(ModelAdapter):
         out = self.module(inputs_embeds=embeds, attention_mask=attention_mask)
         return out.logits if hasattr(out, "logits") else out
 
+    # -- several texts in one batch (explainers.batched) -------------------------------------
+    def stack_key(self, x: torch.Tensor) -> tuple:
+        return tuple(x.shape[2:])  # any length: shorter rows are padded
+
+    def stack_inputs(self, xs: Sequence[torch.Tensor], encs: Sequence[Encoded]) -> tuple[torch.Tensor, Any]:
+        """Rows of texts of different lengths, right-padded with zero vectors to the longest,
+        and the attention mask that hides the padding (each text's own mask, then 0).
+
+        Real tokens keep their positions, and no real token attends to a padded one, so a
+        padded row's logits are the unpadded row's (up to float rounding), and the
+        gradient at a padded position is zero; :mod:`explainers.batched` cuts every row
+        back to its own length before anything is attributed."""
+        length = max(int(x.shape[1]) for x in xs)
+        out, masks = [], []
+        for x, enc in zip(xs, encs):
+            pad = length - int(x.shape[1])
+            mask = enc.context["attention_mask"].expand(x.shape[0], -1)
+            if pad:
+                x = torch.nn.functional.pad(x, (0, 0, 0, pad))
+                mask = torch.nn.functional.pad(mask, (0, pad))
+            out.append(x)
+            masks.append(mask)
+        return torch.cat(out), torch.cat(masks)
+
+    def forward_stacked(self, x: torch.Tensor, context: Any) -> torch.Tensor:
+        if self.device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return self._logits_masked(x, context).float()
+        return self._logits_masked(x, context).float()
+
     def _token_id(self, kind: str) -> int | None:
         tok = self.tokenizer
         token_id = {"pad": tok.pad_token_id, "mask": tok.mask_token_id, "unk": tok.unk_token_id}[kind]

@@ -12,6 +12,7 @@ from ..params import ParamSpec
 
 if TYPE_CHECKING:
     from ..adapters.base import Encoded, ModelAdapter
+    from ..batched import Pool
 
 #: ``modalities`` value of a method that works on any adapter (it needs only what every
 #: adapter gives: an input tensor, a forward function, baselines and feature groups)
@@ -41,6 +42,11 @@ class Method:
     input_factor: bool = False
     #: gradient methods can be smoothed through Captum's NoiseTunnel (see ``noise_tunnel``)
     supports_noise_tunnel: bool = False
+    #: the method's control flow never depends on the model's outputs and it reaches the
+    #: model only through the ``forward`` it is given (no hooks), so
+    #: :meth:`attribute_many` may record its model calls and pool them across inputs
+    #: (:func:`explainers.batched.deferred`); otherwise it loops over the inputs
+    defer_model_calls: bool = False
 
     @classmethod
     def supports(cls, modality: str) -> bool:
@@ -81,6 +87,29 @@ class Method:
         if noise_tunnel.active(params):
             return noise_tunnel.attribute(self, adapter, enc, target, params, forward)
         return self.attribute(adapter, enc, target, params, forward)
+
+    def attribute_many(self, adapter: "ModelAdapter", encs: Sequence["Encoded"], targets: Sequence[int],
+                       params: dict, pool: "Pool") -> list:
+        """:meth:`run` on many inputs, the model work pooled across them where possible.
+
+        Args:
+            adapter: the shared model adapter (each input runs on its ``for_run`` copy).
+            encs: the encoded inputs.
+            targets: one class per input.
+            params: the resolved parameters (the same for every input).
+            pool: a :class:`explainers.batched.Pool` over ``encs``, which evaluates model
+                batches of many inputs together.
+
+        Returns:
+            Per input, what :meth:`run` returns (``(attr, delta)``) or the exception that
+            stopped it. The default pools the model calls of methods that set
+            :attr:`defer_model_calls` and otherwise runs one input at a time, so a new
+            method works unchanged; override it for a batched algorithm of your own.
+        """
+        from ..batched import deferred, looped
+        if self.defer_model_calls:
+            return deferred(self, adapter, encs, targets, params, pool)
+        return looped(self, adapter, encs, targets, params, pool)
 
     def attribute(self, adapter: "ModelAdapter", enc: "Encoded", target: int, params: dict,
                   forward: Callable[[torch.Tensor], torch.Tensor]

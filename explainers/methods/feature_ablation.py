@@ -21,6 +21,7 @@ class FeatureAblation(Method):
     summary = ("Removes one token, image patch or column at a time and measures the drop. "
                "A direct 'what if I delete this?' per feature; misses interactions.")
     paper = "Captum FeatureAblation (perturbation baseline; cf. Zeiler & Fergus 2014)."
+    defer_model_calls = True  # Captum never branches on outputs: pooled across inputs
 
     def cost(self, adapter, enc, params):
         # never-perturbed elements ([CLS]/[SEP]) form one more group in Captum's feature mask

@@ -51,6 +51,7 @@ class GradientShap(Method):
     paper = "Lundberg, Lee. A Unified Approach to Interpreting Model Predictions. NeurIPS 2017."
     has_convergence_delta = True
     supports_noise_tunnel = True
+    defer_model_calls = True  # Captum never branches on outputs: pooled across inputs
 
     def default_baselines(self, adapter):
         return adapter.distribution_baselines or None  # a distribution: the SHAP estimate its name says

@@ -22,6 +22,7 @@ class InputXGradient(Method):
              "arXiv 1605.01713, 2016.")
     uses_baselines = False
     supports_noise_tunnel = True
+    defer_model_calls = True  # Captum never branches on outputs: pooled across inputs
 
     def cost(self, adapter, enc, params):
         return 1

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from captum.attr import IntegratedGradients as _IG
 
-from ..params import ParamSpec
+from .. import quadrature
+from ..params import AUTO, ParamSpec
 from ..registry import register_method
 from .base import Method, n_baselines, repeat_for_baselines
 
@@ -22,6 +23,12 @@ class IntegratedGradients(Method):
     the per-baseline delta of largest magnitude, signed (with one baseline: Captum's
     delta), and ``delta_stats`` holds every ``delta_k``, ``f(x) - f(b_k)``, the mean and
     the max of ``|delta_k|``.
+
+    ``n_steps="auto"`` integrates with nested Clenshaw-Curtis (:mod:`explainers.quadrature`)
+    and stops each baseline once ``|delta_k| <= rtol * |f(x) - f(b_k)|`` or at
+    :data:`~explainers.quadrature.MAX_POINTS`; ``delta_stats`` then adds ``n_steps_used``
+    (the most points any baseline used), ``n_steps_per_baseline``, ``converged`` and
+    ``history`` (``[points, delta]`` per level of the worst baseline).
     """
 
     name = "integrated_gradients"
@@ -33,29 +40,76 @@ class IntegratedGradients(Method):
     paper = "Sundararajan, Taly, Yan. Axiomatic Attribution for Deep Networks. ICML 2017."
     has_convergence_delta = True
     supports_noise_tunnel = True
+    defer_model_calls = True  # Captum never branches on outputs: pooled across inputs
 
     def own_params(self, adapter):
         return [
-            ParamSpec("n_steps", "int", 50, "integration steps (more = smaller delta, slower)",
-                      min=2, max=1024, cost=True),
-            ParamSpec("method", "choice", "gausslegendre", "integration rule",
+            ParamSpec("n_steps", "int", 50, "integration steps (more = smaller delta, slower); "
+                      "'auto': refine until |delta| <= rtol x |f(x) - f(baseline)|",
+                      min=2, max=1024, cost=True, auto=True),
+            ParamSpec("method", "choice", "gausslegendre", "integration rule (fixed n_steps; "
+                      "'auto' uses nested Clenshaw-Curtis)",
                       choices=("gausslegendre", "riemann_trapezoid", "riemann_left",
                                "riemann_right", "riemann_middle")),
+            ParamSpec("rtol", "float", quadrature.DEFAULT_RTOL,
+                      "n_steps 'auto' only: relative convergence delta to stop at",
+                      min=1e-4, max=0.5),
         ]
 
+    def notes(self, adapter, enc, params):
+        if params["n_steps"] != AUTO:
+            return []
+        return [f"n_steps auto: nested Clenshaw-Curtis up to {quadrature.MAX_POINTS} points per "
+                f"baseline, stopped at |delta| <= {params['rtol']:g} x |f(x) - f(baseline)|; "
+                f"'method' is not used"]
+
     def cost(self, adapter, enc, params):
+        """Per baseline ``n_steps + 2`` (Captum's two delta forwards); for ``"auto"`` it
+        assumes :data:`AUTO_COST_POINTS` points (where most short texts stop; no extra
+        forwards, the path's ends are nodes), though a hard input may use up to
+        :data:`~explainers.quadrature.MAX_POINTS`."""
         k = n_baselines(adapter, enc, params)
+        if params["n_steps"] == AUTO:
+            return k * AUTO_COST_POINTS
         return k * params["n_steps"] + 2 * k
+
+    def attribute_many(self, adapter, encs, targets, params, pool):
+        """Fixed ``n_steps``: the pooled default. ``"auto"``: every input's baselines refine
+        together, level by level, each level's new points evaluated as one pooled batch."""
+        if params["n_steps"] != AUTO or params.get("noise_tunnel", "none") not in (None, "none"):
+            return super().attribute_many(adapter, encs, targets, params, pool)
+        from ..batched import adaptive_ig_many
+        return adaptive_ig_many(adapter, encs, targets, params, pool)
 
     def attribute(self, adapter, enc, target, params, forward):
         baselines = adapter.baselines(enc, params["baselines"])
         inputs = repeat_for_baselines(enc, baselines)
+        if params["n_steps"] == AUTO:
+            evaluate = quadrature.straight_path(forward, inputs, baselines, target, adapter.grad_batch_size)
+            return adaptive_result(quadrature.integrate(evaluate, inputs.shape[0], params["rtol"]))
         ig = _IG(forward, multiply_by_inputs=True)
         attr, delta = ig.attribute(
             inputs, baselines=baselines, target=target, n_steps=params["n_steps"],
             method=params["method"], internal_batch_size=adapter.grad_batch_size,
             return_convergence_delta=True)
         return attr.mean(0, keepdim=True), delta_stats(attr, delta)
+
+
+#: what the cost estimate assumes an ``n_steps="auto"`` run spends per baseline
+AUTO_COST_POINTS = 25
+
+
+def adaptive_result(outcome: "quadrature.Outcome") -> tuple[torch.Tensor, dict]:
+    """The attribution (mean over baselines, ``[1, ...]``) and ``delta_stats`` of an
+    adaptive run, with ``n_steps_used``, ``n_steps_per_baseline``, ``converged`` and the
+    worst baseline's ``history``."""
+    stats = delta_stats(outcome.integral, outcome.delta)
+    worst = int(outcome.delta.abs().argmax())
+    stats.update({"n_steps_used": int(max(outcome.points)), "n_steps_per_baseline": list(outcome.points),
+                  "converged": bool(all(outcome.converged)),
+                  "history": [[p, d] for p, d in outcome.history[worst]],
+                  "history_gap": float(outcome.f1[worst] - outcome.f0[worst])})
+    return outcome.integral.mean(0, keepdim=True), stats
 
 
 def delta_stats(attr: torch.Tensor, delta: torch.Tensor) -> dict:

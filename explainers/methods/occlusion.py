@@ -33,6 +33,7 @@ class Occlusion(Method):
                "Model-agnostic and easy to read; blind to features that only matter together "
                "and coarse for windows larger than one feature.")
     paper = "Zeiler, Fergus. Visualizing and Understanding Convolutional Networks. ECCV 2014."
+    defer_model_calls = True  # Captum never branches on outputs: pooled across inputs
 
     def own_params(self, adapter):
         unit = "pixels" if adapter.modality == "image" else adapter.feature_unit + "s"

@@ -21,6 +21,7 @@ class Saliency(Method):
              "ICLR workshop 2014.")
     uses_baselines = False
     supports_noise_tunnel = True
+    defer_model_calls = True  # Captum never branches on outputs: pooled across inputs
 
     def own_params(self, adapter):
         return [ParamSpec("absolute", "choice", "yes", "take the absolute value of the gradient",

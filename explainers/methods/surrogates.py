@@ -21,6 +21,7 @@ class _Surrogate(Method):
     captum_class: type = _KernelShap
     input_factor = True  # coalitions switch features between input and baseline
     default_samples = 200
+    defer_model_calls = True  # Captum never branches on outputs: pooled across inputs
 
     def make(self, forward):
         return self.captum_class(forward)

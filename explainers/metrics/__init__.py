@@ -56,7 +56,7 @@ def check_names(names: Sequence[str]) -> list[str]:
 
 def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names: Sequence[str],
             options: dict | None = None, params: dict | None = None, store: Any = None,
-            progress: Progress | None = None) -> dict:
+            progress: Progress | None = None, predictor: Repredictor | None = None) -> dict:
     """Compute the named metrics for one explanation.
 
     Args:
@@ -73,6 +73,9 @@ def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names
             not carry its resolved parameters.
         store: attribution store for the re-runs of ``stability`` (None: no caching).
         progress: called as ``progress(metric, fraction)``.
+        predictor: a :class:`Repredictor` for ``enc`` to use (and extend) instead of a new
+            one; :mod:`explainers.batched` hands in one whose memo it filled for many
+            inputs at once. It must match the options' baseline and perturbation.
 
     Returns:
         ``{metric: block}``, JSON-ready (NaN becomes None).
@@ -89,7 +92,9 @@ def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names
     target = int(explanation.target["index"])
     scores = feature_scores(adapter, enc, explanation)
     runnable = {m: method_params(explanation, params, m) for m in scores if is_registered(m)}
-    predictor: Repredictor | None = None
+    if predictor is not None and (predictor.baseline_kind, predictor.perturbation) != (
+            opts["baseline"], opts["perturbation"]):
+        predictor = None  # made for other options: start afresh
 
     def repredict() -> Repredictor:
         nonlocal predictor

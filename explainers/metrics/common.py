@@ -305,10 +305,30 @@ class Repredictor:
             return values(self.enc, self.baseline, removed)
         return None
 
+    def missing(self, keep: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
+        """The keep-masks (``[B, n]``) not yet memoised, each once, and their memo keys;
+        :func:`explainers.batched.prefetch` predicts these for many inputs at once and
+        hands them to :meth:`fill`."""
+        keep, keys = self._keys(keep)
+        todo: dict[bytes, int] = {}
+        for i, key in enumerate(keys):
+            if key not in self.memo and key not in todo:
+                todo[key] = i
+        return keep[list(todo.values())], list(todo)
+
+    def fill(self, keys: Sequence[bytes], probs: np.ndarray) -> None:
+        """Memoise probabilities ``[B, C]`` predicted elsewhere for the masks of ``keys``."""
+        for key, p in zip(keys, probs):
+            self.memo[key] = np.asarray(p, dtype=np.float64)
+        self.evaluated += len(keys)
+
+    def _keys(self, keep: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
+        keep = np.ascontiguousarray(np.asarray(keep, dtype=bool).reshape(-1, self.enc.n_features))
+        return keep, [row.tobytes() for row in np.packbits(keep, axis=1)]
+
     def __call__(self, keep: np.ndarray) -> np.ndarray:
         """Probabilities ``[B, C]`` for keep-masks ``[B, n_features]``."""
-        keep = np.ascontiguousarray(np.asarray(keep, dtype=bool).reshape(-1, self.enc.n_features))
-        keys = [row.tobytes() for row in np.packbits(keep, axis=1)]
+        keep, keys = self._keys(keep)
         todo: dict[bytes, int] = {}
         for i, key in enumerate(keys):
             if key not in self.memo and key not in todo:

@@ -167,6 +167,25 @@ def _split(probs: np.ndarray, steps: list[int], extra_ks: list[int], with_insert
     return deletion, insertion, {k: (float(dele[i]), float(ins[i])) for i, k in enumerate(extra_ks)}
 
 
+def _plan(scores: dict[str, np.ndarray], n: int, n_random: int, seed: int):
+    steps = curve_steps(n)
+    extra_ks = sorted(set(eraser_steps(n)) - set(steps))
+    orders = {name: importance_order(s) for name, s in scores.items()}
+    rand = random_orders(n, n_random, seed)
+    n_ins = min(len(rand), INSERTION_ORDERS)
+    plan = [(o, True) for o in orders.values()] + [(o, i < n_ins) for i, o in enumerate(rand)]
+    blocks = [_order_masks(o, steps, extra_ks, n, ins) for o, ins in plan]
+    return orders, rand, n_ins, plan, blocks
+
+
+def faithfulness_masks(scores: dict[str, np.ndarray], n_features: int, n_random: int = 100,
+                       seed: int = 0) -> np.ndarray:
+    """Every keep-mask :func:`faithfulness` will predict with these arguments, ``[B, n]``
+    (so they can be predicted ahead, together with other inputs' masks)."""
+    blocks = _plan(scores, n_features, n_random, seed)[4]
+    return np.concatenate(blocks) if blocks else np.zeros((0, n_features), dtype=bool)
+
+
 def faithfulness(scores: dict[str, np.ndarray], target: int, predict: Callable[[np.ndarray], np.ndarray],
                  n_features: int, baseline: str, n_random: int = 100, seed: int = 0,
                  alpha: float = 0.05, perturbation: str = "baseline",
@@ -202,11 +221,7 @@ def faithfulness(scores: dict[str, np.ndarray], target: int, predict: Callable[[
     fractions = [k / n for k in steps]
     ks = eraser_steps(n)
     extra_ks = sorted(set(ks) - set(steps))
-    orders = {name: importance_order(s) for name, s in scores.items()}
-    rand = random_orders(n, n_random, seed)
-    n_ins = min(len(rand), INSERTION_ORDERS)
-    plan = [(o, True) for o in orders.values()] + [(o, i < n_ins) for i, o in enumerate(rand)]
-    blocks = [_order_masks(o, steps, extra_ks, n, ins) for o, ins in plan]
+    orders, rand, n_ins, plan, blocks = _plan(scores, n, n_random, seed)
     probs = predict(np.concatenate(blocks))[:, target] if blocks else np.zeros(0)
     results, offset = [], 0
     for (o, ins), b in zip(plan, blocks):

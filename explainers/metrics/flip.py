@@ -56,29 +56,64 @@ def flip_orders(orders: dict[str, np.ndarray], original: int, predict: Callable[
     predicted outputs ``[B, C]`` to a class per row (default: the arg-max; a threshold
     flip passes the side of the threshold, 0 or 1).
     """
-    decide = decide or (lambda out: out.argmax(axis=1))
-    n = n_features
-    result: dict[str, tuple[int | None, int | None]] = {name: (None, None) for name in orders}
-    active = list(orders)
-    next_k = 1
-    while active and next_k <= n - 1:
-        per = max(1, chunk // len(active))
-        ks = list(range(next_k, min(n - 1, next_k + per - 1) + 1))
-        masks = np.ones((len(active) * len(ks), n), dtype=bool)
-        for a, name in enumerate(active):
+    search = FlipSearch(orders, original, n_features, chunk, decide)
+    while not search.done:
+        search.feed(predict(search.masks()))
+    return search.result
+
+
+class FlipSearch:
+    """The rounds of :func:`flip_orders` one at a time: :meth:`masks` gives the next
+    round's keep-masks, :meth:`feed` takes their outputs. Several inputs' searches can so be
+    predicted together (:mod:`explainers.batched`), round by round. ``decide`` as for
+    :func:`flip_orders`."""
+
+    def __init__(self, orders: dict[str, np.ndarray], original: int, n_features: int,
+                 chunk: int = 256, decide: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        self.orders, self.original, self.n, self.chunk = orders, original, n_features, chunk
+        self.decide = decide or (lambda out: np.asarray(out).argmax(axis=1))
+        self.result: dict[str, tuple[int | None, int | None]] = {name: (None, None) for name in orders}
+        self.active = list(orders)
+        self.next_k = 1
+        self._ks: list[int] = []
+
+    @property
+    def done(self) -> bool:
+        return not self.active or self.next_k > self.n - 1
+
+    def masks(self) -> np.ndarray:
+        """Keep-masks ``[len(active) * len(ks), n]`` of this round."""
+        per = max(1, self.chunk // len(self.active))
+        self._ks = ks = list(range(self.next_k, min(self.n - 1, self.next_k + per - 1) + 1))
+        masks = np.ones((len(self.active) * len(ks), self.n), dtype=bool)
+        for a, name in enumerate(self.active):
             for j, k in enumerate(ks):
-                masks[a * len(ks) + j, orders[name][:k]] = False
-        classes = np.asarray(decide(predict(masks))).reshape(len(active), len(ks))
+                masks[a * len(ks) + j, self.orders[name][:k]] = False
+        return masks
+
+    def feed(self, probs: np.ndarray) -> None:
+        """This round's outputs (rows of :meth:`masks`)."""
+        ks = self._ks
+        classes = np.asarray(self.decide(probs)).reshape(len(self.active), len(ks))
         still = []
-        for a, name in enumerate(active):
-            hit = first_flip(classes[a], original)
+        for a, name in enumerate(self.active):
+            hit = first_flip(classes[a], self.original)
             if hit is None:
                 still.append(name)
             else:
-                result[name] = (ks[hit - 1], int(classes[a, hit - 1]))
-        active = still
-        next_k = ks[-1] + 1
-    return result
+                self.result[name] = (ks[hit - 1], int(classes[a, hit - 1]))
+        self.active = still
+        self.next_k = ks[-1] + 1
+
+
+RANDOM_KEY = "\x00random"
+
+
+def search_orders(scores: dict[str, np.ndarray], n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """The deletion orders :func:`flip` searches: each method's, and the random control's
+    under :data:`RANDOM_KEY`."""
+    orders = {name: importance_order(s) for name, s in scores.items()}
+    return {**orders, RANDOM_KEY: random_orders(n, 1, seed)[0]}
 
 
 def flip(scores: dict[str, np.ndarray], original: int, predict: Callable[[np.ndarray], np.ndarray],
@@ -111,8 +146,8 @@ def flip(scores: dict[str, np.ndarray], original: int, predict: Callable[[np.nda
     n = len(feature_labels)
     orders = {name: importance_order(s) for name, s in scores.items()}
     rand = random_orders(n, 1, seed)[0]
-    key_random = "\x00random"
-    found = flip_orders({**orders, key_random: rand}, original, predict, n, chunk)
+    found = flip_orders(search_orders(scores, n, seed), original, predict, n, chunk)
+    key_random = RANDOM_KEY
     empty = np.zeros((1, n), dtype=bool)
     empty_probs = predict(empty)[0] if any(c is None for c, _ in found.values()) else None
     empty_flips = empty_probs is not None and int(np.argmax(empty_probs)) != int(original)
@@ -197,8 +232,8 @@ def flip_threshold(scores: dict[str, np.ndarray], target: int, threshold: float,
 
     orders = {name: importance_order(s) for name, s in scores.items()}
     rand = random_orders(n, 1, seed)[0]
-    key_random = "\x00random"
-    found = flip_orders({**orders, key_random: rand}, int(above0), predict, n, chunk, decide=side)
+    key_random = RANDOM_KEY
+    found = flip_orders(search_orders(scores, n, seed), int(above0), predict, n, chunk, decide=side)
     empty_flips = None
     if any(c is None for c, _ in found.values()):
         empty_flips = bool(side(predict(np.zeros((1, n), dtype=bool)))[0] != int(above0))

@@ -87,6 +87,9 @@ def ig_convergence(adapter: ModelAdapter, enc: Encoded, target: int, params: dic
         the baselines when there are several.
     """
     sums, deltas, rel = [], [], []
+    auto = None
+    if params.get("n_steps") == "auto":  # the user's own adaptive run: where did it stop?
+        auto = adaptive_stop(run_method(adapter, enc, "integrated_gradients", params, target, store))
     for i, s in enumerate(steps):
         a = run_method(adapter, enc, "integrated_gradients", {**params, "n_steps": int(s)}, target, store)
         total = float(np.sum(a.scores))
@@ -97,8 +100,28 @@ def ig_convergence(adapter: ModelAdapter, enc: Encoded, target: int, params: dic
                    else float("nan"))
         if progress:
             progress((i + 1) / len(steps))
-    return {"n_steps": [int(s) for s in steps], "sum": sums, "delta": deltas, "relative_delta": rel,
-            "tolerance": tolerance, "suggested_n_steps": suggest_steps(steps, rel, tolerance)}
+    out = {"n_steps": [int(s) for s in steps], "sum": sums, "delta": deltas, "relative_delta": rel,
+           "tolerance": tolerance, "suggested_n_steps": suggest_steps(steps, rel, tolerance)}
+    if auto is not None:
+        out["auto"] = auto
+    return out
+
+
+def adaptive_stop(a: Any) -> dict:
+    """Where an ``n_steps="auto"`` IG run stopped, for the convergence plot.
+
+    Returns:
+        ``{"n_steps_used", "rtol", "converged", "points", "relative_delta"}``: the worst
+        baseline's path points at each level it went through and its relative delta there
+        (``|delta| / max(|f(x) - f(b)|, 0.1)``, the plot's definition; the run itself
+        stops on ``|delta| <= rtol * |f(x) - f(b)|``).
+    """
+    st = a.delta_stats or {}
+    gap = max(abs(float(st.get("history_gap", 0.0))), MIN_REFERENCE)
+    hist = st.get("history") or []
+    return {"n_steps_used": st.get("n_steps_used"), "rtol": a.params.get("rtol"),
+            "converged": st.get("converged"), "points": [int(p) for p, _ in hist],
+            "relative_delta": [abs(float(d)) / gap for _, d in hist]}
 
 
 def gradient_shap_seeds(adapter: ModelAdapter, enc: Encoded, target: int, params: dict,
