@@ -45,7 +45,7 @@ TRUST = {
                 "(7 x 7 on the default model), stated under the panel. An earlier stage is finer "
                 "but less class-specific. Measured on our images, it found the right quarter of the "
                 "image in 18 of 24 composites, but as an order of patches it beat random "
-                "deletion on none of 14 (IG: 10): trust the region, not the ranking.",
+                "deletion on only 3 of 35 (IG: 17): trust the region, not the ranking.",
     "guided_grad_cam": "Its edges come from guided backpropagation, which Adebayo et al. 2018 "
                        "found nearly unchanged when the model's weights are randomized: run the "
                        "Sanity check before reading detail into it; the region is Grad-CAM's.",
