@@ -21,11 +21,15 @@ DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "dev.ts
 
 
 def read_dev(path: Path, n: int) -> list[str]:
-    """The first ``n`` sentences of an SST-2 TSV, its ``sentence<TAB>label`` header skipped."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if lines and lines[0].lower().startswith("sentence\t"):
-        lines = lines[1:]
-    return [line.split("\t")[0] for line in lines if line.strip()][:n]
+    """The first ``n`` sentences of an SST-2 TSV, read as ``review`` reads it (pandas, with
+    header detection: this copy's ``text<TAB>label`` line, or GLUE's ``sentence<TAB>label``,
+    is never taken for a sentence)."""
+    import itertools
+
+    from explainers.review_inputs import InputSource, ModelInfo
+    source = InputSource("text", str(path), label_column="none").check()
+    items = source.items(ModelInfo("text", ("negative", "positive")))
+    return [raw for _, raw, *_ in itertools.islice(items, n)]
 
 
 def main() -> None:
