@@ -78,6 +78,8 @@ def run_batch(view, adapter, items: list[tuple[Any, Any]], methods: list[str], m
                                                          None, progress=step)):
             rec["input"] = view.describe_input(adapter, ident, raw)
             rec["true_label"] = view.true_label(adapter, ident, raw)
+            if rec["true_label"] is not None and "prediction" in rec:  # the CLI's wrong/correct split
+                rec["correct"] = rec["prediction"]["label"] == rec["true_label"]
             rec["review_params"] = params or {}
             records.append(rec)
         bar.progress(min(1.0, (start + len(chunk)) / total), text=f"reviewed {start + len(chunk)}/{total}")
@@ -178,11 +180,23 @@ def show(records: list[dict]) -> None:
                    "unless n_steps is set on the modality's page.")
     summary = summarize(slim(r) for r in records)
     pct = st.column_config.NumberColumn(format="percent")
-    st.dataframe(summary_frame(summary), hide_index=True, width="stretch",
-                 column_config={"flipped": pct, "beats random": pct,
-                                "del. AOPC": st.column_config.NumberColumn(format="%.3f"),
-                                "agreement": st.column_config.NumberColumn(format="%.2f"),
-                                "seconds": st.column_config.NumberColumn(format="%.3f")})
+    columns = {"flipped": pct, "beats random": pct,
+               "del. AOPC": st.column_config.NumberColumn(format="%.3f"),
+               "agreement": st.column_config.NumberColumn(format="%.2f"),
+               "seconds": st.column_config.NumberColumn(format="%.3f")}
+    st.dataframe(summary_frame(summary), hide_index=True, width="stretch", column_config=columns)
+    outcomes = summary.get("outcomes") or {}
+    if outcomes:  # reviews start from the errors: the same table over wrong, then correct
+        st.caption(f"Accuracy {summary['accuracy']:.1%} on {summary['labelled']} labelled input(s).")
+        tabs = st.tabs([f"{name.capitalize()} predictions ({outcomes[name]['inputs']})"
+                        for name in ("wrong", "correct")])
+        for tab, name in zip(tabs, ("wrong", "correct")):
+            with tab:
+                if outcomes[name]["inputs"]:
+                    st.dataframe(summary_frame(outcomes[name]), hide_index=True, width="stretch",
+                                 column_config=columns)
+                else:
+                    st.caption("none")
     tail, notes = summary_table(summary).splitlines()[-2:]
     st.caption(f"{tail}. {notes}.")
     failed = [r for r in records if "error" in r]

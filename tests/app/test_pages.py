@@ -576,6 +576,9 @@ def test_review_uses_the_page_parameters_lists_inputs_and_opens_one_with_them():
     assert list(table["id"]) == ["38", "39", "40", "41"]
     assert {"predicted", "true label", "correct", "disagreement"} <= set(table.columns)
     assert table["correct"].notna().all()
+    n_wrong = int((~table["correct"].astype(bool)).sum())  # the summary split agrees with the rows
+    labels = [t.label for t in at.tabs]
+    assert f"Wrong predictions ({n_wrong})" in labels and f"Correct predictions ({4 - n_wrong})" in labels
     at.selectbox(key="rv.open").set_value(2)
     at.button(key="rv.open.go").click()
     run(at)
