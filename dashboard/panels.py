@@ -503,9 +503,10 @@ def stats_caption(a: Attribution) -> str:
     spread = ""
     if len(stats.get("per_baseline") or []) > 1:  # one signed number would hide opposite errors
         spread = f" · mean |δ| {stats['mean_abs']:.1e}, max |δ| {stats['max_abs']:.1e} over the baselines"
-    total = float(np.sum(a.scores))
+    # a sum of Grad-CAM pixels or attention weights is no output difference: not shown
+    total = f"{float(np.sum(a.scores)):+.3g}" if get_method(a.method).additive else "n/a (not additive)"
     src = "cache hit" if a.cache_hit else "computed"
-    return f":material/timer: {a.seconds:.2f} s · δ = {delta} · Σ = {total:+.3g} · {src}{spread}"
+    return f":material/timer: {a.seconds:.2f} s · δ = {delta} · Σ = {total} · {src}{spread}"
 
 
 def _panel_downloads(view, adapter, inp: Input, a: Attribution, scale: float, settings: Settings) -> None:

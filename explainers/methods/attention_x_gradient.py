@@ -63,6 +63,7 @@ class AttentionXGradient(Method):
     uses_baselines = False
     #: hooks sit on the model's (shared) eager copy during the run: hold the lock throughout
     exclusive_model = True
+    additive = False
     summary = ("Attention weighted by its gradient and propagated through the layers (Chefer et "
                "al.): which tokens the target class's score flows from through attention. "
                "Class-specific, non-negative; one forward + backward.")

@@ -40,6 +40,10 @@ class Method:
     #: methods that move features to a baseline. Part of such a map is the input itself,
     #: whatever the model (the input-factor caveat of Adebayo et al. 2018)
     input_factor: bool = False
+    #: the scores split the output's change among the features, so their sum means something
+    #: (compare it with f(x) - f(baseline)); False for maps that are weights or relevances
+    #: (Grad-CAM, attention), whose sum the dashboard does not show
+    additive: bool = True
     #: gradient methods can be smoothed through Captum's NoiseTunnel (see ``noise_tunnel``)
     supports_noise_tunnel: bool = False
     #: the method's control flow never depends on the model's outputs and it reaches the

@@ -40,6 +40,7 @@ class GradCam(Method):
     uses_baselines = False
     #: hooks on the shared model: the engine holds its lock for the whole run
     exclusive_model = True
+    additive = False
     #: the dashboard draws it as it is (no display smoothing) with a colour bar
     coarse_map = True
     colour_bar = True

@@ -55,6 +55,7 @@ class GuidedGradCam(Method):
     modalities = ("image",)
     uses_baselines = False
     exclusive_model = True
+    additive = False
     colour_bar = True
 
     def own_params(self, adapter):

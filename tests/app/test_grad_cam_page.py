@@ -9,7 +9,10 @@ def test_image_page_draws_grad_cam_with_its_colour_bar():
     at = page("image", {**FAST_IMAGE, "methods": ["Grad-CAM", "Guided Grad-CAM", "Integrated Gradients"]})
     run(at)
     assert at.metric[0].value == "Egyptian cat"
-    assert len(panel_stats(at)) == 3
+    sums = [total for _, total in panel_stats(at)]
+    assert len(sums) == 3
+    # a CAM's pixel sum is no output difference: shown for IG only
+    assert sums[:2] == ["n/a (not additive)"] * 2 and sums[2] != "n/a (not additive)"
     captions = "\n".join(c.value for c in at.caption)
     assert "layer=conv_head" in captions and "relu_attributions=true" in captions
     assert "7 x 7 cells" in captions  # the map's resolution is stated

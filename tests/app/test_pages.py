@@ -22,7 +22,7 @@ needs_text_model = pytest.mark.skipif(
 #: cheap image settings, as URL parameters (the same a shared link would carry)
 FAST_IMAGE = {"ig.n_steps": "4", "gs.n_samples": "2", "occ.window": "112", "occ.stride": "112"}
 XSS = "<img src=x onerror=alert(1)>"
-PANEL = re.compile(r"δ = (\S+) · Σ = (\S+) · (computed|cache hit)")
+PANEL = re.compile(r"δ = (\S+) · Σ = (\S+|n/a \(not additive\)) · (computed|cache hit)")
 
 
 def page(name: str, params: dict | None = None, timeout: int = 240) -> AppTest:
