@@ -45,7 +45,9 @@ def feature_space_forward(adapter: ModelAdapter, enc: Encoded, baseline: torch.T
         full = torch.ones((z.shape[0],) + tuple(groups.shape), dtype=enc.inputs.dtype, device=z.device)
         full[:, valid] = z[:, groups[valid]].to(full.dtype)
         x = baseline + full.reshape((z.shape[0],) + tuple(enc.inputs.shape[1:])) * diff
-        return adapter.forward(x, enc)
+        # float64 out: Captum's normalised infidelity is beta^2 A - 2 beta B + C, which cancels
+        # to ~0 for exact scores, and in float32 the cancellation leaves ~eps * C of noise
+        return adapter.forward(x, enc).double()
     return fn
 
 
@@ -60,8 +62,9 @@ def infidelity_score(adapter: ModelAdapter, enc: Encoded, target: int, scores: n
         drop = (torch.rand(z.shape, generator=gen) < DROP_PROBABILITY).to(device, z.dtype)
         return drop, z - drop
 
-    z = torch.ones((1, n), dtype=enc.inputs.dtype, device=device)
-    phi = torch.as_tensor(np.asarray(scores, dtype=np.float64), dtype=enc.inputs.dtype,
+    # presence and scores in float64, so every sum Captum forms is float64 (see above)
+    z = torch.ones((1, n), dtype=torch.float64, device=device)
+    phi = torch.as_tensor(np.asarray(scores, dtype=np.float64), dtype=torch.float64,
                           device=device).reshape(1, n)
     with adapter.guarded(), torch.no_grad():
         value = infidelity(feature_space_forward(adapter, enc, baseline), perturb, z, phi,

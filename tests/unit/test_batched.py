@@ -9,6 +9,7 @@ import torch
 
 from explainers import ExplainerError, explain, list_methods
 from explainers.batched import Pool, Request, explain_many, review_chunk
+from explainers.metrics import compute
 
 TEXTS = ["bad", "the soup was bland", "i love the film and the food was great , not bad !",
          "the service was terrible"]
@@ -88,8 +89,12 @@ def test_every_metric_batched_equals_one_at_a_time(tiny_text, perturbation):
     metrics = ["agreement", "faithfulness", "flip"]
     batched = explain_many(tiny_text, TEXTS, methods, params, metrics, opts, use_cache=False)
     for text, b in zip(TEXTS, batched):
-        one = explain(tiny_text, text, methods, params, metrics=metrics, metric_params=opts, use_cache=False)
-        same_tree(b.metrics, one.metrics, text)
+        # the one-at-a-time metrics of the *same* attributions: the batched and the single
+        # attributions agree only to float32 rounding (test above), and orders, ranks and the
+        # disagreement of the tiny model's ~1e-3 scores would amplify that rounding; what is
+        # compared here is the metrics' own pooled re-predictions against per-input ones
+        one = compute(tiny_text, tiny_text.encode(text), b, metrics, opts, params=params)
+        same_tree(b.metrics, one, text)
         assert b.metrics["faithfulness"]["perturbation"] == perturbation
 
 
@@ -105,10 +110,12 @@ def test_other_metrics_and_modalities(tiny_image, tiny_image_input, tiny_tabular
         opts = {"random_orders": 10, "ig_steps": [4, 8], "seeds": 2}
         batched = explain_many(adapter, raws, methods, params, metrics, opts, use_cache=False)
         for raw, b in zip(raws, batched):
-            one = explain(adapter, raw, methods, params, metrics=metrics, metric_params=opts, use_cache=False)
+            one = explain(adapter, raw, methods, params, use_cache=False)
             for m in methods:
                 close(b.attributions[m].scores, one.attributions[m].scores, f"{adapter.name} {m}")
-            same_tree(b.metrics, one.metrics, adapter.name)
+            # metrics of the same attributions (see test_every_metric_batched_equals_one_at_a_time)
+            same_tree(b.metrics, compute(adapter, adapter.encode(raw), b, metrics, opts, params=params),
+                      adapter.name)
 
 
 def test_padded_rows_equal_unpadded_and_pads_get_no_gradient(tiny_text):
