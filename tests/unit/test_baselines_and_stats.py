@@ -85,8 +85,11 @@ def test_gradient_shap_notes_and_efficiency_error(tiny_text):
 def test_ig_reports_each_baselines_delta_and_no_cancelling_mean(tiny_text):
     enc = tiny_text.encode("the soup was bland and the service was terrible !")
     kinds = ["pad", "mask", "zero"]
-    both = run_method(tiny_text, enc, "integrated_gradients", {"baselines": kinds, "n_steps": 4}, 0)
-    singles = [run_method(tiny_text, enc, "integrated_gradients", {"baselines": [k], "n_steps": 4}, 0)
+    # riemann_left: its deltas on the tiny model (~5e-6 of ~1e-4 gaps) are quadrature error;
+    # Gauss-Legendre's (~1e-9) are float32 noise, so their order would be a coin toss per CPU
+    p = {"n_steps": 4, "method": "riemann_left"}
+    both = run_method(tiny_text, enc, "integrated_gradients", {"baselines": kinds, **p}, 0)
+    singles = [run_method(tiny_text, enc, "integrated_gradients", {"baselines": [k], **p}, 0)
                for k in kinds]
     per = [s.convergence_delta for s in singles]
     stats = both.delta_stats
