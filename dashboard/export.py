@@ -9,7 +9,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from explainers import Attribution, Explanation
+from explainers import Attribution, Explanation, get_method
+from explainers.results import jsonable
+
+from .render import prediction_summary
+from .views import get_view
+from .widgets import Settings
 
 
 def explanation(adapter, inp, attributions: dict[str, Attribution], target: int,
@@ -31,18 +36,12 @@ def result_json(adapter, inp, attributions, target, metrics=None, extra: dict | 
 def scores_csv(adapter, enc, a: Attribution) -> bytes:
     """The panel's scores as CSV, in the modality view's layout (one row per feature for
     text and tables, the H x W matrix for images)."""
-    from .views import get_view
     return get_view(adapter.modality).scores_csv(adapter, enc, a)
 
 
 def panel_png(adapter, inp, a: Attribution, scale: float, settings=None) -> bytes:
     """The panel drawn with PIL (same colours as on screen), titled with the method, the
     input, the prediction and the colour scale."""
-    from explainers import get_method
-
-    from .views import get_view
-    from .widgets import Settings
-    from .render import prediction_summary
     title = (f"{get_method(a.method).title} · {inp.name} · predicted {prediction_summary(inp.prediction)} · "
              f"scale ±{scale:.3g}")
     return get_view(adapter.modality).panel_png(adapter, inp, a, scale, settings or Settings(0, True), title)
@@ -51,8 +50,7 @@ def panel_png(adapter, inp, a: Attribution, scale: float, settings=None) -> byte
 def review_json(adapter, inp, target: int, methods: list[str], params: dict, metrics: dict,
                 input_id: Any) -> bytes:
     """The metrics of this input, with what is needed to reproduce them."""
-    from explainers.results import _jsonable
-    return json.dumps(_jsonable({
+    return json.dumps(jsonable({
         "model": adapter.name, "modality": adapter.modality, "input": input_id,
         "prediction": inp.prediction.to_dict(), "target": {"index": target, "label": adapter.label(target)},
         "methods": methods, "params": params, "metrics": metrics,

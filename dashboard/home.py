@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from cache.store import store_stats
 from explainers import DEFAULT_METHODS, get_method, list_methods
 from explainers.methods.base import ANY_MODALITY
 
@@ -158,7 +159,6 @@ edit): copy it to share. Every page offers JSON (the engine's schema), CSV and P
 
 def store_size() -> None:
     """How much the attribution store holds, against its cap (or why it is not in use)."""
-    from cache.store import store_stats
     s = store_stats()
     if s.get("error") or s.get("rows") is None:
         st.caption(f":material/database: Attribution store not in use: {render.md(s.get('error') or 'unknown')}. "

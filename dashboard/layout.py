@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from . import compare, panels, widgets
+from . import compare, inputs, panels, widgets
 from .views import ModalityView
 
 
@@ -21,7 +21,7 @@ def modality_page(view: ModalityView) -> None:
     settings.status = status
     adapter = view.model()
     picked = view.input_picker(adapter)
-    original = panels.prepare(adapter, picked.raw, key=picked.key, encode=lambda raw: view.encode(adapter, raw))
+    original = inputs.prepare(adapter, picked.raw, key=picked.key, encode=lambda raw: view.encode(adapter, raw))
     if original is None:
         st.stop()
     strip = st.container()  # drawn after the editor, so it can show the edited prediction

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from cache.store import cache_dir
 from explainers import ExplainerError, load_model
 
 from . import render
@@ -59,7 +60,6 @@ def save_upload(data: bytes, suffix: str) -> str:
     Loaders take paths, and a content-hash name makes re-uploads of the same file hit the
     model cache instead of loading a second copy.
     """
-    from cache.store import cache_dir
     folder = cache_dir() / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / (hashlib.sha256(data).hexdigest()[:24] + suffix)

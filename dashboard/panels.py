@@ -13,79 +13,26 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from cache.store import default_store
 from explainers import (Attribution, ExplainerError, baseline_predictions, estimate_cost, get_method,
                         run_method)
 from explainers.engine import calibrate
-from explainers.adapters.base import Encoded
 from explainers.results import Prediction
 
 from . import export, render
 from .state import digest, memo
+from .types import Input, PanelRun
 from .widgets import Settings, param_widgets, params_caption, target_picker
 
 
-@dataclass
-class Input:
-    """An encoded input and the model's prediction on it."""
-
-    enc: Encoded
-    prediction: Prediction
-    name: str = "original"          # "original" or "edited"
-    box: tuple | None = None        # image: the erased rectangle, drawn as an outline
-    note: str = ""                  # one line describing the edit
-    edit: dict = field(default_factory=dict)  # the edit itself, as the JSON download records it
-
-
-@dataclass
-class PanelRun:
-    """Everything the panels computed on this rerun (the Compare section and the exports
-    read it)."""
-
-    methods: list[str]
-    params: dict[str, dict]
-    target: int
-    original: dict[str, Attribution] = field(default_factory=dict)
-    edited: dict[str, Attribution] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    costs: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> list[str]:
-        return [m for m in self.methods if m in self.original]
-
-
 def store():
-    from cache.store import default_store
     return default_store()
-
-
-# -- inputs -------------------------------------------------------------------------------------
-def prepare(adapter, raw: Any, key: Any, name: str = "original", box=None, note: str = "",
-            edit: dict | None = None, encode: Callable[[Any], Encoded] | None = None) -> Input | None:
-    """Encode (with ``encode``, default ``adapter.encode``) and predict ``raw``, memoised per
-    session under ``key``; an error is shown, not raised."""
-    try:
-        enc, pred = memo("encode", (id(adapter), adapter.name, name, digest(key)),
-                         lambda: _encode_predict(adapter, raw, encode))
-    except ExplainerError as e:
-        st.error(f"Cannot use this {name} input: {render.md(e)}")
-        return None
-    except Exception as e:  # noqa: BLE001
-        st.error(f"Cannot use this {name} input ({type(e).__name__}).")
-        return None
-    return Input(enc, pred, name, box, note, dict(edit or {}))
-
-
-def _encode_predict(adapter, raw, encode=None):
-    enc = (encode or adapter.encode)(raw)
-    return enc, adapter.predict(enc)
 
 
 # -- prediction strip ---------------------------------------------------------------------------

@@ -14,13 +14,14 @@ import streamlit as st
 
 from explainers import DEFAULT_METHODS, get_method, list_methods
 from explainers.metrics import METRICS
-from explainers.batched import DEFAULT_BATCH, review_chunk, review_params
-from explainers.review import COLUMNS, slim, summarize, summary_table
+from explainers.review import COLUMNS, DEFAULT_BATCH, review_chunk, review_params, slim, summarize, summary_table
 
 from . import models, render
+from .state import left_values, param_key
 from .views import get_view
+from .views.base import MAX_REVIEW_INPUTS
 
-MAX_INPUTS = 200
+MAX_INPUTS = MAX_REVIEW_INPUTS
 PAGES = Path(__file__).resolve().parents[1] / "pages"
 DEFAULT_METRICS = ("agreement", "faithfulness", "flip")
 
@@ -46,7 +47,6 @@ def choose(modality: str) -> tuple[list[str], list[str]]:
 def page_params(modality: str, adapter, methods: list[str]) -> dict[str, dict]:
     """The method parameters set on the modality's page when the user left it (values at
     their defaults are not kept, so they are the defaults here too)."""
-    from .state import left_values, param_key
     left = left_values(modality)  # the modality's page is named after it
     out: dict[str, dict] = {}
     for m in methods:
@@ -60,7 +60,7 @@ def page_params(modality: str, adapter, methods: list[str]) -> dict[str, dict]:
 def run_batch(view, adapter, items: list[tuple[Any, Any]], methods: list[str], metrics: list[str],
               params: dict[str, dict] | None = None, batch: int = DEFAULT_BATCH) -> list[dict]:
     """Explain the inputs ``batch`` at a time, each micro-batch's model work pooled across
-    its inputs (:func:`explainers.batched.review_chunk`), with progress (each step touches
+    its inputs (:func:`explainers.review.review_chunk`), with progress (each step touches
     Streamlit, so a widget change stops the batch at once). Each line carries the input
     itself (``input``) and the parameters used (``review_params``)."""
     bar = st.progress(0.0, text="reviewing")
@@ -150,7 +150,6 @@ def per_input(modality: str, records: list[dict]) -> None:
 
 def _params_query(record: dict) -> dict:
     """The review's methods and non-default parameters as the page's URL parameters."""
-    from .state import param_key
     query = {"methods": list(record.get("attributions") or {})}
     for m, values in (record.get("review_params") or {}).items():
         for name, v in values.items():

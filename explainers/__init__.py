@@ -7,6 +7,20 @@
     'negative'
 
 Importable without Streamlit; the dashboard is a thin layer on top.
+
+Layers, from the ground up (a module imports only its own layer and those below it; a test,
+``tests/unit/test_layers.py``, checks every import):
+
+1. foundations: ``errors``, ``params``, ``results``, ``rng``, ``quadrature`` (and
+   ``cache.store``, ``cache.loaders``);
+2. ``adapters/`` (one per modality) and ``baselines`` (the reference inputs they offer);
+3. ``pooling``: model calls recorded, pooled across inputs and replayed;
+4. ``registry`` and ``methods/`` (one file each; the package imports them, they register);
+5. ``engine``: one method on one input (checks, locks, the store);
+6. ``metrics/``: agreement, faithfulness, flips, stability, sanity, robustness;
+7. ``api``: ``load_model`` (through ``cache.models``) and ``explain``;
+8. ``review/``: many inputs (batched, local or Ray), their summary and output file;
+9. ``cli``: ``python -m explainers``.
 """
 
 from .api import DEFAULT_METHODS, explain, load_model

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
 
+from cache.store import default_store
+
 from .adapters.base import Encoded, ModelAdapter
 from .engine import Progress, check_method, resolve_target, run_method
 from .errors import ExplainerError
+from .metrics import check_names, compute
+from .metrics.common import resolve_options
 from .results import Attribution, Explanation
 
 DEFAULT_METHODS = ("integrated_gradients", "gradient_shap", "occlusion")
@@ -36,6 +40,8 @@ def load_model(spec: str = "text", modality: str | None = None, *, checkpoint: s
     Returns:
         A :class:`ModelAdapter` ready for :func:`explain`.
     """
+    # lazy: cache.models imports the adapters, and cache.loaders (which it imports) needs
+    # explainers.errors; at the top, ``import cache.loaders`` would re-enter it half-loaded
     from cache.models import load
     return load(spec, modality, checkpoint=checkpoint, data=data, labels=labels, label_column=label_column,
                 output=output)
@@ -85,7 +91,6 @@ def check_metric_options(model: ModelAdapter, enc: Encoded, options: Any) -> dic
     """The metric options resolved by the metrics' own check
     (:func:`explainers.metrics.common.resolve_options`), run before any attribution so that
     ``k=-1`` fails in milliseconds rather than after the methods."""
-    from .metrics.common import resolve_options
     if options is not None and not isinstance(options, Mapping):
         raise ExplainerError(f"metric options must be a mapping of name to value, "
                              f"got {type(options).__name__}")
@@ -140,7 +145,6 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
     methods = check_methods(methods)
     params = check_params(params, methods)
     if metrics:
-        from .metrics import check_names
         check_names(list(metrics))  # fail before the expensive part, not after it
     if isinstance(inputs, str) and model.modality == "text":
         check_text(inputs)
@@ -152,7 +156,6 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
     prediction = model.predict(enc)
     target_index = prediction.index if target is None else resolve_target(model, enc, target)
     if use_cache and store is None:
-        from cache.store import default_store
         store = default_store()
     attributions = {
         name: run_method(model, enc, name, params.get(name), target_index,
@@ -164,7 +167,6 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
         prediction=prediction, target={"index": target_index, "label": model.label(target_index)},
         attributions=attributions, warnings=collect_warnings(model, enc, attributions.values()))
     if metrics:
-        from .metrics import compute
         result.metrics = compute(model, enc, result, list(metrics), metric_params or {},
                                  params=params, store=store if use_cache else None,
                                  progress=progress)

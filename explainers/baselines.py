@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .errors import ExplainerError
-from .results import Prediction, _jsonable
+from .results import Prediction, jsonable
 
 if TYPE_CHECKING:
     from .adapters.base import Encoded, ModelAdapter
@@ -68,7 +68,7 @@ class BaselinePrediction:
     warning: str | None = None
 
     def to_dict(self) -> dict:
-        return _jsonable({"kind": self.kind, "prediction": self.prediction.to_dict(),
+        return jsonable({"kind": self.kind, "prediction": self.prediction.to_dict(),
                           "neutrality": self.neutrality, "rows": self.rows,
                           "description": self.description, "warning": self.warning})
 

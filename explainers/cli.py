@@ -13,7 +13,13 @@ import sys
 import warnings
 from typing import Any, Iterator, Sequence
 
+from cache.models import DEFAULT_LOADERS, read_csv
+
+from .adapters.tabular import check_frame
+from .api import check_text, explain
 from .errors import ExplainerError
+from .registry import get_method, list_methods
+from .review import InputSource, ModelInfo, ModelSpec, run_review
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -130,13 +136,10 @@ def load_from_args(args: argparse.Namespace):
 
 def csv_rows(model, path: str):
     """Rows of a CSV checked against ``model``'s feature names (missing/extra/NaN refused)."""
-    from cache.models import read_csv
-    from .adapters.tabular import check_frame
     return check_frame(read_csv(path), model.feature_names)
 
 
 def input_from_args(args: argparse.Namespace, model) -> Any:
-    from cache.models import DEFAULT_LOADERS
     if args.modality == "tabular" and args.csv and (not args.model or args.model in DEFAULT_LOADERS):
         frame = csv_rows(model, args.csv)
         if args.row is None or not 0 <= args.row < len(frame):
@@ -151,8 +154,7 @@ def input_from_args(args: argparse.Namespace, model) -> Any:
 
 def iter_inputs(model, modality: str, file: str | None) -> Iterator[tuple[Any, Any]]:
     """``(id, input)`` pairs from a table of texts, a folder of images or a CSV of rows
-    (read by :class:`explainers.review_inputs.InputSource`: header detected, streamed)."""
-    from .review_inputs import InputSource, ModelInfo
+    (read by :class:`explainers.review.InputSource`: header detected, streamed)."""
     source = InputSource(modality, file, label_column="none").check()
     for item in source.items(ModelInfo.from_adapter(model)):
         yield item.id, item.raw
@@ -161,13 +163,11 @@ def iter_inputs(model, modality: str, file: str | None) -> Iterator[tuple[Any, A
 def spec_from_args(args: argparse.Namespace):
     """The :class:`explainers.review.ModelSpec` the model arguments name (what
     :func:`load_from_args` loads, and what a Ray worker loads)."""
-    from .review import ModelSpec
     output = getattr(args, "output", None)
     if not args.model:
         if args.checkpoint:
             raise ExplainerError("--checkpoint needs --model as well")
         return ModelSpec(args.modality, args.modality, output=output)
-    from cache.models import DEFAULT_LOADERS
     default = args.model in DEFAULT_LOADERS and not args.checkpoint  # --csv: rows, not model data
     labels = tuple(split_list(args.labels)) if args.labels else None
     return ModelSpec(args.model, args.modality, checkpoint=args.checkpoint,
@@ -177,9 +177,8 @@ def spec_from_args(args: argparse.Namespace):
 
 
 def review_source(args: argparse.Namespace):
-    """The review's :class:`explainers.review_inputs.InputSource`, checked (before any model
+    """The review's :class:`explainers.review.InputSource`, checked (before any model
     is loaded)."""
-    from .review_inputs import InputSource
     file = args.file
     if args.modality == "tabular" and not file and args.csv and not args.model:
         file = args.csv  # rows for the default model
@@ -197,7 +196,6 @@ def check_args(args: argparse.Namespace) -> None:
     """Checks that need no model, run before loading one (undecodable ``--text`` bytes reach
     Python as lone surrogates, which no tokenizer accepts)."""
     if getattr(args, "text", None) is not None:
-        from .api import check_text
         try:
             check_text(args.text)
         except ExplainerError as e:
@@ -205,7 +203,6 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from .api import explain
     check_args(args)
     model = load_from_args(args)
     result = explain(model, input_from_args(args, model), methods=split_list(args.methods),
@@ -229,7 +226,6 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_review(args: argparse.Namespace) -> None:
-    from .review import run_review
     source = review_source(args)
     spec = spec_from_args(args)
     ray_args = {"workers": args.workers, "address": args.address, "cpus_per_worker": args.cpus_per_worker,
@@ -248,7 +244,6 @@ def cmd_review(args: argparse.Namespace) -> None:
 
 
 def cmd_methods(args: argparse.Namespace) -> None:
-    from .registry import get_method, list_methods
     out = {}
     for name in list_methods():
         m = get_method(name)

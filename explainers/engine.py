@@ -9,13 +9,15 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from cache.store import BadRow, StoreFault
+from cache.store import BadRow, StoreFault, make_key
 
+from . import methods  # noqa: F401  importing the package registers every method
 from .adapters.base import Encoded, ModelAdapter
 from .errors import ExplainerError
 from .params import resolve_params
+from .pooling import shares_per_batch
 from .registry import get_method
-from .results import Attribution, _jsonable
+from .results import Attribution, jsonable
 
 Progress = Callable[[str, float], None]
 OOM_RETRIES = 3
@@ -95,23 +97,6 @@ def calibrate(adapter: ModelAdapter, enc: Encoded, passes: int = 8) -> float:
     return (time.perf_counter() - start) / (passes * adapter.work_per_pass(enc))
 
 
-def shares_per_batch(method: Any, params: dict) -> bool:
-    """Whether ``method`` with resolved ``params`` may hold the model lock per batch instead
-    of for its whole run.
-
-    Safe when nothing outlives a batch on the shared model: every registered method
-    attributes through the adapter's forward (text against ``inputs_embeds``), with no
-    hooks. Two kinds keep the whole-run lock: a method that sets ``exclusive_model`` (one
-    that hooks the model), and a run that draws random numbers (a ``seed`` parameter, or a
-    noise tunnel switched on), which holds the process-wide RNG lock for the run; the
-    metrics take the model lock before the RNG lock, so such a run must too, or the two
-    could deadlock.
-    """
-    if getattr(method, "exclusive_model", False):
-        return False
-    return "seed" not in params and params.get("noise_tunnel", "none") in (None, "none")
-
-
 def _run_with_oom_retry(adapter: ModelAdapter, fn: Callable[[], Any]) -> Any:
     """Run ``fn``; on CUDA out-of-memory halve the adapter's batch sizes and try again."""
     sizes = (adapter.grad_batch_size, adapter.eval_batch_size)
@@ -148,7 +133,7 @@ def check_row(row: Any, meta: dict, params: dict, shape: tuple[int, ...]) -> str
         return "fields missing"
     if row["meta"] != meta:
         return "made for another model, input, method or target"
-    if row["params"] != _jsonable(params):
+    if row["params"] != jsonable(params):
         return "made with other parameters"
     try:
         scores = np.asarray(row["scores"], dtype=np.float64)
@@ -166,7 +151,7 @@ def check_row(row: Any, meta: dict, params: dict, shape: tuple[int, ...]) -> str
     return None
 
 
-def _from_store(store: Any, key: str, name: str, meta: dict, params: dict,
+def read_stored(store: Any, key: str, name: str, meta: dict, params: dict,
                 shape: tuple[int, ...], notes: list[str]) -> tuple[Attribution | None, bool]:
     """The stored attribution if a valid row exists, and whether the store may be written.
 
@@ -189,7 +174,7 @@ def _from_store(store: Any, key: str, name: str, meta: dict, params: dict,
     return Attribution.from_dict(name, row, cache_hit=True), True
 
 
-def _to_store(store: Any, key: str, result: Attribution, meta: dict, notes: list[str]) -> None:
+def write_stored(store: Any, key: str, result: Attribution, meta: dict, notes: list[str]) -> None:
     try:
         store.put(key, {**result.to_dict(), "meta": meta})
     except StoreFault as e:
@@ -217,8 +202,6 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
     Returns:
         The :class:`Attribution`, from the store when an identical request was seen before.
     """
-    from cache.store import make_key
-
     method, resolved = check_method(adapter, name, params)
     target_index = resolve_target(adapter, enc, target)
     meta = row_meta(adapter, enc, name, target_index)
@@ -226,7 +209,7 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
     notes: list[str] = []
     writable = store is not None
     if store is not None:
-        hit, writable = _from_store(store, key, name, meta, resolved, adapter.score_shape(enc), notes)
+        hit, writable = read_stored(store, key, name, meta, resolved, adapter.score_shape(enc), notes)
         if hit is not None:
             if progress:
                 progress(name, 1.0)
@@ -267,7 +250,7 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
     result = Attribution(name, scores, delta, seconds, resolved, warnings=notes,
                          notes=method.notes(adapter, enc, resolved), delta_stats=stats)
     if writable:
-        _to_store(store, key, result, meta, notes)
+        write_stored(store, key, result, meta, notes)
     if progress:
         progress(name, 1.0)
     return result

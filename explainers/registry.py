@@ -1,4 +1,8 @@
-"""Name -> method registry. Adding a method is one file with ``@register_method``."""
+"""Name -> method registry. Adding a method is one file with ``@register_method``.
+
+The registry imports no method (timm's pattern): :mod:`explainers.methods` imports each of
+its modules, which register themselves, and the engine imports that package.
+"""
 
 from __future__ import annotations
 
@@ -22,19 +26,13 @@ def register_method(cls: M) -> M:
     return cls
 
 
-def _ensure_loaded() -> None:
-    from . import methods  # noqa: F401  (importing the package registers every method)
-
-
 def list_methods(modality: str | None = None) -> list[str]:
     """Names of registered methods, optionally only those that support ``modality``."""
-    _ensure_loaded()
     return [n for n, c in _METHODS.items() if modality is None or c.supports(modality)]
 
 
 def get_method(name: str) -> "Method":
     """An instance of the method registered as ``name``."""
-    _ensure_loaded()
     try:
         return _METHODS[name]()
     except KeyError:

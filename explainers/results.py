@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Numpy/tensor-free, NaN-free copy of ``value`` for JSON."""
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, (np.floating, float)):
         f = float(value)
         # 7 significant digits: float32 precision, and compact JSON for 50k-pixel maps
@@ -31,9 +31,9 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
@@ -78,8 +78,8 @@ class Prediction:
         values}`` for scores, which are not probabilities."""
         if self.output_kind == "score":
             return {"index": self.index, "label": self.label, "output_kind": "score",
-                    "value": _jsonable(self.value), "values": _jsonable(self.probabilities)}
-        return {"index": self.index, "label": self.label, "probabilities": _jsonable(self.probabilities),
+                    "value": jsonable(self.value), "values": jsonable(self.probabilities)}
+        return {"index": self.index, "label": self.label, "probabilities": jsonable(self.probabilities),
                 "output_kind": self.output_kind}
 
 
@@ -117,13 +117,13 @@ class Attribution:
 
     def to_dict(self) -> dict:
         return {
-            "scores": _jsonable(self.scores),
-            "convergence_delta": _jsonable(self.convergence_delta),
+            "scores": jsonable(self.scores),
+            "convergence_delta": jsonable(self.convergence_delta),
             "seconds": round(float(self.seconds), 6),
-            "params": _jsonable(self.params),
+            "params": jsonable(self.params),
             "cache_hit": self.cache_hit,
             "notes": list(self.notes),
-            "delta_stats": _jsonable(self.delta_stats),
+            "delta_stats": jsonable(self.delta_stats),
         }
 
     @classmethod
@@ -157,12 +157,12 @@ class Explanation:
         d = {
             "model": self.model,
             "modality": self.modality,
-            "features": _jsonable(self.features),
+            "features": jsonable(self.features),
             "prediction": self.prediction.to_dict(),
             "target": self.target,
             "attributions": {k: v.to_dict() for k, v in self.attributions.items()},
             "warnings": list(self.warnings),
         }
         if self.metrics:
-            d["metrics"] = _jsonable(self.metrics)
+            d["metrics"] = jsonable(self.metrics)
         return d

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from .base import (Apply, ModalityView, PickedInput, get_view, list_views, register_view,
                    unregister_view)
+# the built-in views register themselves, in the order pages list them
+from . import text  # noqa: F401  isort: skip
+from . import image  # noqa: F401  isort: skip
+from . import tabular  # noqa: F401  isort: skip
 
 __all__ = ["Apply", "ModalityView", "PickedInput", "get_view", "list_views", "register_view",
            "unregister_view"]
-
-def _ensure_loaded() -> None:
-    """Import the built-in views (each registers itself), in the order pages list them."""
-    from . import text  # noqa: F401  isort: skip
-    from . import image  # noqa: F401  isort: skip
-    from . import tabular  # noqa: F401  isort: skip

@@ -33,9 +33,8 @@ import streamlit as st
 from explainers import Attribution
 
 from .. import models, render
-from ..compare import Apply
-from ..panels import Input
 from ..state import BIND
+from ..types import Apply, Input
 from ..widgets import Settings
 
 
@@ -161,6 +160,10 @@ class ModalityView(ABC):
 
 
 # == registry ========================================================================================
+#: the Review page's cap on inputs per batch (the views' row pickers stop there too)
+MAX_REVIEW_INPUTS = 200
+#: filled by the views themselves (``@register_view``); :mod:`dashboard.views` imports the
+#: built-in ones, this registry imports none (timm's pattern)
 _VIEWS: dict[str, type[ModalityView]] = {}
 V = TypeVar("V", bound=type[ModalityView])
 
@@ -181,8 +184,6 @@ def unregister_view(modality: str) -> None:
 
 def get_view(modality: str) -> ModalityView:
     """An instance of the view registered for ``modality``."""
-    from . import _ensure_loaded
-    _ensure_loaded()
     try:
         return _VIEWS[modality]()
     except KeyError:
@@ -191,8 +192,6 @@ def get_view(modality: str) -> ModalityView:
 
 def list_views() -> list[str]:
     """Modalities that have a view, in registration order."""
-    from . import _ensure_loaded
-    _ensure_loaded()
     return list(_VIEWS)
 
 

@@ -11,8 +11,9 @@ from cache.models import IMAGE_GALLERY, gallery_image
 from explainers import ExplainerError, get_method
 
 from .. import models, render
-from ..panels import Input, prepare
+from ..inputs import prepare
 from ..state import BIND, digest
+from ..types import Input
 from .base import (Apply, ModalityView, PickedInput, class_names, model_source, prediction_change,
                    register_view)
 

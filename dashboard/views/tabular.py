@@ -13,11 +13,11 @@ import pandas as pd
 import streamlit as st
 
 from .. import models, render
-from ..panels import Input, prepare
-from ..review import MAX_INPUTS
+from ..inputs import prepare
 from ..state import BIND, digest, memo
-from .base import (Apply, ModalityView, PickedInput, class_names, model_source, prediction_change,
-                   register_view)
+from ..types import Input
+from .base import (MAX_REVIEW_INPUTS, Apply, ModalityView, PickedInput, class_names, model_source,
+                   prediction_change, register_view)
 
 
 def _wf_key(row: int, feature: str) -> str:
@@ -265,7 +265,7 @@ class TabularView(ModalityView):
     def review_inputs(self, adapter) -> list[tuple[Any, Any]]:
         c1, c2 = st.columns(2)
         start = c1.number_input("First row", 0, len(adapter.data) - 1, 0, key="rv.start")
-        count = c2.number_input("Rows", 1, MAX_INPUTS, 20, key="rv.count")
+        count = c2.number_input("Rows", 1, MAX_REVIEW_INPUTS, 20, key="rv.count")
         stop = min(len(adapter.data), int(start) + int(count))
         return [(i, i) for i in range(int(start), stop)]
 

@@ -10,8 +10,9 @@ from cache.models import TEXT_SAMPLES
 
 from .. import models, render
 from ..attention_view import attention_section
-from ..panels import Input, prepare
+from ..inputs import prepare
 from ..state import BIND, digest
+from ..types import Input
 from .base import Apply, ModalityView, PickedInput, model_source, prediction_change, register_view
 
 

@@ -550,7 +550,7 @@ class ModelAdapter:
                 return forward(x)
         return fn
 
-    # -- several inputs in one batch (explainers.batched) ------------------------------------
+    # -- several inputs in one batch (explainers.pooling) ------------------------------------
     def stack_key(self, x: torch.Tensor) -> tuple:
         """Rows whose ``stack_key`` is equal can share a batch in :meth:`stack_inputs`
         (here: equal shape; text pads, so any length)."""

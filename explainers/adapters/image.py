@@ -14,7 +14,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from torchvision.transforms.functional import gaussian_blur
 
+from ..baselines import neutral_baseline
 from ..errors import ExplainerError
 from .base import Encoded, ModelAdapter
 
@@ -201,10 +203,8 @@ class ImageAdapter(ModelAdapter):
             return torch.rand(x.shape, generator=gen).to(x.device)
         if kind == "blur":
             k = self.size // 7 * 2 + 1  # wide enough to remove object detail
-            from torchvision.transforms.functional import gaussian_blur
             return gaussian_blur(x, [k, k], [k / 4.0, k / 4.0])
         if kind == "neutral":
-            from ..baselines import neutral_baseline
             return neutral_baseline(self, enc)
         raise ExplainerError(f"unknown image baseline {kind!r}")
 

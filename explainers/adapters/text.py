@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..baselines import neutral_baseline
 from ..errors import ExplainerError
 from .base import Encoded, ModelAdapter
 from .words import edit_spans, group_words, merge_spans, piece_text
@@ -184,7 +185,7 @@ class TextAdapter(ModelAdapter):
         out = self.module(inputs_embeds=embeds, attention_mask=attention_mask)
         return out.logits if hasattr(out, "logits") else out
 
-    # -- several texts in one batch (explainers.batched) -------------------------------------
+    # -- several texts in one batch (explainers.pooling) -------------------------------------
     def stack_key(self, x: torch.Tensor) -> tuple:
         return tuple(x.shape[2:])  # any length: shorter rows are padded
 
@@ -194,7 +195,7 @@ class TextAdapter(ModelAdapter):
 
         Real tokens keep their positions, and no real token attends to a padded one, so a
         padded row's logits are the unpadded row's (up to float rounding), and the
-        gradient at a padded position is zero; :mod:`explainers.batched` cuts every row
+        gradient at a padded position is zero; :mod:`explainers.pooling` cuts every row
         back to its own length before anything is attributed."""
         length = max(int(x.shape[1]) for x in xs)
         out, masks = [], []
@@ -233,7 +234,6 @@ class TextAdapter(ModelAdapter):
         kept; ``neutral``: the candidate or mix whose prediction is closest to uniform
         (see :func:`explainers.baselines.neutral_search`)."""
         if kind == "neutral":
-            from ..baselines import neutral_baseline
             return neutral_baseline(self, enc)
         if kind == "zero":
             return self._fill(enc, None)

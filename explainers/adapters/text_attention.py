@@ -60,7 +60,7 @@ _BUILD_LOCK = threading.Lock()
 def _transformer(module: torch.nn.Module):
     """The first Hugging Face ``PreTrainedModel`` in ``module``'s tree (itself, or a wrapped
     encoder such as the default model's ``encoder``), or None."""
-    try:
+    try:  # lazy: transformers (the text models' package) loads only when a text model does
         from transformers import PreTrainedModel
     except ImportError:  # pragma: no cover - transformers is a requirement
         return None

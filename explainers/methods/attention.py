@@ -10,7 +10,7 @@ import torch
 
 from ..adapters.base import Encoded
 from ..adapters.text_attention import (attention_model, capture, check_logits, describe_pooling,
-                                       eager_adapter, n_layers_heads, pooled_positions)
+                                       eager_adapter, n_layers_heads, pieces_and_specials, pooled_positions)
 from ..errors import ExplainerError
 from ..params import ParamSpec
 from ..registry import register_method
@@ -200,7 +200,6 @@ def attention_matrix(adapter, enc: Encoded) -> tuple[np.ndarray, list[str], list
         ``(weights [layers, heads, T, T], tokens, pooled positions)``; tokens include the
         special ones, as the model sees them.
     """
-    from ..adapters.text_attention import pieces_and_specials
     with adapter.guarded():
         weights, _ = attention_maps(adapter, enc)
     rows = pooled_positions(adapter.module, enc).tolist()

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
-from .. import noise_tunnel
 from ..params import ParamSpec
+from ..pooling import Pool, deferred, looped
+from . import noise_tunnel
 
 if TYPE_CHECKING:
     from ..adapters.base import Encoded, ModelAdapter
-    from ..batched import Pool
 
 #: ``modalities`` value of a method that works on any adapter (it needs only what every
 #: adapter gives: an input tensor, a forward function, baselines and feature groups)
@@ -49,7 +49,7 @@ class Method:
     #: the method's control flow never depends on the model's outputs and it reaches the
     #: model only through the ``forward`` it is given (no hooks), so
     #: :meth:`attribute_many` may record its model calls and pool them across inputs
-    #: (:func:`explainers.batched.deferred`); otherwise it loops over the inputs
+    #: (:func:`explainers.pooling.deferred`); otherwise it loops over the inputs
     defer_model_calls: bool = False
 
     @classmethod
@@ -93,7 +93,7 @@ class Method:
         return self.attribute(adapter, enc, target, params, forward)
 
     def attribute_many(self, adapter: "ModelAdapter", encs: Sequence["Encoded"], targets: Sequence[int],
-                       params: dict, pool: "Pool") -> list:
+                       params: dict, pool: Pool) -> list:
         """:meth:`run` on many inputs, the model work pooled across them where possible.
 
         Args:
@@ -101,7 +101,7 @@ class Method:
             encs: the encoded inputs.
             targets: one class per input.
             params: the resolved parameters (the same for every input).
-            pool: a :class:`explainers.batched.Pool` over ``encs``, which evaluates model
+            pool: a :class:`explainers.pooling.Pool` over ``encs``, which evaluates model
                 batches of many inputs together.
 
         Returns:
@@ -110,7 +110,6 @@ class Method:
             :attr:`defer_model_calls` and otherwise runs one input at a time, so a new
             method works unchanged; override it for a batched algorithm of your own.
         """
-        from ..batched import deferred, looped
         if self.defer_model_calls:
             return deferred(self, adapter, encs, targets, params, pool)
         return looped(self, adapter, encs, targets, params, pool)

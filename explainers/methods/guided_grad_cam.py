@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from captum._utils.common import _register_backward_hook
 from captum.attr import GuidedBackprop, GuidedGradCam as _GuidedGradCam
 
 from ..registry import register_method
@@ -23,7 +24,6 @@ class _GuidedBackprop(GuidedBackprop):
 
     def _register_hooks(self, module: torch.nn.Module) -> None:
         if isinstance(module, GUIDED_ACTIVATIONS):
-            from captum._utils.common import _register_backward_hook
             self.backward_hooks.extend(_register_backward_hook(module, self._backward_hook, self))
 
 

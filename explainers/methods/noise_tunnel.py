@@ -14,15 +14,24 @@ pixels in [0, 1], on embeddings and on standardised table columns. The noise is 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import torch
+from captum.attr import NoiseTunnel
 
-from .params import ParamSpec
+from ..params import ParamSpec
+from ..rng import seeded
 
 if TYPE_CHECKING:
-    from .adapters.base import Encoded, ModelAdapter
-    from .methods.base import Method
+    from ..adapters.base import Encoded, ModelAdapter
+
+
+class Attributes(Protocol):
+    """What the tunnel needs of a method (:class:`explainers.methods.base.Method`, which
+    imports this module): its plain attribution of one input."""
+
+    def attribute(self, adapter: "ModelAdapter", enc: "Encoded", target: int, params: dict,
+                  forward: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, Any]: ...
 
 TYPES = ("none", "smoothgrad", "smoothgrad_sq", "vargrad")
 SEED = 0
@@ -51,13 +60,10 @@ def cost(base: int, params: dict) -> int:
     return base * int(params["nt_samples"]) if active(params) else base
 
 
-def attribute(method: "Method", adapter: "ModelAdapter", enc: "Encoded", target: int, params: dict,
+def attribute(method: Attributes, adapter: "ModelAdapter", enc: "Encoded", target: int, params: dict,
               forward: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, float | None]:
     """``method``'s attribution through Captum's NoiseTunnel (no convergence delta: the
     smoothed map is no longer an integral of one path)."""
-    from captum.attr import NoiseTunnel
-
-    from .rng import seeded
     inner = _AsCaptum(method, adapter, enc, target, params, forward)
     spread = float((enc.inputs.max() - enc.inputs.min()).item()) or 1.0
     with seeded(SEED):

@@ -7,7 +7,7 @@ coefficients are the attributions.
 
 from __future__ import annotations
 
-import torch
+from captum._utils.models.linear_model import SkLearnRidge
 from captum.attr import KernelShap as _KernelShap
 from captum.attr import Lime as _Lime
 
@@ -82,5 +82,4 @@ class Lime(_Surrogate):
     captum_class = _Lime
 
     def make(self, forward):
-        from captum._utils.models.linear_model import SkLearnRidge
         return _Lime(forward, interpretable_model=SkLearnRidge(alpha=1.0))

@@ -23,7 +23,8 @@ import numpy as np
 
 from ..adapters.base import Encoded, ModelAdapter
 from ..errors import ExplainerError
-from ..results import Explanation, _jsonable
+from ..results import Explanation, jsonable
+from . import agreement, faithfulness, flip, robustness, sanity, stability
 from .common import (
     OPTION_HELP,
     Progress,
@@ -33,16 +34,11 @@ from .common import (
     method_params,
     resolve_options,
 )
+from .cost import metric_costs
 
 METRICS = ("agreement", "faithfulness", "flip", "stability", "sanity", "robustness")
 
 __all__ = ["METRICS", "OPTION_HELP", "compute", "check_names", "metric_costs"]
-
-
-def metric_costs(*args, **kwargs):
-    """See :func:`explainers.metrics.cost.metric_costs`."""
-    from .cost import metric_costs as _costs
-    return _costs(*args, **kwargs)
 
 
 def check_names(names: Sequence[str]) -> list[str]:
@@ -74,7 +70,7 @@ def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names
         store: attribution store for the re-runs of ``stability`` (None: no caching).
         progress: called as ``progress(metric, fraction)``.
         predictor: a :class:`Repredictor` for ``enc`` to use (and extend) instead of a new
-            one; :mod:`explainers.batched` hands in one whose memo it filled for many
+            one; :mod:`explainers.metrics.batched` hands in one whose memo it filled for many
             inputs at once. It must match the options' baseline and perturbation.
 
     Returns:
@@ -110,11 +106,9 @@ def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names
         if progress:
             progress(name, 0.0)
         if name == "agreement":
-            from .agreement import agreement
-            out[name] = agreement(scores, opts["k"], enc.feature_labels)
+            out[name] = agreement.agreement(scores, opts["k"], enc.feature_labels)
         elif name == "faithfulness":
-            from .faithfulness import faithfulness
-            out[name] = faithfulness(scores, target, repredict(), enc.n_features, opts["baseline"],
+            out[name] = faithfulness.faithfulness(scores, target, repredict(), enc.n_features, opts["baseline"],
                                      opts["random_orders"], opts["seed"], opts["alpha"],
                                      opts["perturbation"], opts["perturbation_note"])
             # the curves follow the target's probability (softmax, sigmoid) or raw score
@@ -123,34 +117,30 @@ def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names
         elif name == "flip" and adapter.output_kind != "softmax":
             out[name] = _threshold_flip(adapter, enc, scores, target, opts, repredict())
         elif name == "flip":
-            from .flip import flip
             original = int(explanation.prediction.index)
             # Scores explain the target. If it is not the predicted class, the features most
             # opposed to it are the ones holding the prediction, so they go first.
             toward = target == original
             ordered = scores if toward else {m: -s for m, s in scores.items()}
-            out[name] = flip(ordered, original, repredict(), enc.feature_labels, adapter.labels,
+            out[name] = flip.flip(ordered, original, repredict(), enc.feature_labels, adapter.labels,
                              opts["seed"], chunk=max(1, adapter.eval_batch_size),
                              edited=repredict().edited, perturbation=opts["perturbation"],
                              perturbation_note=opts["perturbation_note"])
             out[name]["order"] = ("most support for the target first" if toward
                                   else "most opposition to the target first")
         elif name == "stability":
-            from .stability import stability
-            out[name] = stability(adapter, enc, target, runnable, opts["ig_steps"], opts["tolerance"],
+            out[name] = stability.stability(adapter, enc, target, runnable, opts["ig_steps"], opts["tolerance"],
                                   opts["seeds"], store, step(name))
         elif name == "sanity":
-            from .sanity import sanity
-            out[name] = sanity(adapter, enc, target, {m: scores[m] for m in runnable}, runnable,
+            out[name] = sanity.sanity(adapter, enc, target, {m: scores[m] for m in runnable}, runnable,
                                opts["sanity_stages"], opts["sanity_threshold"], opts["seed"], step(name))
         elif name == "robustness":
-            from .robustness import robustness
-            out[name] = robustness(adapter, enc, target, scores, runnable, repredict().baseline,
+            out[name] = robustness.robustness(adapter, enc, target, scores, runnable, repredict().baseline,
                                    opts["n_perturb_samples"], opts["sensitivity_samples"],
                                    opts["sensitivity_radius"], opts["seed"], step(name))
         if progress:
             progress(name, 1.0)
-    return _jsonable(out)
+    return jsonable(out)
 
 
 def default_threshold(adapter: ModelAdapter, target: int, predictor: Repredictor) -> tuple[float, str]:
@@ -171,7 +161,6 @@ def _threshold_flip(adapter: ModelAdapter, enc: Encoded, scores: dict[str, np.nd
     :func:`explainers.metrics.flip.flip_threshold`). Features that hold the output on its
     side go first: the most positive when it is at or above the threshold, else the most
     negative."""
-    from .flip import flip_threshold
     if opts.get("threshold") is not None:
         threshold, source = float(opts["threshold"]), "set by the user"
     else:
@@ -179,7 +168,7 @@ def _threshold_flip(adapter: ModelAdapter, enc: Encoded, scores: dict[str, np.nd
     value = float(predictor(np.ones((1, enc.n_features), dtype=bool))[0][target])
     above = value >= threshold
     ordered = scores if above else {m: -s for m, s in scores.items()}
-    block = flip_threshold(ordered, target, threshold, predictor, enc.feature_labels, adapter.label(target),
+    block = flip.flip_threshold(ordered, target, threshold, predictor, enc.feature_labels, adapter.label(target),
                            adapter.output_kind, opts["seed"], chunk=max(1, adapter.eval_batch_size),
                            edited=predictor.edited, perturbation=opts["perturbation"],
                            perturbation_note=opts["perturbation_note"], threshold_source=source)

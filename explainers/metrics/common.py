@@ -15,6 +15,7 @@ import torch
 
 from ..adapters.base import Encoded, ModelAdapter
 from ..errors import ExplainerError
+from ..registry import list_methods
 from ..results import Explanation
 
 Progress = Callable[[str, float], None]
@@ -249,7 +250,6 @@ def method_params(explanation: Explanation, params: dict | None, name: str) -> d
 
 
 def is_registered(name: str) -> bool:
-    from ..registry import list_methods
     return name in list_methods()
 
 
@@ -307,7 +307,7 @@ class Repredictor:
 
     def missing(self, keep: np.ndarray) -> tuple[np.ndarray, list[bytes]]:
         """The keep-masks (``[B, n]``) not yet memoised, each once, and their memo keys;
-        :func:`explainers.batched.prefetch` predicts these for many inputs at once and
+        :func:`explainers.metrics.batched.prefetch` predicts these for many inputs at once and
         hands them to :meth:`fill`."""
         keep, keys = self._keys(keep)
         todo: dict[bytes, int] = {}

@@ -65,7 +65,7 @@ def flip_orders(orders: dict[str, np.ndarray], original: int, predict: Callable[
 class FlipSearch:
     """The rounds of :func:`flip_orders` one at a time: :meth:`masks` gives the next
     round's keep-masks, :meth:`feed` takes their outputs. Several inputs' searches can so be
-    predicted together (:mod:`explainers.batched`), round by round. ``decide`` as for
+    predicted together (:mod:`explainers.metrics.batched`), round by round. ``decide`` as for
     :func:`flip_orders`."""
 
     def __init__(self, orders: dict[str, np.ndarray], original: int, n_features: int,

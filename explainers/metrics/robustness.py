@@ -24,8 +24,8 @@ import torch
 from captum.metrics import infidelity, sensitivity_max
 
 from ..adapters.base import Encoded, ModelAdapter
-from ..rng import seeded
 from ..engine import check_method
+from ..rng import seeded
 
 DROP_PROBABILITY = 0.25
 

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from ..adapters.base import Encoded, ModelAdapter
-from ..rng import seeded
 from ..engine import run_method
+from ..registry import get_method
+from ..rng import seeded
 from .agreement import rank_agreement
 
 
@@ -124,7 +125,6 @@ def caveat(name: str, independent: bool) -> str | None:
     """:data:`INPUT_FACTOR_CAVEAT` for a flagged method with an input factor, else None."""
     if not independent:
         return None
-    from ..registry import get_method
     try:
         method = get_method(name)
     except Exception:  # an unregistered name: no capability flags to read

@@ -23,6 +23,7 @@ from scipy import stats
 
 from ..adapters.base import Encoded, ModelAdapter
 from ..engine import run_method
+from ..registry import get_method
 from .agreement import rank_agreement
 
 #: |f(x) - f(b)| below this (in logits) is replaced by it in the relative tolerance
@@ -185,7 +186,6 @@ def stability(adapter: ModelAdapter, enc: Encoded, target: int, methods: dict[st
         seeds: a list of GradientSHAP seeds, or a count ``S`` meaning the user's seed and
             the ``S - 1`` following ones (so the user's own run is one of them).
     """
-    from ..registry import get_method
     jobs: list[tuple[str, Callable]] = []
     out: dict[str, Any] = {"baseline_sensitivity": {}}
     if "integrated_gradients" in methods:

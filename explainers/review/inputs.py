@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
+import pandas as pd
 
-from .errors import ExplainerError
+from ..adapters.tabular import check_frame
+from ..errors import ExplainerError
 
 #: column names that say "this is the input" / "this is the ground truth" (case-insensitive)
 TEXT_NAMES = ("text", "sentence", "review", "content", "document", "comment", "body", "input",
@@ -251,7 +253,6 @@ class InputSource:
         return self
 
     def _sample_table(self, path: Path, fmt: str):
-        import pandas as pd
         try:
             return pd.read_csv(path, header=None, nrows=SNIFF_ROWS, dtype=str, keep_default_na=False,
                                **_csv_options(fmt))
@@ -259,7 +260,6 @@ class InputSource:
             raise ExplainerError(f"could not read {path.name}: {str(e).splitlines()[0][:200]}") from None
 
     def _sample_jsonl(self, path: Path):
-        import pandas as pd
         try:
             return next(iter(self._json_reader(path, SNIFF_ROWS)))
         except StopIteration:
@@ -270,7 +270,6 @@ class InputSource:
 
     @staticmethod
     def _json_reader(path: Path, chunk_rows: int):
-        import pandas as pd
         # dtype=False, convert_dates=False: values stay as written ("01" is not 1)
         return pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False, convert_dates=False)
 
@@ -346,7 +345,6 @@ class InputSource:
     def frames(self) -> Iterator[Any]:
         """The file as pandas DataFrames of at most ``chunk_rows`` rows, with the header
         row's names as columns (or positions without one)."""
-        import pandas as pd
         plan = self._plan or self.check()._plan
         path = Path(self.file)
         if plan["format"] == "jsonl":
@@ -393,7 +391,6 @@ class InputSource:
             ids = [_native(v) for v in ids]
             labels = [_native(v) for v in labels]
             if self.modality == "tabular":
-                from .adapters.tabular import check_frame
                 drop = [c for c in (plan["label"], plan["id"]) if c is not None]
                 values = check_frame(frame.drop(columns=drop), info.feature_names)
                 for ident, rec, label in zip(ids, values.to_dict("records"), labels):
@@ -409,7 +406,6 @@ class InputSource:
     def _model_rows(self, info: ModelInfo) -> Iterator[Item]:
         truth: Sequence[Any] | None = None
         if self.label_column not in (None, "none") and self.model_csv:
-            import pandas as pd
             try:
                 truth = pd.read_csv(self.model_csv, usecols=[self.label_column])[self.label_column].tolist()
             except (OSError, ValueError) as e:

@@ -3,10 +3,10 @@
 Imported only on that path, so Ray costs nothing to the dashboard, the local engine or the
 tests that do not ask for it.
 
-Each worker is an actor that loads the model once, from the :class:`~explainers.review.ModelSpec`
+Each worker is an actor that loads the model once, from the :class:`~explainers.review.options.ModelSpec`
 (the ``load_model`` arguments: a model name or a path that exists on every node); weights
 are never pickled from the driver. A task is one micro-batch, reviewed by
-:func:`~explainers.review.review_chunk`, exactly as the local engine does. The driver keeps
+:func:`~explainers.review.local.review_items`, exactly as the local engine does. The driver keeps
 at most :data:`IN_FLIGHT_PER_WORKER` batches per worker in flight and pulls inputs only as
 it submits them, so neither the inputs nor the results pile up in memory; it hands each
 batch's lines back as soon as that batch is done (in the order batches finish).
@@ -22,9 +22,12 @@ from typing import Any, Iterator
 
 import ray
 
-from .errors import ExplainerError
-from .review import ModelSpec, ReviewOptions, review_chunk
-from .review_inputs import Item, ModelInfo
+import torch
+
+from ..errors import ExplainerError
+from .inputs import Item, ModelInfo
+from .local import review_items
+from .options import ModelSpec, ReviewOptions
 
 #: batches queued per worker: one running, one waiting, so a worker never idles on the driver
 IN_FLIGHT_PER_WORKER = 2
@@ -37,7 +40,6 @@ class ReviewWorker:
     """A Ray actor: one model, loaded once from its spec, reviewing micro-batches."""
 
     def __init__(self, spec: ModelSpec, threads: int) -> None:
-        import torch
         torch.set_num_threads(max(1, threads))  # the CPUs Ray gave this actor, no more
         self.node = ray.get_runtime_context().get_node_id()
         self.model: Any = None
@@ -54,7 +56,7 @@ class ReviewWorker:
         return {"node": self.node, "info": ModelInfo.from_adapter(self.model)}
 
     def review(self, items: list[Item], options: ReviewOptions) -> list[dict]:
-        return review_chunk(self.model, items, options)
+        return review_items(self.model, items, options)
 
 
 def start(address: str | None) -> bool:

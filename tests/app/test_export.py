@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from dashboard import export, render
-from dashboard.panels import Input
+from dashboard.types import Input
 from explainers import run_method
 
 

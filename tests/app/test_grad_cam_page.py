@@ -40,7 +40,7 @@ def test_grad_cam_png_carries_its_colour_bar(tiny_image, tiny_image_input):
     from PIL import Image
 
     from dashboard import export
-    from dashboard.panels import Input
+    from dashboard.types import Input
     from explainers import run_method
     enc = tiny_image.encode(tiny_image_input)
     inp = Input(enc, tiny_image.predict(enc))

@@ -91,7 +91,7 @@ def test_uploaded_pt2_recommender_with_chinese_feature_names(recommender_files):
 
 def test_chinese_names_survive_csv_json_and_png_exports(recommender_files, tmp_path):
     from dashboard import export, render
-    from dashboard.panels import Input
+    from dashboard.types import Input
     from dashboard.views import get_view
     from explainers import explain, load_model
     model, rows, _ = recommender_files

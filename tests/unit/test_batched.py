@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from explainers import ExplainerError, explain, list_methods
-from explainers.batched import Pool, Request, explain_many, review_chunk
+from explainers.pooling import Pool, Request
+from explainers.review import explain_many, review_chunk
 from explainers.metrics import compute
 
 TEXTS = ["bad", "the soup was bland", "i love the film and the food was great , not bad !",
@@ -190,7 +191,7 @@ def test_one_bad_input_does_not_sink_the_chunk(tiny_text):
 
 
 def test_review_params_default_to_adaptive_ig_for_selected_methods_only():
-    from explainers.batched import review_params
+    from explainers.review import review_params
     assert review_params(None, None)["integrated_gradients"]["n_steps"] == "auto"
     assert review_params(["occlusion"], None) == {}  # IG not selected: no stray parameters
     mine = review_params(["integrated_gradients"], {"integrated_gradients": {"n_steps": 32}})

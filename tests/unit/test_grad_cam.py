@@ -12,7 +12,8 @@ import torch
 
 from explainers import ExplainerError, explain, get_method, list_methods, run_method
 from explainers.adapters import ImageAdapter
-from explainers.engine import check_method, estimate_cost, shares_per_batch
+from explainers.engine import check_method, estimate_cost
+from explainers.pooling import shares_per_batch
 from explainers.methods.cam import HOOK_DICTS, conv_stages, stage_names
 
 CAMS = ("grad_cam", "guided_grad_cam")

@@ -747,7 +747,8 @@ def test_seeded_runs_keep_the_lock_order_of_the_metrics(tiny_tabular):
     import time
 
     from explainers import get_method, run_method
-    from explainers.engine import check_method, shares_per_batch
+    from explainers.engine import check_method
+    from explainers.pooling import shares_per_batch
     from explainers.rng import seeded
     for name in ("gradient_shap", "smoothgrad", "kernel_shap", "lime"):
         method, params = check_method(tiny_tabular, name, None)

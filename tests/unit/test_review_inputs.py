@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from explainers import ExplainerError
-from explainers.review_inputs import InputSource, Item, ModelInfo, detect_header, label_index
+from explainers.review.inputs import InputSource, Item, ModelInfo, detect_header, label_index
 
 TEXT_INFO = ModelInfo(modality="text", labels=("negative", "positive"))
 

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from explainers.review import ModelSpec, run_review
-from explainers.review_inputs import InputSource
+from explainers.review import InputSource
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[2]
