@@ -166,11 +166,12 @@ class Pool:
         if self.on_rows:
             self.on_rows(offset)
 
-    def probabilities(self, index_xs: Sequence[tuple[int, torch.Tensor]]) -> list[torch.Tensor]:
-        """Softmax probabilities for forward-only batches ``(input index, rows)``."""
+    def outputs(self, index_xs: Sequence[tuple[int, torch.Tensor]]) -> list[torch.Tensor]:
+        """The model's outputs in its kind's space (:meth:`ModelAdapter.activate`: softmax or
+        sigmoid probabilities, or raw scores) for forward-only batches ``(input index, rows)``."""
         reqs = [Request(i, x, None) for i, x in index_xs]
         self.run(reqs)
-        return [torch.softmax(r.logits, dim=-1) if r.logits is not None
+        return [self.adapter.activate(r.logits) if r.logits is not None
                 else torch.zeros((0, len(self.adapter.labels))) for r in reqs]
 
 

@@ -50,7 +50,7 @@ def prefetch(model: ModelAdapter, predictors: Sequence[Any], masks: Sequence[np.
     for i, (p, keep, _) in enumerate(todo):
         mask = torch.from_numpy(np.ascontiguousarray(keep)).to(p.enc.inputs.device)
         xs.append((i, p.adapter.perturb(p.enc, mask, p.baseline)))
-    for (p, _, keys), probs in zip(todo, pool.probabilities(xs)):
+    for (p, _, keys), probs in zip(todo, pool.outputs(xs)):
         p.fill(keys, probs.float().cpu().numpy())
 
 

@@ -70,13 +70,8 @@ def _error(e: BaseException) -> ExplainerError:
 
 def predictions(model: ModelAdapter, encs: Sequence[Encoded], pool: Pool) -> list[Prediction]:
     """Each input's prediction, all in a few batches."""
-    probs = pool.probabilities([(i, e.inputs) for i, e in enumerate(encs)])
-    out = []
-    for p in probs:
-        p = p[0].cpu().numpy().astype(float)
-        idx = int(p.argmax())
-        out.append(Prediction(idx, model.label(idx), p.tolist()))
-    return out
+    outputs = pool.outputs([(i, e.inputs) for i, e in enumerate(encs)])
+    return [model.make_prediction(o[0].cpu().numpy().astype(float).tolist()) for o in outputs]
 
 
 def explain_many(model: ModelAdapter, raws: Sequence[Any], methods: Sequence[str] | None = None,

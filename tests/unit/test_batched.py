@@ -196,3 +196,27 @@ def test_review_params_default_to_adaptive_ig_for_selected_methods_only():
     assert review_params(["occlusion"], None) == {}  # IG not selected: no stray parameters
     mine = review_params(["integrated_gradients"], {"integrated_gradients": {"n_steps": 32}})
     assert mine == {"integrated_gradients": {"n_steps": 32}}
+
+
+@pytest.mark.parametrize("kind", ["score", "sigmoid"])
+def test_batched_follows_the_output_kind(kind):
+    """Score and sigmoid models: the pooled predictions and re-predictions are in the kind's
+    space, as one at a time (a softmax over one output would be 1.0 everywhere)."""
+    import pandas as pd
+
+    from explainers.adapters import TabularAdapter
+    torch.manual_seed(0)
+    frame = pd.DataFrame(np.random.default_rng(0).normal(size=(50, 4)), columns=list("abcd"))
+    adapter = TabularAdapter(kind, torch.nn.Linear(4, 1), frame, ["y"], output=kind)
+    opts = {"perturbation": "baseline", "random_orders": 5}
+    rows = [3, 7]
+    batched = explain_many(adapter, rows, ["integrated_gradients"], metrics=["faithfulness"],
+                           metric_params=opts, use_cache=False)
+    for row, b in zip(rows, batched):
+        one = explain(adapter, row, ["integrated_gradients"], metrics=["faithfulness"], metric_params=opts,
+                      use_cache=False)
+        assert b.prediction.output_kind == one.prediction.output_kind == kind
+        close(b.prediction.outputs, one.prediction.outputs, f"{kind} prediction")
+        same_tree(b.metrics, compute(adapter, adapter.encode(row), b, ["faithfulness"], opts), kind)
+        close(b.metrics["faithfulness"]["methods"]["integrated_gradients"]["deletion"],
+              one.metrics["faithfulness"]["methods"]["integrated_gradients"]["deletion"], f"{kind} curve")
