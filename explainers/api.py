@@ -165,7 +165,8 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
     result = Explanation(
         model=model.name, modality=model.modality, features=model.features(enc),
         prediction=prediction, target={"index": target_index, "label": model.label(target_index)},
-        attributions=attributions, warnings=collect_warnings(model, enc, attributions.values()))
+        attributions=attributions, warnings=collect_warnings(model, enc, attributions.values()),
+        input=enc.raw, labels=list(model.labels))
     if metrics:
         result.metrics = compute(model, enc, result, list(metrics), metric_params or {},
                                  params=params, store=store if use_cache else None,

@@ -1,0 +1,163 @@
+"""How attributions are drawn: colours, scales, token highlights and image overlays.
+
+Shared by the dashboard (:mod:`dashboard.render` re-exports these), notebook cells
+(:mod:`explainers.notebook`) and review reports, so a map looks the same everywhere. Pure
+functions of numpy arrays, PIL and :func:`html.escape` (everything a user or a model can
+influence is escaped); nothing here imports Streamlit or a model.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+POS = (214, 39, 40)    # red: pushes the target class up
+NEG = (31, 119, 180)   # blue: pushes it down
+POS_HEX, NEG_HEX = "#d62728", "#1f77b4"
+AMBER = (255, 127, 14)  # neutral highlight (disagreement), not a sign
+
+#: how the Image page draws a pixel map by default (README, "Reading image maps"): the
+#: positive part, smoothed with sigma = 8 px, full colour at the 98th percentile (2 % clipped)
+IMAGE_SIGN, IMAGE_CLIP_PERCENT, IMAGE_SMOOTH_PX = "positive", 2.0, 8.0
+
+
+# -- scales ----------------------------------------------------------------------------------
+def robust_max(scores: np.ndarray, percentile: float | None = None, positive_only: bool = False) -> float:
+    """The magnitude mapped to full colour: the max |score|, or its ``percentile`` (views of
+    pixel maps use 99.5, so one hot pixel does not wash the whole map out)."""
+    s = np.asarray(scores, dtype=np.float64)
+    s = np.clip(s, 0, None) if positive_only else np.abs(s)
+    if s.size == 0:
+        return 1.0
+    m = float(np.percentile(s, percentile)) if percentile is not None else float(s.max())
+    if not np.isfinite(m) or m <= 0:
+        m = float(s.max()) if s.size and np.isfinite(s.max()) else 0.0
+    return m if m > 0 else 1.0
+
+
+def legend_html(scale: float | None, signs: Sequence[str] = ("positive", "negative"), note: str = "") -> str:
+    """Colour key. ``scale`` is the shared full-colour magnitude, or None for per-panel;
+    ``signs`` the parts drawn ("positive", "negative", or "absolute" for |score|); ``note``
+    a line on how the colours were scaled (clipping, smoothing)."""
+    full = f"{scale:.3g}" if scale is not None else "max"
+    chip = "padding:0 .4em;border-radius:3px;color:white"
+    keys = {"positive": f"<span style='background:rgba{POS + (0.85,)};{chip}'>+{full}</span> supports the target",
+            "negative": f"<span style='background:rgba{NEG + (0.85,)};{chip}'>-{full}</span> speaks against it",
+            "absolute": f"<span style='background:rgba{POS + (0.85,)};{chip}'>|{full}|</span> "
+                        "importance either way (sign dropped)"}
+    which = ("one colour scale shared by all panels and by before/after" if scale is not None
+             else "colour scale per panel (each method's own maximum, shared by its before/after)")
+    parts = [keys[s] for s in signs if s in keys]
+    extra = f" &nbsp;·&nbsp; {html.escape(note)}" if note else ""
+    return (f"<div style='font-size:.85rem;color:#555'>{' &nbsp; '.join(parts)} "
+            f"&nbsp;·&nbsp; {html.escape(which)}{extra}</div>")
+
+
+# -- text ------------------------------------------------------------------------------------
+def display_tokens(labels: Sequence[str], spans: Sequence[tuple[int, int]] | None = None
+                   ) -> list[tuple[str, bool]]:
+    """(text, space_before) per token: WordPiece ``##``, SentencePiece ``▁`` and BPE ``Ġ``
+    continuation marks become joins, so the highlighted text reads like the input. With the
+    features' character ``spans`` in the user's text, a space is drawn exactly where the text
+    has one (no space before a comma, none inside "don't")."""
+    out = []
+    use_spans = spans is not None and len(spans) == len(labels)
+    for i, t in enumerate(labels):
+        t = str(t)
+        space = i > 0
+        if t.startswith("##"):
+            t, space = t[2:], False
+        elif t.startswith(("▁", "Ġ")):
+            t, space = t[1:], i > 0
+        if use_spans and i > 0:
+            space = spans[i][0] > spans[i - 1][1]
+        out.append((t, space))
+    return out
+
+
+def rgba(score: float, scale: float, colour: tuple | None = None) -> str:
+    a = float(np.clip(abs(score) / scale, 0, 1)) if scale > 0 else 0.0
+    rgb = colour or (POS if score >= 0 else NEG)
+    return f"rgba({rgb[0]},{rgb[1]},{rgb[2]},{0.85 * a:.3f})"
+
+
+def token_html(labels: Sequence[str], scores: Sequence[float] | None, scale: float,
+               crossed: Sequence[int] = (), title_prefix: str = "", colour: tuple | None = None,
+               spans: Sequence[tuple[int, int]] | None = None) -> str:
+    """Highlighted tokens as HTML. Every token is escaped; scores go into a tooltip."""
+    spans = []
+    crossed = set(crossed)
+    for i, (text, space) in enumerate(display_tokens(labels, spans)):
+        s = float(scores[i]) if scores is not None and i < len(scores) else 0.0
+        bg = rgba(s, scale, colour)
+        deco = "text-decoration:line-through;opacity:.55;" if i in crossed else ""
+        tip = html.escape(f"{title_prefix}{labels[i]}: {s:+.4f}", quote=True)
+        # A plain space between words lets lines break there; a token never breaks inside.
+        spans.append((" " if space else "")
+                     + f"<span class='tok' title=\"{tip}\" style='background:{bg};{deco}"
+                       f"padding:1px 3px;border-radius:3px;display:inline-block;line-height:1.5'>"
+                       f"{html.escape(text)}</span>")
+    return ("<div style='line-height:2.1;font-size:1.02rem;overflow-wrap:anywhere'>"
+            + "".join(spans) + "</div>")
+
+
+# -- images ----------------------------------------------------------------------------------
+def smooth(scores: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-smoothed copy of an H x W map, for display only (pixel maps such as IG's are
+    speckled; smoothing shows which regions carry the attribution). ``sigma`` in pixels."""
+    s = np.asarray(scores, dtype=np.float64)
+    if sigma <= 0 or s.ndim != 2:
+        return s
+    from scipy.ndimage import gaussian_filter
+    return gaussian_filter(s, sigma=float(sigma), mode="nearest")
+
+
+def overlay(image: np.ndarray, scores: np.ndarray, scale: float, positive_only: bool = False,
+            box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """The heat map blended over a dimmed copy of the image (uint8 RGB, same size).
+
+    Red = positive (supports the target), blue = negative; opacity grows with |score| /
+    ``scale``. ``positive_only`` hides the negative part. ``box`` draws an outline.
+    """
+    img = np.asarray(image, dtype=np.float32)
+    s = np.asarray(scores, dtype=np.float32)
+    if s.shape != img.shape[:2]:
+        s = np.asarray(Image.fromarray(s).resize((img.shape[1], img.shape[0]), Image.BILINEAR))
+    gray = img.mean(axis=2, keepdims=True)
+    base = 0.55 * img + 0.45 * gray  # desaturate so the colours of the map stand out
+    a = np.clip(np.abs(s) / max(scale, 1e-12), 0, 1)
+    if positive_only:
+        a = np.where(s > 0, a, 0)
+    a = (a ** 0.8)[..., None] * 0.85
+    colour = np.where((s >= 0)[..., None], np.array(POS, np.float32), np.array(NEG, np.float32))
+    out = base * (1 - a) + colour * a
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    if box is not None and box[2] > box[0] and box[3] > box[1]:
+        pil = Image.fromarray(out)
+        ImageDraw.Draw(pil).rectangle([box[0], box[1], box[2] - 1, box[3] - 1], outline=(255, 200, 0), width=2)
+        out = np.asarray(pil)
+    return out
+
+
+def signed_part(scores: np.ndarray, sign: str) -> np.ndarray:
+    """The part of a map that is drawn (Captum ``visualize_image_attr``'s ``sign``):
+    "all" as is, "positive" / "negative" only that side (others 0), "absolute" |score|."""
+    s = np.asarray(scores, dtype=np.float64)
+    if sign == "positive":
+        return np.clip(s, 0, None)
+    if sign == "negative":
+        return np.clip(s, None, 0)
+    if sign == "absolute":
+        return np.abs(s)
+    return s
+
+
+def png_bytes(arr: np.ndarray | Image.Image) -> bytes:
+    img = arr if isinstance(arr, Image.Image) else Image.fromarray(np.asarray(arr, dtype=np.uint8))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
