@@ -1,4 +1,5 @@
-"""How attributions are drawn: colours, scales, token highlights and image overlays.
+"""How attributions are drawn: colours, scales, token highlights, image overlays, bars, and
+their PNG versions.
 
 Shared by the dashboard (:mod:`dashboard.render` re-exports these), notebook cells
 (:mod:`explainers.notebook`) and review reports, so a map looks the same everywhere. Pure
@@ -13,7 +14,8 @@ import io
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFont
 
 POS = (214, 39, 40)    # red: pushes the target class up
 NEG = (31, 119, 180)   # blue: pushes it down
@@ -161,3 +163,118 @@ def png_bytes(arr: np.ndarray | Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+# -- tables ----------------------------------------------------------------------------------
+def fmt_value(v: float) -> str:
+    return f"{v:.4g}"
+
+
+def tabular_frame(features: Sequence[str], scores: np.ndarray, values: dict | None) -> pd.DataFrame:
+    df = pd.DataFrame({"feature": list(features), "score": np.asarray(scores, dtype=float)})
+    df["value"] = [fmt_value(values[f]) if values and f in values else "" for f in features]
+    df["label"] = [f"{f} = {v}" if v else f for f, v in zip(df["feature"], df["value"])]
+    df["sign"] = np.where(df["score"] >= 0, "supports", "against")
+    df["abs"] = df["score"].abs()
+    return df.sort_values("abs", ascending=False)
+
+
+# -- PNG exports -----------------------------------------------------------------------------
+def default_font(size: int = 15):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow built without FreeType
+        return ImageFont.load_default()
+
+
+#: fonts with CJK glyphs, tried in order when a PNG must draw text beyond Latin (Pillow's
+#: built-in font draws boxes for it); ``$ATTRIBUTION_STUDIO_FONT`` names one explicitly
+WIDE_FONTS = ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+              "/usr/share/fonts/truetype/noto/NotoSansCJK-Regular.ttc",
+              "/usr/share/fonts/opentype/noto/NotoSansCJKsc-Regular.otf",
+              "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+              "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+              "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+              "/usr/share/fonts/truetype/arphic/uming.ttc")
+
+
+def wide_font_path() -> str | None:
+    """A font file that can draw CJK text, or None when the system has none."""
+    import os
+    for path in (os.environ.get("ATTRIBUTION_STUDIO_FONT", ""),) + WIDE_FONTS:
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+def font_for(texts: Sequence[str], size: int = 15):
+    """Pillow's default font, or a CJK-capable system font (:data:`WIDE_FONTS`) when any of
+    ``texts`` has characters beyond Latin, so exported PNGs keep names such as 浏览时长."""
+    if any(ord(ch) > 0x24F for t in texts for ch in str(t)):
+        path = wide_font_path()
+        if path:
+            try:
+                return ImageFont.truetype(path, size)
+            except OSError:
+                pass
+    return default_font(size)
+
+
+def rgb_over_white(score: float, scale: float) -> tuple[int, int, int]:
+    a = 0.85 * float(np.clip(abs(score) / scale, 0, 1)) if scale > 0 else 0.0
+    c = POS if score >= 0 else NEG
+    return tuple(int(round(255 * (1 - a) + ch * a)) for ch in c)
+
+
+def text_png(labels: Sequence[str], scores: Sequence[float], scale: float, title: str = "",
+             width: int = 900, spans: Sequence[tuple[int, int]] | None = None) -> bytes:
+    """The token highlight as a PNG (wrapped lines, coloured boxes, title line)."""
+    font, tfont = default_font(18), default_font(15)
+    pad, line_h = 12, 30
+    x, y = pad, pad + (26 if title else 0)
+    boxes = []
+    for i, (text, space) in enumerate(display_tokens(labels, spans)):
+        w = int(font.getlength(text)) + 6
+        gap = 6 if space else 1
+        if x + gap + w > width - pad and x > pad:
+            x, y = pad, y + line_h
+            gap = 0
+        x += gap
+        boxes.append((x, y, w, text, float(scores[i]) if i < len(scores) else 0.0))
+        x += w
+    img = Image.new("RGB", (width, y + line_h + pad), "white")
+    d = ImageDraw.Draw(img)
+    if title:
+        d.text((pad, pad), title, fill=(40, 40, 40), font=tfont)
+    for bx, by, w, text, s in boxes:
+        d.rounded_rectangle([bx, by, bx + w, by + line_h - 6], radius=4, fill=rgb_over_white(s, scale))
+        d.text((bx + 3, by + 2), text, fill=(0, 0, 0), font=font)
+    return png_bytes(img)
+
+
+def bars_png(features: Sequence[str], scores: np.ndarray, values: dict | None, scale: float,
+             title: str = "", top: int = 30, ranked: bool = False) -> bytes:
+    """Horizontal bar chart PNG (sorted by |score|) for tabular attributions; ``ranked``
+    draws |score| from a left axis (the read-out ranked by magnitude), colour still the sign.
+    Names beyond Latin (Chinese feature names) use a CJK-capable font when the system has one."""
+    df = tabular_frame(features, scores, values).head(top)
+    font = font_for(list(df["label"]) + [title], 14)
+    label_w = int(max([font.getlength(str(t)) for t in df["label"]] + [50])) + 16
+    bar_w, row_h, pad, top_h = 360, 20, 12, 30 if title else 8
+    width = max(label_w + bar_w + 80, int(font.getlength(title)) + 2 * pad if title else 0)
+    img = Image.new("RGB", (width, top_h + row_h * len(df) + 2 * pad), "white")
+    d = ImageDraw.Draw(img)
+    if title:
+        d.text((pad, pad), title, fill=(40, 40, 40), font=font)
+    zero = label_w + (0 if ranked else bar_w // 2)
+    half = bar_w if ranked else bar_w // 2
+    d.line([zero, top_h + pad - 2, zero, top_h + pad + row_h * len(df)], fill=(150, 150, 150))
+    for r, row in enumerate(df.itertuples()):
+        y = top_h + pad + r * row_h
+        d.text((pad, y + 2), str(row.label), fill=(30, 30, 30), font=font)
+        length = int(round(half * min(1.0, abs(row.score) / scale)))
+        x0, x1 = (zero, zero + length) if (row.score >= 0 or ranked) else (zero - length, zero)
+        d.rectangle([x0, y + 3, max(x0 + 1, x1), y + row_h - 3], fill=POS if row.score >= 0 else NEG)
+        shown = f"{abs(row.score):.3g}" if ranked else f"{row.score:+.3g}"
+        d.text((label_w + bar_w + 6, y + 2), shown, fill=(60, 60, 60), font=font)
+    return png_bytes(img)
