@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import sys
 import tempfile
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from PIL import Image, ImageDraw
 
 from . import results
-from .drawing import (IMAGE_CLIP_PERCENT, IMAGE_SIGN, IMAGE_SMOOTH_PX, NEG_HEX, POS_HEX, legend_html, overlay,
-                      png_bytes, robust_max, signed_part, smooth, token_html)
+from .drawing import (IMAGE_CLIP_PERCENT, IMAGE_SIGN, IMAGE_SMOOTH_PX, NEG_HEX, POS_HEX, bars_png, default_font,
+                      legend_html, overlay, png_bytes, robust_max, signed_part, smooth, text_png, token_html)
 from .registry import get_method, list_methods
 
 #: panels per row before they wrap (the dashboard's balanced rows hold up to four)
@@ -333,6 +335,53 @@ def explanation_html(record: Mapping, *, image: np.ndarray | None = None, values
     return (f"<div style='{BOX}'>{head}{model}{prediction_html(record, labels)}{warnings}"
             f"{panels_html(record, chosen, image, values, scale) if chosen else ''}"
             f"{metrics_html(record.get('metrics') or {}, chosen)}</div>")
+
+
+def _stack(pictures: Sequence[np.ndarray], axis: int, gap: int = 8) -> np.ndarray:
+    """RGB pictures side by side (``axis=1``) or one under the other (``axis=0``), on white."""
+    other = 1 - axis
+    size = max(p.shape[other] for p in pictures)
+    padded = []
+    for i, p in enumerate(pictures):
+        pad = [(0, 0), (0, 0), (0, 0)]
+        pad[other] = (0, size - p.shape[other])
+        pad[axis] = (0, gap if i < len(pictures) - 1 else 0)
+        padded.append(np.pad(p, pad, constant_values=255))
+    return np.concatenate(padded, axis=axis)
+
+
+def _titled(picture: np.ndarray, text: str) -> np.ndarray:
+    strip = Image.new("RGB", (picture.shape[1], 20), "white")
+    ImageDraw.Draw(strip).text((2, 3), text, fill=(40, 40, 40), font=default_font(13))
+    return np.concatenate([np.asarray(strip), picture], axis=0)
+
+
+def _png_array(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def explanation_png(record: Mapping, *, image: np.ndarray | None = None, values: Mapping | None = None,
+                    methods: Sequence[str] | None = None) -> np.ndarray:
+    """Every method's map of one explanation as one RGB picture (``H x W x 3`` uint8), the way
+    :func:`explanation_html` draws them: image maps side by side, each over the picture on
+    its own scale; text highlights or tabular bars one under the other on a shared scale.
+    For places that take pictures, not HTML (TensorBoard)."""
+    attrs = record.get("attributions") or {}
+    chosen = [m for m in (methods or attrs) if m in attrs]
+    if not chosen:
+        raise ValueError("the explanation has no attributions to draw")
+    modality = record.get("modality")
+    if modality == "image":
+        return _stack([_titled(_png_array(image_panel_png(record, m, image)[0]), title(m)) for m in chosen], axis=1)
+    features = list(record.get("features") or [])
+    shared = max(robust_max(_scores(record, m)) for m in chosen)
+    if modality == "text":
+        spans = text_spans(record.get("input"), features)
+        drawn = [text_png(features, _scores(record, m), shared, title=title(m), spans=spans) for m in chosen]
+    else:
+        drawn = [bars_png(features, _scores(record, m), dict(values) if values else None, shared,
+                          title=title(m), top=TOP_FEATURES) for m in chosen]
+    return _stack([_png_array(p) for p in drawn], axis=0)
 
 
 def explanation_result_html(explanation: Any, **options: Any) -> str:

@@ -21,7 +21,9 @@ from .inputs import InputSource, Item, ModelInfo, label_index
 from .local import LocalEngine
 from .options import BATCH_SIZE, EXPLAIN_TARGETS, ReviewOptions, as_spec
 from .outputs import Resumed, id_key, read_existing, write_lines
+from .report import ReviewSummary, model_card, run_card
 from .summary import Summary, summary_table
+from .trackers import check_publish, publish
 
 def _items(inputs: Any, info: ModelInfo) -> Iterator[Item]:
     if isinstance(inputs, InputSource):
@@ -48,7 +50,8 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
                unit: str | None = None, explain: str = "predicted", engine: str = "local",
                workers: int | None = None, address: str | None = None,
                cpus_per_worker: float | None = None, gpus_per_worker: float | None = None,
-               batch_size: int = BATCH_SIZE, resume: bool = True) -> dict:
+               batch_size: int = BATCH_SIZE, resume: bool = True, report: str | Path | None = None,
+               tensorboard: str | Path | None = None, mlflow: str | None = None) -> ReviewSummary:
     """Explain every input with metrics and summarize the methods.
 
     Args:
@@ -69,9 +72,16 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
             :func:`explainers.review.ray_engine.start`.
         batch_size: inputs per micro-batch (one :func:`~explainers.review.local.review_items` call).
         resume: with ``out``, skip the ids already in it and append; False starts over.
+        report: write a self-contained HTML report here (:mod:`explainers.review.report`).
+        tensorboard: write the summary to this TensorBoard log folder.
+        mlflow: log an MLflow run to this tracking URI (``""``: a local file store,
+            ``mlruns/`` next to ``out``). The last three need ``out`` (they read the lines
+            back) and TensorBoard / MLflow the ``tracking`` extra
+            (:mod:`explainers.review.trackers`).
 
     Returns:
-        The :func:`summarize` dict over every line in ``out`` (those of earlier runs too).
+        The :func:`summarize` dict over every line in ``out`` (those of earlier runs too), as
+        a :class:`~explainers.review.report.ReviewSummary` (a dict that draws itself in a notebook).
     """
     metrics = check_names(metrics or [])
     if limit is not None and limit < 0:
@@ -82,6 +92,8 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
         raise ExplainerError(f"batch size must be >= 1, got {batch_size}")
     if engine not in ("local", "ray"):
         raise ExplainerError(f"unknown engine {engine!r}; use 'local' or 'ray'")
+    check_publish(out, report, tensorboard, mlflow)
+    publishing = bool(report or tensorboard) or mlflow is not None
     params = review_params(methods, params)  # adaptive IG unless the caller sets n_steps
     options = ReviewOptions(methods=tuple(methods) if methods else None, params=params or None,
                             metrics=tuple(metrics), metric_params=metric_params, unit=unit,
@@ -106,6 +118,9 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
         runner = LocalEngine(model)
     try:
         info = runner.info()
+        about = None
+        if publishing:  # the model as the report names it (Ray: as a worker loaded it)
+            about = model_card(runner.model) if hasattr(runner, "model") else runner.model_card
         if isinstance(inputs, InputSource):
             print(inputs.describe() + f"; {runner.describe()}", file=sys.stderr, flush=True)
         items = _items(inputs, info)
@@ -120,8 +135,13 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
                append=bool(found.rows) or found.truncated)
     finally:
         runner.close()
-    result = summary.result()
+    result = ReviewSummary(summary.result())
     print(summary_table(result), file=log, flush=True)
+    if publishing:
+        card = run_card(about, source=inputs, methods=methods, params=params, metrics=metrics,
+                        metric_params=metric_params, explain=explain, unit=unit, limit=limit, engine=engine,
+                        out=out)
+        publish(result, card, out, report=report, tensorboard=tensorboard, mlflow=mlflow)
     return result
 
 
