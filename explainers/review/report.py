@@ -246,8 +246,8 @@ def model_html(card: Mapping) -> str:
                 ("device", esc(m.get("device")))])
 
 
-def data_html(card: Mapping, summary: Mapping) -> str:
-    d = card.get("data") or {}
+def data_html(card: Mapping, summary: Mapping, drawn: Drawn) -> str:
+    d, s = card.get("data") or {}, card.get("settings") or {}
     count = f"{summary.get('inputs', 0)} explained" + (f", {summary['errors']} failed" if summary.get("errors") else "")
     acc = None
     if summary.get("labelled"):
@@ -256,7 +256,10 @@ def data_html(card: Mapping, summary: Mapping) -> str:
     return _dl([("file", f"<code>{esc(d.get('file'))}</code>" if d.get("file") else "the model's own rows"),
                 ("read as", esc(d.get("read"))), ("inputs", esc(count)),
                 ("limit", esc(d.get("limit")) if d.get("limit") is not None else None),
-                ("accuracy", esc(acc)), ("JSON lines", f"<code>{esc(d.get('lines'))}</code>" if d.get("lines") else None)])
+                ("accuracy", esc(acc)), ("JSON lines", f"<code>{esc(d.get('lines'))}</code>" if d.get("lines") else None),
+                ("methods", esc(", ".join(title(m) for m in drawn.params) or ", ".join(s.get("methods") or []))),
+                ("metrics", esc(", ".join(s.get("metrics") or []) or "none")
+                 + " &nbsp;<span class='note'>(parameters and options: Settings, below)</span>")])
 
 
 def settings_html(card: Mapping, drawn: Drawn) -> str:
@@ -268,7 +271,9 @@ def settings_html(card: Mapping, drawn: Drawn) -> str:
     seeds["metrics.seed"] = (s.get("metric_params") or {}).get("seed", 0)
     vers = card.get("versions") or {}
     return (_dl([("explained", esc("the ground-truth label" if s.get("explain") == "true" else "the predicted output")),
-                 ("text unit", esc(s.get("unit"))), ("engine", esc(s.get("engine"))),
+                 ("text unit", esc(s.get("unit") or "word (the default)")
+                 if (card.get("model") or {}).get("modality") == "text" else None),
+                ("engine", esc(s.get("engine"))),
                  ("metric options given", esc(_kv(s.get("metric_params") or {})) if s.get("metric_params") else None),
                  ("seeds", esc(_kv(seeds)))])
             + f"<h3>Methods, as run</h3><ul>{methods or '<li>none</li>'}</ul>"
@@ -326,7 +331,7 @@ def report_html(summary: Mapping, card: Mapping, drawn: Drawn) -> str:
         f"<p class='note'>Attribution Studio, {esc(card.get('created', ''))}. Every number below is in the "
         "summary JSON at the end of this file and in the review's JSON lines.</p>"
         f"<h2>Model</h2>{model_html(card)}"
-        f"<h2>Data</h2>{data_html(card, summary)}"
+        f"<h2>Data</h2>{data_html(card, summary, drawn)}"
         f"<h2>Methods over the dataset</h2>{summary_html(summary)}"
         f"<h2>Inputs worth a look</h2>{inputs_html(drawn, (card.get('model') or {}).get('labels') or [])}"
         f"<h2>Settings</h2>{settings_html(card, drawn)}"

@@ -192,3 +192,23 @@ def test_mlflow_run_holds_params_metrics_tag_and_artifacts(reviewed, tiny_tabula
     assert {"r.html", "r.jsonl", "summary.json"} <= names
     logged = json.loads(open(client.download_artifacts(run.info.run_id, "summary.json", str(d / "dl"))).read())
     assert logged["summary"] == json.loads(json.dumps(summary))
+
+
+def test_an_image_review_report_draws_the_maps_over_the_pictures(tiny_image, tmp_path):
+    from PIL import Image
+
+    from explainers.review.report import picture, read_lines
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / name)
+    run_review(tiny_image, InputSource("image", str(folder)).check(), methods=["input_x_gradient", "saliency"],
+               metrics=["agreement"], out=tmp_path / "r.jsonl", report=tmp_path / "r.html", use_cache=False)
+    lines = list(read_lines(tmp_path / "r.jsonl"))
+    expected = np.asarray(Image.open(folder / "a.png").convert("RGB").resize((32, 32), Image.BILINEAR))
+    assert np.array_equal(picture(lines[0]), expected)  # read again, at model resolution
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert page.count("src='data:image/png;base64,") == 2 * 2  # both inputs (disagreement), two maps each
+    (folder / "a.png").unlink()
+    assert picture(lines[0]) is None  # gone: the maps are drawn over grey instead
