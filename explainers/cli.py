@@ -22,6 +22,7 @@ from .api import check_text, explain
 from .errors import ExplainerError
 from .registry import get_method, list_methods
 from .review import InputSource, ModelInfo, ModelSpec, run_review
+from .review.trackers import check_publish
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -257,6 +258,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_review(args: argparse.Namespace) -> None:
+    check_publish(args.out, args.report, args.tensorboard, args.mlflow)  # before loading anything
     source = review_source(args)
     spec = spec_from_args(args)
     ray_args = {"workers": args.workers, "address": args.address, "cpus_per_worker": args.cpus_per_worker,

@@ -42,6 +42,8 @@ def check_publish(out: Any, report: Any, tensorboard: Any, mlflow: Any) -> None:
              if v is not None and v is not False]
     if asked and not out:
         raise ExplainerError(f"{', '.join(asked)} read the JSON lines back: give --out FILE as well")
+    if report and not Path(report).resolve().parent.is_dir():
+        raise ExplainerError(f"--report: folder {Path(report).resolve().parent} does not exist")
     for flag, value, module in (("--tensorboard", tensorboard, "tensorboard"), ("--mlflow", mlflow, "mlflow")):
         if value is not None and importlib.util.find_spec(module) is None:
             raise ExplainerError(f"{flag} needs the {module} package: pip install \"attribution-studio[tracking]\"")

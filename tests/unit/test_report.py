@@ -126,9 +126,12 @@ def test_the_report_draws_the_inputs_it_names(reviewed):
     assert len(flips) > 3 and _ids(page, "fewest_flips") == [i for *_, i in sorted(flips)[:3]]
 
 
-def test_outputs_need_the_lines_file_and_their_packages(monkeypatch, tiny_text):
+def test_outputs_need_the_lines_file_and_their_packages(monkeypatch, tiny_text, tmp_path):
     with pytest.raises(ExplainerError, match="give --out"):
         run_review(tiny_text, [(0, "the soup")], report="r.html")
+    with pytest.raises(ExplainerError, match="--report: folder .* does not exist"):
+        run_review(tiny_text, [(0, "the soup")], out=tmp_path / "r.jsonl", report=tmp_path / "no" / "r.html")
+    assert not (tmp_path / "r.jsonl").exists()  # refused before the run
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(ExplainerError, match=r"--tensorboard needs the tensorboard package: pip install"):
         check_publish("r.jsonl", None, "tb", None)
