@@ -1,6 +1,6 @@
 """The README's pictures of a review report and of a notebook cell, from the default text model.
 
-    python -m bench.report_screenshots [--file ../shared/data/sst2/dev.tsv] [--limit 24] [--out docs/screenshots]
+    python -m bench.report_screenshots [--file ../shared/data/sst2/dev.tsv] [--limit 20] [--out docs/screenshots]
 
 Reviews the first ``--limit`` sentences with the review's defaults and ``--report``, and
 explains one sentence as a notebook cell shows it; both HTML files are drawn by Debian's
@@ -22,7 +22,7 @@ def screenshot(html_file: Path, png: Path, width: int, height: int | None = None
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": width, "height": height or 900}, device_scale_factor=1)
+        page = browser.new_page(viewport={"width": width, "height": height or 300}, device_scale_factor=1)
         requests: list[str] = []
         page.on("request", lambda r: requests.append(r.url))
         page.goto(html_file.as_uri())
@@ -53,7 +53,7 @@ def notebook_cell(model, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--file", default=str(ROOT.parent / "shared" / "data" / "sst2" / "dev.tsv"))
-    ap.add_argument("--limit", type=int, default=24)
+    ap.add_argument("--limit", type=int, default=20)
     ap.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     args = ap.parse_args()
     from explainers import load_model

@@ -90,8 +90,9 @@ def rgba(score: float, scale: float, colour: tuple | None = None) -> str:
 def token_html(labels: Sequence[str], scores: Sequence[float] | None, scale: float,
                crossed: Sequence[int] = (), title_prefix: str = "", colour: tuple | None = None,
                spans: Sequence[tuple[int, int]] | None = None) -> str:
-    """Highlighted tokens as HTML. Every token is escaped; scores go into a tooltip."""
-    spans = []
+    """Highlighted tokens as HTML. Every token is escaped; scores go into a tooltip. With the
+    tokens' character ``spans`` in the text, a space is drawn exactly where the text has one."""
+    pills = []
     crossed = set(crossed)
     for i, (text, space) in enumerate(display_tokens(labels, spans)):
         s = float(scores[i]) if scores is not None and i < len(scores) else 0.0
@@ -99,12 +100,12 @@ def token_html(labels: Sequence[str], scores: Sequence[float] | None, scale: flo
         deco = "text-decoration:line-through;opacity:.55;" if i in crossed else ""
         tip = html.escape(f"{title_prefix}{labels[i]}: {s:+.4f}", quote=True)
         # A plain space between words lets lines break there; a token never breaks inside.
-        spans.append((" " if space else "")
+        pills.append((" " if space else "")
                      + f"<span class='tok' title=\"{tip}\" style='background:{bg};{deco}"
                        f"padding:1px 3px;border-radius:3px;display:inline-block;line-height:1.5'>"
                        f"{html.escape(text)}</span>")
     return ("<div style='line-height:2.1;font-size:1.02rem;overflow-wrap:anywhere'>"
-            + "".join(spans) + "</div>")
+            + "".join(pills) + "</div>")
 
 
 # -- images ----------------------------------------------------------------------------------

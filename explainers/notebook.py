@@ -420,6 +420,7 @@ class Figure:
                 f"<body style='margin:16px'>{self.body}</body></html>")
 
     def save(self, path: str) -> str:
+        """Write :meth:`page` to ``path``; returns the path."""
         with open(path, "w", encoding="utf-8") as f:
             f.write(self.page())
         return path
@@ -429,7 +430,7 @@ def figure(obj: Any, **options: Any) -> Figure:
     """A :class:`Figure` of ``obj``: an explanation (options as for :func:`explanation_html`),
     anything else that draws itself as HTML (a review summary), or a picture (PNG bytes, an
     RGB array or a PIL image)."""
-    if isinstance(obj, (bytes, bytearray)) or isinstance(obj, np.ndarray) or hasattr(obj, "save") and hasattr(obj, "mode"):
+    if isinstance(obj, (bytes, bytearray, np.ndarray, Image.Image)):
         png = bytes(obj) if isinstance(obj, (bytes, bytearray)) else png_bytes(obj)
         return Figure(f"<img alt='figure' src='{data_uri(png)}' style='max-width:100%'>")
     draw = getattr(obj, "_repr_html_", None)

@@ -143,3 +143,12 @@ def test_figure_and_show_outside_a_notebook(tiny_tabular, tmp_path, capsys):
         r._repr_html_(methods=["occlusion"])
     with pytest.raises(TypeError, match="cannot draw"):
         figure(object())
+
+
+def test_a_highlight_spaces_words_as_the_text_does(tiny_text):
+    # the word's character spans decide the spaces: none before a comma or a full stop
+    r = explain(tiny_text, "the soup, was bland.", methods=["occlusion"], use_cache=False)
+    page = r._repr_html_()
+    pills = re.findall(r"( ?)<span class='tok' title=\"([^\"]*): [-+][0-9.]+\"", page)
+    assert [(space, word) for space, word in pills] == [("", "the"), (" ", "soup"), ("", ","), (" ", "was"),
+                                                        (" ", "bland"), ("", ".")]
