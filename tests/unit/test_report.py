@@ -215,3 +215,22 @@ def test_an_image_review_report_draws_the_maps_over_the_pictures(tiny_image, tmp
     assert page.count("src='data:image/png;base64,") == 2 * 2  # both inputs (disagreement), two maps each
     (folder / "a.png").unlink()
     assert picture(lines[0]) is None  # gone: the maps are drawn over grey instead
+
+
+def test_a_review_summary_shows_its_tables_in_a_notebook(reviewed):
+    d, summary, _ = reviewed
+    cell = summary._repr_html_()
+    page = (d / "r.html").read_text(encoding="utf-8")
+    assert cells(cell, "all") == cells(page, "all") and cells(cell, "wrong") == cells(page, "wrong")
+
+
+@pytest.mark.ray
+def test_a_ray_review_report_names_the_model_the_workers_loaded(tiny_text_dir, tmp_path):
+    pytest.importorskip("ray")
+    from explainers.review import ModelSpec
+    spec = ModelSpec(str(tiny_text_dir), "text")
+    run_review(spec, [(0, "the soup was bland"), (1, "a great film !")], methods=["occlusion"],
+               metrics=["agreement"], out=tmp_path / "r.jsonl", report=tmp_path / "r.html", engine="ray",
+               workers=1, use_cache=False)
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert spec.load().fingerprint in page  # the workers' model: the driver never loaded one
