@@ -279,3 +279,41 @@ def bars_png(features: Sequence[str], scores: np.ndarray, values: dict | None, s
         shown = f"{abs(row.score):.3g}" if ranked else f"{row.score:+.3g}"
         d.text((label_w + bar_w + 6, y + 2), shown, fill=(60, 60, 60), font=font)
     return png_bytes(img)
+
+
+def beeswarm_png(features: Sequence[str], points: Sequence[Sequence[float]], title: str = "",
+                 width: int = 560) -> bytes:
+    """A beeswarm of many inputs' attributions (shap's summary plot, in these colours): a
+    row per feature in the order given, one dot per input at its attribution, red for, blue
+    against, dots spread vertically where they crowd. ``points[i][j]``: input ``i``,
+    feature ``j``."""
+    values = np.asarray(points, dtype=np.float64).reshape(len(points), len(features)) if len(points) else \
+        np.zeros((0, len(features)))
+    font = font_for(list(features) + [title], 13)
+    label_w = int(max([font.getlength(str(f)) for f in features] + [40])) + 14
+    row_h, pad, top = 26, 10, 26 if title else 8
+    plot_w = width - label_w - 2 * pad
+    img = Image.new("RGB", (width, top + row_h * len(features) + 34), "white")
+    d = ImageDraw.Draw(img)
+    if title:
+        d.text((pad, pad - 4), title, fill=(40, 40, 40), font=font)
+    lim = float(np.max(np.abs(values))) if values.size and np.max(np.abs(values)) > 0 else 1.0
+    zero = label_w + plot_w // 2
+    d.line([zero, top, zero, top + row_h * len(features)], fill=(170, 170, 170))
+    for j, name in enumerate(features):
+        y0 = top + j * row_h
+        d.text((pad, y0 + 6), str(name), fill=(30, 30, 30), font=font)
+        xs = np.round(zero + values[:, j] / lim * (plot_w / 2 - 4)).astype(int)
+        crowd: dict[int, int] = {}
+        for x, v in sorted(zip(xs.tolist(), values[:, j].tolist())):
+            k = crowd.get(x // 3, 0)
+            crowd[x // 3] = k + 1
+            dy = ((k + 1) // 2) * (1 if k % 2 else -1) * 3  # alternate above and below the row's axis
+            y = y0 + row_h // 2 + max(-row_h // 2 + 3, min(row_h // 2 - 3, dy))
+            d.ellipse([x - 2, y - 2, x + 2, y + 2], fill=POS if v >= 0 else NEG)
+    axis_y = top + row_h * len(features) + 4
+    for frac, label in ((-1, f"{-lim:+.3g}"), (0, "0"), (1, f"{lim:+.3g}")):
+        x = zero + frac * (plot_w / 2 - 4)
+        d.text((x - font.getlength(label) / 2, axis_y), label, fill=(80, 80, 80), font=font)
+    d.text((label_w, axis_y + 14), "attribution (one dot per input)", fill=(110, 110, 110), font=font)
+    return png_bytes(img)

@@ -21,7 +21,8 @@ from .inputs import InputSource, Item, ModelInfo, label_index
 from .local import LocalEngine
 from .options import BATCH_SIZE, EXPLAIN_TARGETS, ReviewOptions, as_spec
 from .outputs import Resumed, id_key, read_existing, write_lines
-from .report import ReviewSummary, model_card, run_card
+from .report import ReviewSummary, model_card, read_lines, run_card
+from .slices import Views, check_columns, overview_table, slices_table
 from .summary import Summary, summary_table
 from .trackers import check_publish, publish
 
@@ -51,7 +52,8 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
                workers: int | None = None, address: str | None = None,
                cpus_per_worker: float | None = None, gpus_per_worker: float | None = None,
                batch_size: int = BATCH_SIZE, resume: bool = True, report: str | Path | None = None,
-               tensorboard: str | Path | None = None, mlflow: str | None = None) -> ReviewSummary:
+               tensorboard: str | Path | None = None, mlflow: str | None = None,
+               slice_by: Sequence[str] | str | None = None) -> ReviewSummary:
     """Explain every input with metrics and summarize the methods.
 
     Args:
@@ -78,10 +80,14 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
             ``mlruns/`` next to ``out``). The last three need ``out`` (they read the lines
             back) and TensorBoard / MLflow the ``tracking`` extra
             (:mod:`explainers.review.trackers`).
+        slice_by: input-file columns to slice the summary by, besides the true and the
+            predicted label, correct / wrong and (text) length (:mod:`explainers.review.slices`).
 
     Returns:
         The :func:`summarize` dict over every line in ``out`` (those of earlier runs too), as
-        a :class:`~explainers.review.report.ReviewSummary` (a dict that draws itself in a notebook).
+        a :class:`~explainers.review.report.ReviewSummary` (a dict that draws itself in a notebook),
+        with ``slices`` (per slicing, the same dict per slice) and ``global`` (per feature,
+        each method's mean and mean |attribution|: :mod:`explainers.review.overview`).
     """
     metrics = check_names(metrics or [])
     if limit is not None and limit < 0:
@@ -93,6 +99,7 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
     if engine not in ("local", "ray"):
         raise ExplainerError(f"unknown engine {engine!r}; use 'local' or 'ray'")
     check_publish(out, report, tensorboard, mlflow)
+    views = Views(check_columns(slice_by))
     publishing = bool(report or tensorboard) or mlflow is not None
     params = review_params(methods, params)  # adaptive IG unless the caller sets n_steps
     options = ReviewOptions(methods=tuple(methods) if methods else None, params=params or None,
@@ -131,12 +138,17 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
         total = limit
         if total is None and isinstance(inputs, InputSource):
             total = inputs.estimate_rows() if inputs.file else info.n_rows
-        write_lines(runner.run(items, options, batch_size), out, summary, skipped, total,
+        batches = runner.run(items, options, batch_size)
+        write_lines(batches if out else views.watch(batches), out, summary, skipped, total,
                append=bool(found.rows) or found.truncated)
     finally:
         runner.close()
     result = ReviewSummary(summary.result())
+    result.update((views.feed(read_lines(out)) if out else views).result())  # a file: every line in it
     print(summary_table(result), file=log, flush=True)
+    for extra in (slices_table(result), overview_table(result.get("global"))):
+        if extra:
+            print("\n" + extra, file=log, flush=True)
     if publishing:
         card = run_card(about, source=inputs, methods=methods, params=params, metrics=metrics,
                         metric_params=metric_params, explain=explain, unit=unit, limit=limit, engine=engine,

@@ -33,8 +33,11 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..adapters.image import load_image, to_model_resolution
+from ..drawing import beeswarm_png
 from ..errors import ExplainerError
-from ..notebook import esc, explanation_html, explanation_png, title
+from ..notebook import data_uri, esc, explanation_html, explanation_png, title
+from .overview import method_pairs
+from .slices import slicing_title
 from .summary import COLUMNS, summary_table
 
 #: inputs drawn per kind
@@ -227,6 +230,60 @@ def summary_html(summary: Mapping) -> str:
     return "".join(parts)
 
 
+def slices_html(summary: Mapping) -> str:
+    """Per slicing, the method table of each slice (with its inputs and accuracy)."""
+    parts = []
+    for slicing, slices in (summary.get("slices") or {}).items():
+        parts.append(f"<h3>By {esc(slicing_title(slicing))}</h3>")
+        for part in slices:
+            acc = f", accuracy {part['accuracy']:.1%}" if part.get("accuracy") is not None else ""
+            name = f"{slicing}={part['value']}"
+            parts.append(f"<div class='slice'><h4>{esc(part['value'])}: {part['inputs']} input(s){esc(acc)}</h4>"
+                         f"{method_table(part, name)}</div>")
+    return "".join(parts) or "<p>No slice: the lines have no labels, and no --slice-by column was given.</p>"
+
+
+def global_html(view: Mapping | None) -> str:
+    """The global view: a ranked table of features (each method's mean |attribution| and mean
+    attribution, the inputs it rests on), the methods' agreement on the ranking, and for
+    tables a beeswarm per method."""
+    if not view:
+        return "<p>No global view: images have no features shared across inputs.</p>"
+    rows = view.get("features") or []
+    if not rows:
+        return f"<p>No feature appears in {view.get('min_inputs')} inputs or more.</p>"
+    methods = list(rows[0]["methods"])
+    what = (f"words seen in at least {view['min_inputs']} inputs (lower-cased; a word's attribution in an "
+            "input is the sum over its occurrences there)" if view["modality"] == "text" else "every column")
+    head = "".join(f"<th>{esc(title(m))}<br><span class='note'>mean |attr.| (mean)</span></th>" for m in methods)
+    body = "".join(
+        f"<tr data-feature='{esc(r['feature'])}'><td>{esc(r['feature'])}</td><td class='num'>{r['inputs']}</td>"
+        + "".join(f"<td class='num' data-method='{esc(m)}' data-value='{esc(json.dumps(r['methods'][m]))}'>"
+                  + ("-" if r["methods"][m]["mean_abs"] is None
+                     else f"{r['methods'][m]['mean_abs']:.3g} ({r['methods'][m]['mean']:+.3g})") + "</td>"
+                  for m in methods) + "</tr>" for r in rows)
+    pairs = "".join(f"<li>{esc(title(a))} vs {esc(title(b))}: Spearman "
+                    f"{'-' if rho is None else f'{rho:+.2f}'}, top-{view['agreement']['k']} overlap "
+                    f"{'-' if o is None else f'{o:.0%}'}</li>" for a, b, rho, o in method_pairs(view["agreement"]))
+    out = (f"<p class='note'>Over {view['inputs']} input(s), {esc(what)}; ranked by the methods' mean weight "
+           "(each method's scaled to its largest).</p>"
+           f"<table class='summary global'><thead><tr><th>feature</th><th>inputs</th>{head}</tr></thead>"
+           f"<tbody>{body}</tbody></table><p>Do the methods agree on what matters?</p><ul>{pairs}</ul>")
+    points = view.get("points")
+    if points:
+        columns = points["columns"]
+        order = [columns.index(r["feature"]) for r in rows if r["feature"] in columns]
+        pictures = "".join(
+            f"<img alt='{esc(title(m))} beeswarm' src='"
+            + data_uri(beeswarm_png([columns[j] for j in order], [[p[j] for j in order] for p in pts],
+                                    title=f"{title(m)}: {len(pts)} input(s)"))
+            + "' style='max-width:100%'>" for m, pts in points["methods"].items())
+        out += f"<div class='swarm'>{pictures}</div>"
+    if view.get("dropped_words"):
+        out += f"<p class='note'>{view['dropped_words']} word occurrence(s) past the first 50,000 words not counted.</p>"
+    return out
+
+
 def _dl(pairs: Sequence[tuple[str, Any]]) -> str:
     return "<dl>" + "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in pairs if v not in (None, "")) + "</dl>"
 
@@ -310,11 +367,12 @@ table.summary tr:last-child td{border-bottom:1px solid #bbb}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:6px 0} dt{color:#555} dd{margin:0}
 .note,.tail{color:#555;font-size:12.5px} code{font-size:12.5px;word-break:break-all}
 .input{border-top:1px solid #eee;padding:10px 0}
+h4{font-size:13.5px;margin:10px 0 2px} .swarm{display:flex;flex-wrap:wrap;gap:12px}
 @page{margin:14mm}
 @media print{
  *{-webkit-print-color-adjust:exact;print-color-adjust:exact}
  body{max-width:none;margin:0;padding:0;font-size:11.5px}
- h2{break-after:avoid} table,.input,dl{break-inside:avoid}
+ h2,h3,h4{break-after:avoid} table,.input,dl,.slice{break-inside:avoid}
 }
 """
 
@@ -333,6 +391,8 @@ def report_html(summary: Mapping, card: Mapping, drawn: Drawn) -> str:
         f"<h2>Model</h2>{model_html(card)}"
         f"<h2>Data</h2>{data_html(card, summary, drawn)}"
         f"<h2>Methods over the dataset</h2>{summary_html(summary)}"
+        f"<h2>Slices</h2>{slices_html(summary)}"
+        f"<h2>Global view: what drives the model</h2>{global_html(summary.get('global'))}"
         f"<h2>Inputs worth a look</h2>{inputs_html(drawn, (card.get('model') or {}).get('labels') or [])}"
         f"<h2>Settings</h2>{settings_html(card, drawn)}"
         f"<script type='application/json' id='review-data'>{data}</script>"

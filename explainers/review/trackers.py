@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -27,6 +28,7 @@ from typing import Any, Iterator, Mapping
 
 from ..errors import ExplainerError
 from .report import KINDS, Drawn, line_png, read_lines, scan, write_report
+from .slices import overview_table
 from .summary import COLUMNS, summary_table
 
 #: the MLflow experiment reviews are logged under
@@ -51,8 +53,8 @@ def check_publish(out: Any, report: Any, tensorboard: Any, mlflow: Any) -> None:
 
 def figures(summary: Mapping) -> dict[str, float]:
     """The summary's numbers by name: ``METHOD/COLUMN`` for each method and the random control
-    (``random/...``), the same under ``wrong/`` and ``correct/``, and ``review/inputs``,
-    ``review/errors``, ``review/accuracy``."""
+    (``random/...``), the same under ``wrong/`` and ``correct/`` and per slice
+    (``slices/SLICING/VALUE/...``), and ``review/inputs``, ``review/errors``, ``review/accuracy``."""
     out: dict[str, float] = {}
 
     def add(part: Mapping, prefix: str) -> None:
@@ -66,15 +68,26 @@ def figures(summary: Mapping) -> dict[str, float]:
     add(summary, "")
     for name, part in (summary.get("outcomes") or {}).items():
         add(part, f"{name}/")
+    for slicing, parts in (summary.get("slices") or {}).items():
+        for part in parts:
+            add(part, f"slices/{_tag(slicing)}/{_tag(part['value'])}/")
     for key in ("inputs", "errors", "accuracy"):
         if summary.get(key) is not None:
             out[f"review/{key}"] = float(summary[key])
     return out
 
 
+def _tag(text: Any) -> str:
+    """``text`` with only the characters MLflow allows in a metric name (TensorBoard takes them too)."""
+    return re.sub(r"[^A-Za-z0-9_\-. ]", "_", str(text)) or "_"
+
+
 def _preformatted(summary: Mapping) -> str:
-    """The CLI's summary table as a Markdown code block (TensorBoard's text plugin renders Markdown)."""
-    return "\n".join("    " + line for line in summary_table(summary).splitlines())  # preformatted block
+    """The CLI's summary table (and the global view's) as a Markdown code block (TensorBoard's
+    text plugin renders Markdown)."""
+    text = summary_table(summary)
+    view = overview_table(summary.get("global"))
+    return "\n".join("    " + line for line in (text + ("\n\n" + view if view else "")).splitlines())
 
 
 def write_tensorboard(logdir: str | Path, summary: Mapping, card: Mapping, drawn: Drawn) -> None:

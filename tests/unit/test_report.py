@@ -234,3 +234,30 @@ def test_a_ray_review_report_names_the_model_the_workers_loaded(tiny_text_dir, t
                workers=1, use_cache=False)
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert spec.load().fingerprint in page  # the workers' model: the driver never loaded one
+
+
+def test_the_report_shows_every_slice_and_the_global_view(reviewed):
+    d, summary, lines = reviewed
+    page = (d / "r.html").read_text(encoding="utf-8")
+    assert set(summary["slices"]) == {"true_label", "predicted"}  # a table has no length
+    for slicing, parts in summary["slices"].items():
+        for part in parts:
+            found = cells(page, html.escape(f"{slicing}={part['value']}"))
+            for m, vals in part["methods"].items():
+                for key, _, _ in COLUMNS:
+                    assert json.loads(found[(m, key)][0]) == vals[key]
+    # the slices split the labelled inputs: each label's slice holds the lines with that label
+    truth = {p["value"]: p["inputs"] for p in summary["slices"]["true_label"]}
+    assert truth == {v: sum(r["true_label"] == v for r in lines) for v in ("no", "yes")}
+    view = summary["global"]
+    assert [r["feature"] for r in view["features"]][:1] and len(view["features"]) == 6
+    for r in view["features"]:  # the table's values are the view's, which are the lines' means
+        for m in METHODS:
+            shown = re.search(rf"<tr data-feature='{r['feature']}'>.*?data-method='{m}' data-value='([^']*)'",
+                              page, re.S).group(1)
+            assert json.loads(html.unescape(shown)) == r["methods"][m]
+            col = lines[0]["features"].index(r["feature"])
+            direct = [x["attributions"][m]["scores"][col] for x in lines]
+            assert r["methods"][m]["mean"] == pytest.approx(np.mean(direct))
+            assert r["methods"][m]["mean_abs"] == pytest.approx(np.mean(np.abs(direct)))
+    assert page.count("beeswarm' src='data:image/png;base64,") == len(METHODS)
