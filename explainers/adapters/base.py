@@ -31,6 +31,7 @@ import torch
 
 from ..errors import ExplainerError
 from ..results import OUTPUT_KINDS, Prediction
+from ..rng import paused
 
 
 @dataclass
@@ -291,6 +292,10 @@ class FairLock:
     run that locks once per batch could starve everyone else. Here a thread that asks while
     others wait joins the end of the queue, so each waiter gets the model after at most one
     batch of every session ahead of it.
+
+    A thread that must wait pauses its seeded sections meanwhile (:func:`explainers.rng.paused`):
+    the metrics take this lock and then the RNG lock, so a thread never waits here while
+    holding the RNG lock, and the two cannot deadlock.
     """
 
     def __init__(self) -> None:
@@ -312,6 +317,7 @@ class FairLock:
                 return True
             if not blocking:
                 return False
+        with paused(), self._cond:
             return self._wait_turn(me, None if timeout is None or timeout < 0 else timeout)
 
     def _wait_turn(self, me: int, timeout: float | None) -> bool:
@@ -544,9 +550,11 @@ class ModelAdapter:
     def locked_each_batch(self, forward: Callable[[torch.Tensor], torch.Tensor]
                           ) -> Callable[[torch.Tensor], torch.Tensor]:
         """``forward`` holding :meth:`guarded` for each call (one batch) only, so sessions
-        sharing the model take turns batch by batch (the lock is FIFO)."""
+        sharing the model take turns batch by batch (the lock is FIFO). A seeded run lets go
+        of the RNG lock for the batch too (:func:`explainers.rng.paused`), so another
+        session's seeded method waits at most one batch for it, not its whole run."""
         def fn(x: torch.Tensor) -> torch.Tensor:
-            with self.guarded():
+            with paused(), self.guarded():
                 return forward(x)
         return fn
 
