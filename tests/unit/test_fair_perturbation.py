@@ -21,7 +21,7 @@ from explainers.adapters import TabularAdapter
 from explainers.rng import paused, seeded
 from tests.conftest import tiny_frame
 
-HEAVY = {"kernel_shap": {"n_samples": 120}, "lime": {"n_samples": 120}, "occlusion": {},
+HEAVY = {"kernel_shap": {"n_samples": 400}, "lime": {"n_samples": 400}, "occlusion": {},
          "feature_ablation": {}, "gradient_shap": {"n_samples": 24}}
 LIGHT = {"gradient_shap": {"n_samples": 4}, "kernel_shap": {"n_samples": 12}, "saliency": {}}
 
@@ -70,8 +70,8 @@ def test_a_light_request_runs_between_the_batches_of_heavy_perturbation_runs(slo
     log = module.log
     last_light = len(log) - 1 - log[::-1].index("light")
     last_heavy = len(log) - 1 - log[::-1].index("heavy")
-    # the heavy runs make about 400 model calls; the light one finished long before them
-    assert last_light < last_heavy and log[last_light:].count("heavy") > 50, \
+    # the heavy runs make about 220 model calls; the light one finished before half of them
+    assert last_light < last_heavy and log[last_light:].count("heavy") > log.count("heavy") / 2, \
         "the light request waited for the heavy run"
     assert adapter.lock.waiting() == 0 and adapter.lock.acquire(blocking=False)
     adapter.lock.release()
