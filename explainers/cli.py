@@ -20,6 +20,7 @@ from .api import check_text, explain
 from .errors import ExplainerError
 from .registry import get_method, list_methods
 from .review import InputSource, ModelInfo, ModelSpec, run_review
+from .review.outputs import check_out
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -225,8 +226,9 @@ def check_args(args: argparse.Namespace) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> None:
     check_args(args)
+    methods = method_list(args.methods)  # before the model loads
     model = load_from_args(args)
-    result = explain(model, input_from_args(args, model), methods=method_list(args.methods),
+    result = explain(model, input_from_args(args, model), methods=methods,
                      params=parse_params(args.param), target=args.target,
                      use_cache=not args.no_cache, metrics=split_list(args.metrics),
                      metric_params=parse_metric_params(args.metric_param), unit=args.unit)
@@ -254,7 +256,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_review(args: argparse.Namespace) -> None:
+    methods = method_list(args.methods)
     source = review_source(args)
+    if args.out:
+        check_out(args.out, source.file)  # before the model loads
     spec = spec_from_args(args)
     ray_args = {"workers": args.workers, "address": args.address, "cpus_per_worker": args.cpus_per_worker,
                 "gpus_per_worker": args.gpus_per_worker}
@@ -264,7 +269,7 @@ def cmd_review(args: argparse.Namespace) -> None:
             raise ExplainerError(f"{', '.join(given)} need(s) --engine ray")
         ray_args = {}
     model = spec if args.engine == "ray" else spec.load()  # ray: each worker loads the spec
-    run_review(model, source, methods=method_list(args.methods), params=parse_params(args.param),
+    run_review(model, source, methods=methods, params=parse_params(args.param),
                metrics=split_list(args.metrics), metric_params=parse_metric_params(args.metric_param),
                limit=args.limit, out=args.out, use_cache=not args.no_cache, unit=args.unit,
                explain=args.explain, engine=args.engine, batch_size=args.batch_size,

@@ -357,10 +357,14 @@ class FairLock:
         self.release()
 
 
-#: text batches hold at most the default batch size x this many tokens per example, so one
-#: batch of a 512-token input takes about as long as one of a typical sentence, and another
-#: session waits at most about that long for the model (see :meth:`ModelAdapter.for_run`)
-REFERENCE_WORK = {"text": 128}
+#: text batches hold at most the default batch size x this many tokens per example (a
+#: 512-token input: 4 rows a forward batch, 2 with gradients), so one batch of a long input
+#: takes about as long as one of a 20-word sentence, and another session waits at most about
+#: that long for the model at each of its own batches (see :meth:`ModelAdapter.for_run`).
+#: 128 let a short request wait 9 x (32 rows x 512 tokens): 7-18x its time alone, where the
+#: goal is 5x (BENCHMARKS.md, "Sharing one model"); smaller batches cost a long run no
+#: measurable time there
+REFERENCE_WORK = {"text": 16}
 
 
 class ModelAdapter:

@@ -9,10 +9,11 @@ re-run with the same output file resumes: the ids already written are skipped.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, TextIO
+from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 from ..api import check_methods, check_metric_names
 from ..errors import ExplainerError
@@ -31,13 +32,71 @@ def _items(inputs: Any, info: ModelInfo) -> Iterator[Item]:
     return (Item(*(tuple(x) + (None,))[:3]) for x in inputs)
 
 
+#: error lines held back to keep the file in input order; beyond this many they go out at once
+MAX_HELD = 1024
+
+
+class InOrder:
+    """Writes the reviewed lines as their batches come back and the error lines of inputs
+    that were never reviewed (unreadable rows, unknown labels) among them in input order:
+    an error line waits only for the reviewed inputs read before it (with the Ray engine,
+    whose batches finish in any order, lines follow the batches, as before). At most
+    :data:`MAX_HELD` lines wait; beyond that they are written at once."""
+
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+        self.queue: collections.deque = collections.deque()  # [key, its line or None, back yet]
+        self.waiting: dict[int | str, list] = {}
+
+    def reviewed(self, key: int | str) -> None:
+        """An input handed to the engine: lines read after it wait for its line."""
+        entry = [key, None, False]
+        self.queue.append(entry)
+        self.waiting[key] = entry
+
+    def failed(self, record: dict) -> None:
+        if not self.queue or len(self.queue) >= MAX_HELD:
+            self.writer.add([record])
+        else:
+            self.queue.append([None, record, True])
+
+    def add(self, records: list[dict]) -> None:
+        """A batch's lines, back from the engine."""
+        loose = []
+        for r in records:
+            entry = self.waiting.pop(id_key(r.get("id")), None)
+            if entry is None:
+                loose.append(r)
+            else:
+                entry[1:] = [r, True]
+        if loose:
+            self.writer.add(loose)
+        self._release()
+
+    def close(self) -> None:
+        """Whatever still waits (lines read after an input the engine never answered)."""
+        held = [entry[1] for entry in self.queue if entry[1] is not None]
+        self.queue.clear()
+        if held:
+            self.writer.add(held)
+
+    def _release(self) -> None:
+        out = []
+        while self.queue and self.queue[0][2]:
+            entry = self.queue.popleft()
+            if entry[1] is not None:
+                out.append(entry[1])
+        if out:
+            self.writer.add(out)
+
+
 def _checked(items: Iterator[Item], classes: Sequence[str], done: set[int | str], skipped: list[int],
-             report: Callable[[dict], None], strict: bool, seen: set | None) -> Iterator[Item]:
+             order: InOrder, strict: bool, seen: set | None) -> Iterator[Item]:
     """Items not yet written, their labels mapped to class indices. An input that cannot be
-    read or has an unknown label is reported (its error line written at once) and the run
-    goes on; with ``strict`` it stops there. ``seen``: ids met so far, where ids are not
-    known to be unique (inputs given from Python): a repeat stops the run, since a resume
-    would skip it."""
+    read or has an unknown label is reported (its error line written in order, ``order``)
+    and the run goes on; with ``strict`` it stops there. ``seen``: ids met so far, where ids
+    are not known to be unique (inputs given from Python): a repeat stops the run, since a
+    resume would skip it."""
     for item in items:
         key = id_key(item.id)
         if done and key in done:
@@ -57,8 +116,9 @@ def _checked(items: Iterator[Item], classes: Sequence[str], done: set[int | str]
                     raise ExplainerError(f"{e} (strict: the run stops at the first bad input)") from None
                 error = str(e)
         if error is not None:
-            report({"id": item.id, "error": error})
+            order.failed({"id": item.id, "error": error})
             continue
+        order.reviewed(key)
         yield Item(item.id, item.raw, truth)
 
 
@@ -158,10 +218,12 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
         if total is None and source is not None:
             total = source.estimate_rows() if source.file else info.n_rows
         writer = Writer(out, summary, skipped, total, append=resuming)
-        checked = _checked(items, info.labels, found.done, skipped, lambda rec: writer.add([rec]),
-                           strict, seen=None if source is not None else set())
+        order = InOrder(writer)
+        checked = _checked(items, info.labels, found.done, skipped, order, strict,
+                           seen=None if source is not None else set())
         for records in runner.run(checked, options, batch_size):
-            writer.add(records)
+            order.add(records)
+        order.close()
     finally:
         if writer is not None:
             writer.close()
