@@ -82,7 +82,8 @@ def explain_many(model: ModelAdapter, raws: Sequence[Any], methods: Sequence[str
 
     Args:
         model: from :func:`explainers.load_model`.
-        raws: the inputs (as for ``explain``; an :class:`Encoded` is used as is).
+        raws: a list of inputs (each as for ``explain``; an :class:`Encoded` is used as is).
+            One string (bytes, a mapping) is refused, not read as a list of characters.
         methods, params, metrics, metric_params, unit, use_cache, store: as for ``explain``.
         targets: one per input (None: the predicted class), or None for all predicted.
         batch_size: inputs per micro-batch (default :data:`DEFAULT_BATCH`).

@@ -3,8 +3,10 @@ engine, write each line as it comes back, and print the summary table.
 
 One micro-batch of inputs is one call of :func:`explainers.review.local.review_items`,
 whichever engine runs it: ``engine="local"`` (this process) or ``engine="ray"`` (actors on a
-Ray cluster, see :mod:`explainers.review.ray_engine`). Lines are written as they finish, and a
-re-run with the same output file resumes: the ids already written are skipped.
+Ray cluster, see :mod:`explainers.review.ray_engine`). Lines are written as they finish, in
+input order, with an error line for each input the file gets wrong (:class:`InOrder`), and a
+re-run with the same output file resumes when its sidecar says it is this run's output
+(:mod:`explainers.review.outputs`): the ids already written are skipped.
 """
 
 from __future__ import annotations
