@@ -13,9 +13,10 @@ Occlusion per token), no store, every session a thread calling :func:`explainers
 3. (issue 19) the short session's wall time while a ``--heavy-words`` text runs the
    perturbation methods (KernelSHAP, LIME, Occlusion, feature ablation) in one call, as a
    multiple of the short session alone measured just before it, in the same process: now
-   (seeded runs share the model per batch, text batches of 16 tokens x the batch size), and
-   as before (a seeded run held the model for its whole run; 128-token batches), the arms
-   taking turns; the goal is at most 5x.
+   (seeded runs share the model per batch; a locked call holds at most 16 tokens x the
+   batch size, :data:`explainers.adapters.base.LOCKED_WORK`), and as before (a seeded run
+   held the model for its whole run; a whole batch per locked call), the arms taking turns;
+   the goal is at most 5x.
 
 Prints a Markdown table.
 """
@@ -62,8 +63,6 @@ def one_session(adapter, text: str) -> float:
     return time.perf_counter() - start
 
 
-#: text batches before issue 19: 128 tokens x the batch size (now :data:`base.REFERENCE_WORK`)
-OLD_REFERENCE_WORK = 128
 
 
 def old_rule(method, params) -> bool:
@@ -104,20 +103,21 @@ def short_during_long(adapter, text: str, delay: float, methods: list[str] | Non
 
 def heavy_perturbation(adapter, text: str, delay: float, repeats: int) -> dict[str, list[tuple[float, float]]]:
     """``(seconds, seconds alone just before)`` of the short session while ``text`` runs
-    :data:`HEAVY_METHODS`, now and as before issue 19 (the old lock rule and batch bound),
-    the two arms taking turns."""
-    waits: dict[str, list] = {"now": [], "before (whole-run seeded lock, 128-token batches)": []}
-    now = base.REFERENCE_WORK["text"]
+    :data:`HEAVY_METHODS`, now and as before issue 19 (the old lock rule, whole batches per
+    locked call), the two arms taking turns."""
+    waits: dict[str, list] = {"now": [], "before (whole-run seeded lock, a whole batch per locked call)": []}
+    now = dict(base.LOCKED_WORK)
     for _ in range(repeats):
-        for arm, share, work in zip(waits, (shares_per_batch, old_rule), (now, OLD_REFERENCE_WORK)):
-            alone = one_session(adapter, SHORT)
+        for arm, share, locked in zip(waits, (shares_per_batch, old_rule), (now, {})):
+            base.LOCKED_WORK.clear()
+            base.LOCKED_WORK.update(locked)
             engine.shares_per_batch = share  # the engine's name for the rule, swapped for this arm
-            base.REFERENCE_WORK["text"] = work
             try:
+                alone = one_session(adapter, SHORT)
                 waits[arm].append((short_during_long(adapter, text, delay, HEAVY_METHODS)[0], alone))
             finally:
                 engine.shares_per_batch = shares_per_batch
-                base.REFERENCE_WORK["text"] = now
+                base.LOCKED_WORK.update(now)
     return waits
 
 

@@ -244,7 +244,7 @@ def looped(method: Runs, adapter: ModelAdapter, encs: Sequence[Encoded], targets
         forward = run.forward_fn(enc, pool.on_rows)
         per_batch = shares_per_batch(method, params)
         if per_batch:
-            forward = adapter.locked_each_batch(forward)
+            forward = run.locked_each_batch(forward)
         try:
             with contextlib.nullcontext() if per_batch else adapter.guarded():
                 out.append(method.run(run, enc, t, params, forward))

@@ -167,3 +167,28 @@ def test_paused_restores_the_stream_and_is_a_no_op_outside_a_section():
     with paused():
         pass
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_long_text_batches_are_cut_into_short_locked_calls(tiny_text, monkeypatch):
+    """Each locked call of a long text holds at most ``locked_rows`` rows (the lock is handed
+    over between them); Captum's batches and the numbers stay as they were."""
+    from explainers.adapters import base
+    enc = tiny_text.encode(" ".join(["the film was good and the soup was bland"] * 5))
+    uncut = {m: run_method(tiny_text, enc, m, p, target=1)
+             for m, p in (("occlusion", {}), ("integrated_gradients", {"n_steps": 24}))}
+    monkeypatch.setitem(base.LOCKED_WORK, "text", 1)
+    run = tiny_text.for_run(enc)
+    tokens = enc.inputs.shape[1]
+    assert run.locked_rows == max(1, tiny_text.eval_batch_size // tokens) < run.eval_batch_size
+    assert run.eval_batch_size == tiny_text.for_run(enc).eval_batch_size  # batches not cut
+    sizes: list[int] = []
+    hook = tiny_text.module.register_forward_pre_hook(
+        lambda mod, args, kwargs: sizes.append(kwargs["inputs_embeds"].shape[0]), with_kwargs=True)
+    try:
+        cut = {m: run_method(tiny_text, enc, m, p, target=1)
+               for m, p in (("occlusion", {}), ("integrated_gradients", {"n_steps": 24}))}
+    finally:
+        hook.remove()
+    assert sizes and max(sizes) <= run.locked_rows
+    for m in cut:  # the same rows in smaller calls: float32 rounding only (eps x |logit| ~ 1e-6)
+        np.testing.assert_allclose(cut[m].scores, uncut[m].scores, rtol=1e-4, atol=1e-6, err_msg=m)
