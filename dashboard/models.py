@@ -8,6 +8,7 @@ fixed (for example when the default text model's weights appear).
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import streamlit as st
@@ -54,17 +55,64 @@ def require_model(adapter, err: str | None):
     return adapter
 
 
+#: the uploads folder keeps at most this many megabytes (``$ATTRIBUTION_STUDIO_UPLOADS_MB``)
+UPLOADS_MB = 500
+
+
+def uploads_cap() -> int:
+    """Bytes the uploads folder may hold: ``$ATTRIBUTION_STUDIO_UPLOADS_MB`` megabytes
+    (default :data:`UPLOADS_MB`); a value that is not a positive number falls back to it."""
+    try:
+        mb = float(os.environ.get("ATTRIBUTION_STUDIO_UPLOADS_MB", UPLOADS_MB))
+    except ValueError:
+        mb = UPLOADS_MB
+    return int((mb if mb > 0 else UPLOADS_MB) * 1024 ** 2)
+
+
 def save_upload(data: bytes, suffix: str) -> str:
     """Write uploaded bytes to the cache directory under their content hash; return the path.
 
     Loaders take paths, and a content-hash name makes re-uploads of the same file hit the
-    model cache instead of loading a second copy.
+    model cache instead of loading a second copy. Using a file again marks it recent; the
+    folder keeps at most :func:`uploads_cap` bytes, least recently used files first to go
+    (a loaded model has read its files already; the file just saved always stays).
     """
     folder = cache_dir() / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / (hashlib.sha256(data).hexdigest()[:24] + suffix)
-    if not path.is_file():
+    if path.is_file():
+        os.utime(path)  # recently used
+    else:
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_bytes(data)
         tmp.replace(path)
+    prune_uploads(folder, keep=path)
     return str(Path(path))
+
+
+def prune_uploads(folder: Path, keep: Path, cap: int | None = None) -> list[Path]:
+    """Delete the least recently used files (by mtime) of ``folder`` until it holds at most
+    ``cap`` bytes (default :func:`uploads_cap`), never ``keep``; returns the deleted paths."""
+    cap = uploads_cap() if cap is None else cap
+    files = []
+    for p in folder.iterdir():
+        try:
+            if p.is_file():
+                stat = p.stat()
+                files.append((stat.st_mtime, stat.st_size, p))
+        except OSError:  # removed meanwhile by another session
+            continue
+    total = sum(size for _, size, _ in files)
+    removed = []
+    for _, size, p in sorted(files, key=lambda f: f[0]):
+        if total <= cap:
+            break
+        if p == keep:
+            continue
+        try:
+            p.unlink()
+        except OSError:
+            continue
+        total -= size
+        removed.append(p)
+    return removed

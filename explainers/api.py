@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from cache.store import default_store
 
 from .adapters.base import Encoded, ModelAdapter
+from .adapters.tabular import check_column_names, csv_header
 from .engine import Progress, check_method, resolve_target, run_method
 from .errors import ExplainerError
 from .metrics import check_names, compute
@@ -14,6 +17,10 @@ from .metrics.common import resolve_options
 from .results import Attribution, Explanation
 
 DEFAULT_METHODS = ("integrated_gradients", "gradient_shap", "occlusion")
+#: the longest text accepted, in characters: far beyond any model's window (512 tokens are a
+#: few thousand characters), and bounded so that a runaway input (a 50 MB one-line file)
+#: fails in a millisecond instead of taking gigabytes to tokenize
+MAX_TEXT_CHARS = 100_000
 
 
 def load_model(spec: str = "text", modality: str | None = None, *, checkpoint: str | None = None,
@@ -40,18 +47,32 @@ def load_model(spec: str = "text", modality: str | None = None, *, checkpoint: s
     Returns:
         A :class:`ModelAdapter` ready for :func:`explain`.
     """
+    if not isinstance(spec, (str, os.PathLike)) or not str(spec).strip():
+        raise ExplainerError(f"load_model needs a model: 'text', 'image', 'tabular', 'diabetes', a Hugging "
+                             f"Face id or directory, a timm name or a model file; got {spec!r:.80}")
+    if data is not None and Path(data).is_file():
+        check_column_names(csv_header(data), Path(data).name)
     # lazy: cache.models imports the adapters, and cache.loaders (which it imports) needs
     # explainers.errors; at the top, ``import cache.loaders`` would re-enter it half-loaded
     from cache.models import load
+    spec = os.fspath(spec)
     return load(spec, modality, checkpoint=checkpoint, data=data, labels=labels, label_column=label_column,
                 output=output)
 
 
 def check_methods(methods: Sequence[str] | None) -> list[str]:
-    """The method names as a list (default IG, GradientSHAP, Occlusion), each once."""
+    """The method names as a list (None: IG, GradientSHAP, Occlusion), each once; a string
+    is one name; an empty list is refused (it would mean "no attribution at all")."""
+    if methods is None:
+        return list(DEFAULT_METHODS)
     if isinstance(methods, str):
         methods = [methods]
-    methods = list(methods or DEFAULT_METHODS)
+    if isinstance(methods, Mapping) or not hasattr(methods, "__iter__"):
+        raise ExplainerError(f"methods must be a list of names, got {type(methods).__name__}")
+    methods = list(methods)
+    if not methods:
+        raise ExplainerError("no method given: name at least one (python -m explainers methods lists "
+                             "them), or pass None for the defaults")
     if not all(isinstance(m, str) for m in methods):
         raise ExplainerError(f"methods must be names, got {methods!r:.120}")
     if len(set(methods)) != len(methods):
@@ -76,9 +97,25 @@ def check_params(params: Any, methods: Sequence[str]) -> dict[str, Mapping]:
     return dict(params)
 
 
+def check_metric_names(metrics: Any) -> list[str]:
+    """The metric names as a list (None: none); a string is one name, as for methods."""
+    if metrics is None:
+        return []
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if isinstance(metrics, Mapping) or not hasattr(metrics, "__iter__"):
+        raise ExplainerError(f"metrics must be a list of names, got {type(metrics).__name__}")
+    metrics = list(metrics)
+    return check_names(metrics) if metrics else []
+
+
 def check_text(text: str) -> str:
     """``text`` if it is valid Unicode that UTF-8 can hold (no lone surrogates, which is
-    what undecodable bytes on a command line turn into)."""
+    what undecodable bytes on a command line turn into) and at most :data:`MAX_TEXT_CHARS`
+    characters long."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise ExplainerError(f"the text has {len(text):,} characters, over the limit of {MAX_TEXT_CHARS:,} "
+                             "(the model reads only its first few thousand); cut it")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
@@ -127,11 +164,13 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
         model: from :func:`load_model`.
         inputs: a string (text); a path, bytes, PIL image or array (image); a row index or a
             mapping of feature name to value (tabular). An :class:`Encoded` is used as is.
-        methods: registered method names; default IG, GradientSHAP and Occlusion.
+        methods: registered method names (a string is one name); None: IG, GradientSHAP
+            and Occlusion.
         params: ``{method: {param: value}}``; missing values take the declared defaults.
         target: class index or label to explain; None means the predicted class.
         use_cache: read and write the SQLite attribution store.
-        metrics: names from :data:`explainers.metrics.METRICS` to add to the result.
+        metrics: names from :data:`explainers.metrics.METRICS` to add to the result (a
+            string is one name).
         metric_params: options for the metrics (see :func:`explainers.metrics.compute`).
         progress: ``progress(method, fraction)`` after each model batch.
         max_cost: refuse any method needing more forward passes than this.
@@ -144,8 +183,7 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
     """
     methods = check_methods(methods)
     params = check_params(params, methods)
-    if metrics:
-        check_names(list(metrics))  # fail before the expensive part, not after it
+    metrics = check_metric_names(metrics)  # fail before the expensive part, not after it
     if isinstance(inputs, str) and model.modality == "text":
         check_text(inputs)
     enc = inputs if isinstance(inputs, Encoded) else encode(model, inputs, unit)

@@ -15,11 +15,12 @@ from typing import Any, Iterator, Sequence
 
 from cache.models import DEFAULT_LOADERS, read_csv
 
-from .adapters.tabular import check_frame
+from .adapters.tabular import check_column_names, check_frame, csv_header
 from .api import check_text, explain
 from .errors import ExplainerError
 from .registry import get_method, list_methods
 from .review import InputSource, ModelInfo, ModelSpec, run_review
+from .review.outputs import check_out
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -82,9 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE")
     r.add_argument("--metrics", default="agreement,faithfulness,flip")
     r.add_argument("--metric-param", action="append", default=[], metavar="NAME=VALUE")
-    r.add_argument("--out", help="write the JSON lines here instead of stdout; an existing file is "
-                                 "resumed (its ids are skipped)")
+    r.add_argument("--out", help="write the JSON lines here instead of stdout (and OUT.meta.json beside "
+                                 "it); an existing review of the same inputs, model and settings is "
+                                 "resumed (its ids are skipped), anything else is refused")
     r.add_argument("--overwrite", action="store_true", help="start --out over instead of resuming it")
+    r.add_argument("--strict", action="store_true",
+                   help="stop at the first row that cannot be read (bad UTF-8, a broken line, an unknown "
+                        "label); default: it gets an error line and the run goes on")
+    r.add_argument("--multiline", action="store_true",
+                   help="CSV: accept quoted fields that hold line breaks (default: such a row is reported, "
+                        "as an unmatched quote would swallow the lines after it)")
     r.add_argument("--no-cache", action="store_true")
     r.add_argument("--unit", choices=["word", "piece"], help="text features: words (default) or word pieces")
     r.add_argument("--batch-size", type=int, default=8, help="inputs per task (default 8)")
@@ -130,12 +138,24 @@ def split_list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def method_list(value: str) -> list[str]:
+    """``--methods a,b``: the names; an empty list is refused rather than read as "the
+    defaults" (leave the flag out for those)."""
+    names = split_list(value)
+    if not names:
+        raise ExplainerError(f"--methods {value!r} names no method; leave the flag out for the defaults "
+                             "(python -m explainers methods lists them)")
+    return names
+
+
 def load_from_args(args: argparse.Namespace):
     return spec_from_args(args).load()
 
 
 def csv_rows(model, path: str):
-    """Rows of a CSV checked against ``model``'s feature names (missing/extra/NaN refused)."""
+    """Rows of a CSV checked against ``model``'s feature names (missing/extra/NaN and
+    repeated column names refused)."""
+    check_column_names(csv_header(path), os.path.basename(path))
     return check_frame(read_csv(path), model.feature_names)
 
 
@@ -152,12 +172,13 @@ def input_from_args(args: argparse.Namespace, model) -> Any:
     return given
 
 
-def iter_inputs(model, modality: str, file: str | None) -> Iterator[tuple[Any, Any]]:
-    """``(id, input)`` pairs from a table of texts, a folder of images or a CSV of rows
-    (read by :class:`explainers.review.InputSource`: header detected, streamed)."""
+def iter_inputs(model, modality: str, file: str | None) -> Iterator[tuple[Any, Any, str | None]]:
+    """``(id, input, error)`` from a table of texts, a folder of images or a CSV of rows
+    (read by :class:`explainers.review.InputSource`: header detected, streamed); ``error``
+    names the line of a row that cannot be read (its input is then None)."""
     source = InputSource(modality, file, label_column="none").check()
     for item in source.items(ModelInfo.from_adapter(model)):
-        yield item.id, item.raw
+        yield item.id, item.raw, item.error
 
 
 def spec_from_args(args: argparse.Namespace):
@@ -185,7 +206,8 @@ def review_source(args: argparse.Namespace):
     header = {"auto": None, "yes": True, "no": False}[args.header]
     source = InputSource(args.modality, file, text_column=args.text_column, image_column=args.image_column,
                          label_column=args.label_column, id_column=args.id_column, header=header,
-                         model_csv=args.csv if args.model else None).check()
+                         model_csv=args.csv if args.model else None, strict=args.strict,
+                         multiline=args.multiline).check()
     if args.explain == "true" and not source.has_labels:
         raise ExplainerError("--explain true needs ground-truth labels: name their column with "
                              "--label-column")
@@ -204,8 +226,9 @@ def check_args(args: argparse.Namespace) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> None:
     check_args(args)
+    methods = method_list(args.methods)  # before the model loads
     model = load_from_args(args)
-    result = explain(model, input_from_args(args, model), methods=split_list(args.methods),
+    result = explain(model, input_from_args(args, model), methods=methods,
                      params=parse_params(args.param), target=args.target,
                      use_cache=not args.no_cache, metrics=split_list(args.metrics),
                      metric_params=parse_metric_params(args.metric_param), unit=args.unit)
@@ -213,9 +236,16 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    if args.file:
+        InputSource(args.modality, args.file, label_column="none").check()  # an empty file or folder: before loading
     model = load_from_args(args)
-    for ident, raw in iter_inputs(model, args.modality, args.file):
+    for ident, raw, error in iter_inputs(model, args.modality, args.file):
+        if error is not None:
+            print(json.dumps({"index": ident, "error": error}), flush=True)
+            continue
         try:
+            if isinstance(raw, str) and args.modality == "text":
+                check_text(raw)
             p = model.predict(model.encode(raw))
             d = p.to_dict()  # probabilities (classifiers) or value and values (scores)
             line = {"index": ident, "label": p.label, "class_index": p.index,
@@ -226,7 +256,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_review(args: argparse.Namespace) -> None:
+    methods = method_list(args.methods)
     source = review_source(args)
+    if args.out:
+        check_out(args.out, source.file)  # before the model loads
     spec = spec_from_args(args)
     ray_args = {"workers": args.workers, "address": args.address, "cpus_per_worker": args.cpus_per_worker,
                 "gpus_per_worker": args.gpus_per_worker}
@@ -236,11 +269,11 @@ def cmd_review(args: argparse.Namespace) -> None:
             raise ExplainerError(f"{', '.join(given)} need(s) --engine ray")
         ray_args = {}
     model = spec if args.engine == "ray" else spec.load()  # ray: each worker loads the spec
-    run_review(model, source, methods=split_list(args.methods), params=parse_params(args.param),
+    run_review(model, source, methods=methods, params=parse_params(args.param),
                metrics=split_list(args.metrics), metric_params=parse_metric_params(args.metric_param),
                limit=args.limit, out=args.out, use_cache=not args.no_cache, unit=args.unit,
                explain=args.explain, engine=args.engine, batch_size=args.batch_size,
-               resume=not args.overwrite, **ray_args)
+               resume=not args.overwrite, strict=args.strict, **ray_args)
 
 
 def cmd_methods(args: argparse.Namespace) -> None:

@@ -232,7 +232,7 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
     per_batch = shares_per_batch(method, resolved)
     forward = run.forward_fn(enc, on_batch)
     if per_batch:
-        forward = adapter.locked_each_batch(forward)
+        forward = run.locked_each_batch(forward)  # the run's cut of batches into locked calls
     with contextlib.nullcontext() if per_batch else adapter.guarded():
         start = time.perf_counter()
         attr, delta = _run_with_oom_retry(

@@ -14,7 +14,7 @@ the model run one input at a time. The metrics' re-predictions are pooled by
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -22,11 +22,10 @@ import torch
 from cache.store import default_store, make_key
 
 from ..adapters.base import Encoded, ModelAdapter
-from ..api import (check_metric_options, check_methods, check_params, check_text, collect_warnings, encode,
-                   explain)
+from ..api import (check_metric_names, check_metric_options, check_methods, check_params, check_text,
+                   collect_warnings, encode, explain)
 from ..engine import Progress, check_method, read_stored, resolve_target, row_meta, write_stored
 from ..errors import ExplainerError
-from ..metrics import check_names
 from ..metrics.batched import metrics_many
 from ..methods.base import Method
 from ..pooling import Pool
@@ -83,7 +82,8 @@ def explain_many(model: ModelAdapter, raws: Sequence[Any], methods: Sequence[str
 
     Args:
         model: from :func:`explainers.load_model`.
-        raws: the inputs (as for ``explain``; an :class:`Encoded` is used as is).
+        raws: a list of inputs (each as for ``explain``; an :class:`Encoded` is used as is).
+            One string (bytes, a mapping) is refused, not read as a list of characters.
         methods, params, metrics, metric_params, unit, use_cache, store: as for ``explain``.
         targets: one per input (None: the predicted class), or None for all predicted.
         batch_size: inputs per micro-batch (default :data:`DEFAULT_BATCH`).
@@ -97,11 +97,12 @@ def explain_many(model: ModelAdapter, raws: Sequence[Any], methods: Sequence[str
         ExplainerError: for arguments that fail every input alike (unknown method or
             metric, bad parameters), before any model work.
     """
+    if isinstance(raws, (str, bytes, Mapping, Encoded)) or not hasattr(raws, "__iter__"):
+        raise ExplainerError(f"explain_many takes a list of inputs, not one {type(raws).__name__} "
+                             "(explain_many(m, [x]) for one input, or explain(m, x))")
     methods = check_methods(methods)
     params = check_params(params, methods)
-    metrics = list(metrics or [])
-    if metrics:
-        metrics = check_names(metrics)
+    metrics = check_metric_names(metrics)
     checked = {name: check_method(model, name, params.get(name)) for name in methods}
     raws = list(raws)
     if targets is not None and len(targets) != len(raws):

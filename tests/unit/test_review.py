@@ -152,8 +152,13 @@ def test_explain_true_targets_the_label_and_unlabelled_input_keeps_the_old_summa
     assert set(plain) == {"inputs", "errors", "methods", "random", "labelled", "accuracy", "outcomes"}
     no_labels = summarize([record(0.5, 0.2, 2, None, True, 0.1, 0.8)])
     assert set(no_labels) == {"inputs", "errors", "methods", "random"}  # the old shape
-    with pytest.raises(ExplainerError, match="neither one of the model's classes"):
-        run_review(adapter, [(0, 0, "maybe")], out=str(tmp_path / "bad.jsonl"), **FAST)
+    # an unknown label is that input's error line, the others go on; strict stops there
+    bad = tmp_path / "bad.jsonl"
+    summary = run_review(adapter, [(0, 0, "maybe"), (1, 1, preds[1])], out=str(bad), **FAST)
+    assert [x["id"] for x in lines_of(bad)] == [0, 1] and summary["errors"] == 1
+    assert "label 'maybe' (input 0) is neither one of the model's classes" in lines_of(bad)[0]["error"]
+    with pytest.raises(ExplainerError, match="neither one of the model's classes .*strict"):
+        run_review(adapter, [(0, 0, "maybe")], out=str(tmp_path / "bad2.jsonl"), strict=True, **FAST)
 
 
 def test_resume_skips_written_ids_and_redoes_a_cut_off_last_line(tmp_path, capsys):
