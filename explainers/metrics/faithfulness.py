@@ -23,7 +23,8 @@ By default the orders are drawn sequentially and each method's test stops once i
 at ``alpha`` is settled (Besag & Clifford, *Sequential Monte Carlo p-values*, Biometrika
 1991): at the ``h``-th random order at or above the method, where ``h`` is the first count of
 such orders that the ``R``-order test could not call significant, the p-value is ``h / l``
-(``l`` orders drawn), else ``(g + 1) / (R + 1)`` after all ``R``. The decision is the
+(``l`` orders drawn; raised to ``(h + 1) / (R + 1)`` where that is larger), else
+``(g + 1) / (R + 1)`` after all ``R`` (see :func:`sequential_p_value`). The decision is the
 ``R``-order test's, at fewer orders where it is settled early. The effect size is
 ``(AOPC - random mean) / random std``.
 
@@ -162,31 +163,37 @@ def significant_exceedances(orders: int, alpha: float) -> int:
 
 
 def sequential_p_value(exceed: Sequence[bool], orders: int, h: int) -> tuple[float, int, int, bool]:
-    """Besag & Clifford's (1991) sequential Monte-Carlo p-value of one method.
+    """The sequential Monte-Carlo p-value of one method (Besag & Clifford 1991), stopped so
+    that its decision at alpha is always the ``orders``-order test's.
 
     Args:
         exceed: for the random orders drawn so far, in drawing order, whether each one's AOPC
             is at or above the method's.
         orders: the most orders the test draws (``R``).
-        h: the exceedances that stop it: the first count the ``R``-order test calls not
-            significant (``significant_exceedances + 1``; 0 or less: no early stop).
+        h: the exceedances that settle "not significant": the first count the ``R``-order
+            test calls not significant (``significant_exceedances + 1``; 0 or less: no early
+            stop).
 
     Returns:
-        ``(p_value, orders used, exceedances, settled)``: at the ``h``-th exceedance, at
-        order ``l``, ``p = h / l``; after all ``R`` orders with ``g < h``, ``p = (g + 1) / (R + 1)``.
-        ``settled`` says the decision at alpha can no longer change: ``h`` reached, all
-        ``R`` drawn, or too few orders left to reach ``h`` (then p is the bound
-        ``(g + 1) / (R + 1)``, reached if none of the rest exceeds). Not settled: p so far.
+        ``(p_value, orders used, exceedances, settled)``. At the ``h``-th exceedance, at order
+        ``l``: ``p = max(h / l, (h + 1) / (R + 1))``, Besag & Clifford's ``h / l``, never below
+        what the ``R``-order test could still give (so never at or below alpha). With ``g <
+        h`` exceedances: ``p = (g + 1) / (R + 1)`` after all ``R``; settled early when too few
+        orders are left to reach ``h``, with the largest p the rest could give, ``(g + left +
+        1) / (R + 1)``, still significant. Both are valid p-values (each at least one that is).
+        Not settled: ``(g + 1) / (R + 1)``, the p so far.
     """
     flags = np.asarray(exceed, dtype=bool)
     if h >= 1:
         hits = np.flatnonzero(flags)
         if hits.size >= h:
             used = int(hits[h - 1]) + 1
-            return h / used, used, h, True
+            return max(h / used, (h + 1) / (orders + 1)), used, h, True
     g, drawn = int(flags.sum()), int(flags.size)
-    settled = drawn >= orders or (h >= 1 and orders - drawn < h - g)
-    return (g + 1) / (orders + 1), drawn, g, settled
+    left = max(0, orders - drawn)
+    if drawn >= orders or (h >= 1 and left < h - g):
+        return (g + left + 1) / (orders + 1), drawn, g, True
+    return (g + 1) / (orders + 1), drawn, g, False
 
 
 def beats_random(p_value: float | None, alpha: float = 0.05) -> bool:
@@ -292,12 +299,13 @@ class ControlRun:
         self._done = self.rounds >= len(self.ends) or all(
             self._test(name)[3] for name in self.orders)
 
-    def _random_aopcs(self) -> np.ndarray:
+    def random_aopcs(self) -> np.ndarray:
+        """The deletion AOPC of every random order drawn, in drawing order."""
         return np.array([aopc([r[k] for k in self.steps]) for r in self.random_removed])
 
     def _test(self, name: str) -> tuple[float, int, int, bool]:
         value = aopc([self.removed[name][k] for k in self.steps])
-        flags = exceeds(self._random_aopcs(), value)
+        flags = exceeds(self.random_aopcs(), value)
         if not self.sequential:  # every order drawn: the fixed R-order test
             g = int(flags.sum())
             return (g + 1) / (flags.size + 1), int(flags.size), g, True
