@@ -105,16 +105,14 @@ def _summarise(p0: float, removed: dict[int, float], kept: dict[int, float] | No
     curve). Comprehensiveness and sufficiency are NaN where an ERASER size was not predicted."""
     deletion = np.array([removed[k] for k in steps])
     out: dict = {"deletion": deletion.tolist(), "deletion_aopc": aopc(deletion)}
-    comp = (float(np.mean([p0 - removed[k] for k in ks])) if ks and all(k in removed for k in ks)
-            else float("nan"))
-    if kept is None:
-        out["comprehensiveness"] = comp
-        return out
-    insertion = np.array([kept[k] for k in steps])
-    suff = (float(np.mean([p0 - kept[k] for k in ks])) if ks and all(k in kept for k in ks)
-            else float("nan"))
-    out.update({"insertion": insertion.tolist(), "insertion_auc": area_under(insertion, fractions),
-                "comprehensiveness": comp, "sufficiency": suff})
+    kept = kept or {}
+    comp, suff = (comprehensiveness_sufficiency(p0, removed, kept, ks)
+                  if all(k in removed and k in kept for k in ks) else (float("nan"), float("nan")))
+    out["comprehensiveness"] = comp
+    if all(k in kept for k in steps):
+        insertion = np.array([kept[k] for k in steps])
+        out.update({"insertion": insertion.tolist(), "insertion_auc": area_under(insertion, fractions),
+                    "sufficiency": suff})
     return out
 
 
@@ -180,8 +178,9 @@ def sequential_p_value(exceed: Sequence[bool], orders: int, h: int) -> tuple[flo
         what the ``R``-order test could still give (so never at or below alpha). With ``g <
         h`` exceedances: ``p = (g + 1) / (R + 1)`` after all ``R``; settled early when too few
         orders are left to reach ``h``, with the largest p the rest could give, ``(g + left +
-        1) / (R + 1)``, still significant. Both are valid p-values (each at least one that is).
-        Not settled: ``(g + 1) / (R + 1)``, the p so far.
+        1) / (R + 1)``, still significant. Each is at least a valid p-value (Besag &
+        Clifford's, or the ``R``-order test's), so valid itself. Not settled: ``(g + 1) / (R +
+        1)``, the p so far.
     """
     flags = np.asarray(exceed, dtype=bool)
     if h >= 1:
