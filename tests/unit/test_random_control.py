@@ -254,3 +254,23 @@ def test_summary_reads_lines_written_before_the_paired_difference():
     acc = Summary()
     acc.add(old)
     assert acc.result()["dataset"]["methods"]["m"]["mean_difference"] == pytest.approx(0.1)
+
+
+def test_small_flip_rounds_find_the_same_flips_with_fewer_predictions():
+    from explainers.metrics import flip_chunk
+    from explainers.metrics.flip import flip_orders
+    n = 30
+    predict, w = linear_model(n, 6)
+
+    def counting(seen):
+        def f(keep):
+            seen.append(len(keep))
+            return np.concatenate([1 - predict(keep), predict(keep)], axis=1)  # 2 classes
+        return f
+
+    orders = {"oracle": np.argsort(-w), "other": np.random.default_rng(0).permutation(n)}
+    small, big = [], []
+    a = flip_orders(orders, 1, counting(small), n, chunk=flip_chunk(1))
+    b = flip_orders(orders, 1, counting(big), n, chunk=256)
+    assert a == b and a["oracle"][0] is not None
+    assert sum(small) < sum(big)
