@@ -313,6 +313,15 @@ def _threshold_input(adapter, target: int, tab) -> float | None:
 STEP = {"delete": "deletion", "mask": "masked word", "baseline": "feature set to the baseline"}
 
 
+def p_text(f: dict) -> str:
+    """A method's permutation-test p-value with its resolution and the random orders it used."""
+    out = f"p = {f['p_value']:.2g}"
+    if isinstance(f.get("p_resolution"), (int, float)):
+        out += f" (resolution {f['p_resolution']:.2g}"
+        out += f", {f['orders_used']} random orders)" if f.get("orders_used") is not None else ")"
+    return out
+
+
 def verdict(method: str, metrics: dict) -> list[str]:
     """One short clause per metric computed for ``method`` on this input, from the numbers
     the tabs below show (nothing is computed here)."""
@@ -320,10 +329,10 @@ def verdict(method: str, metrics: dict) -> list[str]:
     faith = metrics.get("faithfulness") or {}
     f, r = (faith.get("methods") or {}).get(method), faith.get("random") or {}
     if f and f.get("deletion_aopc") is not None and r.get("deletion_aopc") is not None:
-        beats = "beats" if f.get("beats_random") else "does **not** beat"
+        beats = {True: "beats", False: "does **not** beat"}.get(f.get("beats_random"), "has no verdict against")
         p = f.get("p_value")
         parts.append(f"{beats} the random control (deletion AOPC {f['deletion_aopc']:.3f} vs "
-                     f"{r['deletion_aopc']:.3f}" + (f", p = {p:.2g}" if isinstance(p, (int, float)) else "") + ")")
+                     f"{r['deletion_aopc']:.3f}" + (f", {p_text(f)}" if isinstance(p, (int, float)) else "") + ")")
     flips = metrics.get("flip") or {}
     fl, fr = (flips.get("methods") or {}).get(method), flips.get("random") or {}
     if fl is not None:
@@ -459,21 +468,24 @@ def _faithfulness(f: dict) -> None:
         rows.append({"method": _title(m), "deletion AOPC ↑": b.get("deletion_aopc"),
                      "insertion AUC ↑": b.get("insertion_auc"), "comprehensiveness ↑": b.get("comprehensiveness"),
                      "sufficiency ↓": b.get("sufficiency"),
-                     "p-value": b.get("p_value"), "effect size": b.get("effect_size"),
-                     "beats random": "yes" if b.get("beats_random") else "no"})
+                     "p-value": b.get("p_value"), "orders used": b.get("orders_used"),
+                     "effect size": b.get("effect_size"),
+                     "beats random": {True: "yes", False: "no"}.get(b.get("beats_random"), "—")})
     r = f.get("random") or {}
     if r:
         std = r.get("deletion_aopc_std")
         rows.append({"method": "random (control)", "deletion AOPC ↑": r.get("deletion_aopc"),
                      "insertion AUC ↑": r.get("insertion_auc"), "comprehensiveness ↑": r.get("comprehensiveness"),
-                     "sufficiency ↓": r.get("sufficiency"), "p-value": None, "effect size": None,
+                     "sufficiency ↓": r.get("sufficiency"), "p-value": None, "orders used": r.get("orders"),
+                     "effect size": None,
                      "beats random": f"± {std:.3f} (std)" if isinstance(std, (int, float)) else "—"})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
                                 ("deletion AOPC ↑", "insertion AUC ↑", "comprehensiveness ↑", "sufficiency ↓",
                                  "p-value", "effect size")})
     test = f.get("test") or "deletion AOPC against the random orders"
-    st.caption(f"'beats random': {render.md(test)}. Effect size = (AOPC - random mean) / random std. "
+    st.caption(f"'beats random': {render.md(test)}. 'orders used': the random orders a method's p-value "
+               "counts (the control's row: all it drew). Effect size = (AOPC - random mean) / random std. "
                "Comprehensiveness and sufficiency follow ERASER (DeYoung et al. 2020) at its 1/5/10/20/50 % "
                "bins. A method that does not beat random is no better than guessing on this input.")
 

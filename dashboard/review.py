@@ -14,7 +14,9 @@ import streamlit as st
 
 from explainers import DEFAULT_METHODS, get_method, list_methods
 from explainers.metrics import METRICS
+from explainers.metrics.common import review_metric_options
 from explainers.review import COLUMNS, DEFAULT_BATCH, review_chunk, review_params, slim, summarize, summary_table
+from explainers.review.summary import verdict_caption, verdict_rows
 
 from . import models, render
 from .state import left_values, param_key
@@ -67,6 +69,7 @@ def run_batch(view, adapter, items: list[tuple[Any, Any]], methods: list[str], m
     records = []
     total = len(items)
     run_params = review_params(methods, params) or None  # adaptive IG unless the page sets n_steps
+    options = review_metric_options(None)  # a few random orders per input: the dataset-level test
     for start in range(0, total, batch):
         chunk = items[start:start + batch]
 
@@ -75,7 +78,7 @@ def run_batch(view, adapter, items: list[tuple[Any, Any]], methods: list[str], m
             bar.progress(min(1.0, done / total), text=f"reviewing {start + 1}-{start + n} of {total}: {stage}")
 
         for (ident, raw), rec in zip(chunk, review_chunk(adapter, chunk, methods, run_params, metrics,
-                                                         None, progress=step)):
+                                                         options, progress=step)):
             rec["input"] = view.describe_input(adapter, ident, raw)
             rec["true_label"] = view.true_label(adapter, ident, raw)
             if rec["true_label"] is not None and "prediction" in rec:  # the CLI's wrong/correct split
@@ -165,6 +168,23 @@ def summary_frame(summary: dict) -> pd.DataFrame:
                          for name, vals in rows.items()])
 
 
+def verdict(summary: dict) -> None:
+    """The dataset-level verdict: does each method beat the random control on these inputs?"""
+    rows = verdict_rows(summary)
+    if not rows:
+        return
+    st.markdown("**Does each method beat the random control on these inputs?** " + "; ".join(
+        f"{render.md(r['method'])}: "
+        f"{'**beats random**' if r['verdict'] == 'beats random' else 'does **not** beat random'}"
+        for r in rows) + ".")
+    num = st.column_config.NumberColumn
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={"AOPC - random": num(format="%.3f"), "95% CI low": num(format="%.3f"),
+                                "95% CI high": num(format="%.3f"), "effect r": num(format="%.2f"),
+                                "p": num(format="%.2g")})
+    st.caption(render.md(verdict_caption(summary)) + ". The table below gives the per-input figures.")
+
+
 def show(records: list[dict]) -> None:
     """The summary table, the failed inputs, and the downloads."""
     params = next((r.get("review_params") for r in records if r.get("review_params")), None)
@@ -178,6 +198,7 @@ def show(records: list[dict]) -> None:
         st.caption(f"Integrated Gradients: n_steps = auto (rtol {ig.get('rtol')}), the review's default "
                    "unless n_steps is set on the modality's page.")
     summary = summarize(slim(r) for r in records)
+    verdict(summary)
     pct = st.column_config.NumberColumn(format="percent")
     columns = {"flipped": pct, "beats random": pct,
                "del. AOPC": st.column_config.NumberColumn(format="%.3f"),
@@ -192,6 +213,7 @@ def show(records: list[dict]) -> None:
         for tab, name in zip(tabs, ("wrong", "correct")):
             with tab:
                 if outcomes[name]["inputs"]:
+                    verdict(outcomes[name])
                     st.dataframe(summary_frame(outcomes[name]), hide_index=True, width="stretch",
                                  column_config=columns)
                 else:

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator, Sequence, TextIO
 
 from ..api import check_methods, check_metric_names
 from ..errors import ExplainerError
+from ..metrics.common import review_metric_options
 from .batched import review_params
 from .inputs import InputSource, Item, ModelInfo, label_index
 from .local import LocalEngine
@@ -140,7 +141,9 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
         inputs: ``(id, raw input)`` or ``(id, raw input, label)`` tuples, or an
             :class:`~explainers.review.inputs.InputSource`; read lazily.
         methods, params, metrics, metric_params, use_cache: as for
-            :func:`explainers.explain`.
+            :func:`explainers.explain`; ``metric_params`` over the review's own defaults
+            (:data:`~explainers.metrics.common.REVIEW_METRIC_OPTIONS`: 3 random orders per
+            input, for the summary's dataset-level test).
         limit: only the first ``limit`` inputs (counting those already written).
         out: write the JSON lines to this file, and ``OUT.meta.json`` beside it (what the
             run read, with which model and settings); None writes the lines to stdout.
@@ -174,6 +177,7 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
     if engine not in ("local", "ray"):
         raise ExplainerError(f"unknown engine {engine!r}; use 'local' or 'ray'")
     params = review_params(methods, params)  # adaptive IG unless the caller sets n_steps
+    metric_params = review_metric_options(metric_params)  # a few random orders: the dataset-level test
     options = ReviewOptions(methods=tuple(methods) if methods else None, params=params or None,
                             metrics=tuple(metrics), metric_params=metric_params, unit=unit,
                             use_cache=use_cache, explain=explain)

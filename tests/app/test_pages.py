@@ -367,7 +367,11 @@ def test_review_page_summarises_a_batch():
     at.button(key="rv.run").click()
     run(at)
     assert not at.exception
-    frame = at.dataframe[0].value
+    verdict = at.dataframe[0].value  # the dataset-level verdict comes first
+    assert list(verdict["method"]) == ["integrated_gradients", "gradient_shap", "occlusion"]
+    assert set(verdict["verdict"]) <= {"beats random", "does not beat random"}
+    assert (verdict["inputs"] == 4).all() and verdict["p"].between(0, 1).all()
+    frame = at.dataframe[1].value
     assert list(frame["method"]) == ["integrated_gradients", "gradient_shap", "occlusion",
                                      "(random control)"]
     aopc = frame.set_index("method")["del. AOPC"]
