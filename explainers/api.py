@@ -149,6 +149,7 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
     if isinstance(inputs, str) and model.modality == "text":
         check_text(inputs)
     enc = inputs if isinstance(inputs, Encoded) else encode(model, inputs, unit)
+    searched = enc.extra.get("baseline_seconds", 0.0)  # an Encoded may come with earlier searches
     for name in methods:  # every method's parameters, before the first one runs
         check_method(model, name, params.get(name))
     if metrics:
@@ -165,7 +166,8 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
     result = Explanation(
         model=model.name, modality=model.modality, features=model.features(enc),
         prediction=prediction, target={"index": target_index, "label": model.label(target_index)},
-        attributions=attributions, warnings=collect_warnings(model, enc, attributions.values()))
+        attributions=attributions, warnings=collect_warnings(model, enc, attributions.values()),
+        baseline_seconds=enc.extra.get("baseline_seconds", 0.0) - searched)
     if metrics:
         result.metrics = compute(model, enc, result, list(metrics), metric_params or {},
                                  params=params, store=store if use_cache else None,

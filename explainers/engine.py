@@ -13,6 +13,7 @@ from cache.store import BadRow, StoreFault, make_key
 
 from . import methods  # noqa: F401  importing the package registers every method
 from .adapters.base import Encoded, ModelAdapter
+from .baselines import prepare_baselines
 from .errors import ExplainerError
 from .params import resolve_params
 from .pooling import shares_per_batch
@@ -229,6 +230,7 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
             progress(name, min(1.0, done[0] / cost))
 
     run = adapter.for_run(enc)  # batch sizes bounded by the input's size, private to this run
+    prepare_baselines(adapter, enc, resolved.get("baselines"))  # searched here: not the method's time
     per_batch = shares_per_batch(method, resolved)
     forward = run.forward_fn(enc, on_batch)
     if per_batch:

@@ -24,6 +24,7 @@ from cache.store import default_store, make_key
 from ..adapters.base import Encoded, ModelAdapter
 from ..api import (check_metric_options, check_methods, check_params, check_text, collect_warnings, encode,
                    explain)
+from ..baselines import prepare_baselines
 from ..engine import Progress, check_method, read_stored, resolve_target, row_meta, write_stored
 from ..errors import ExplainerError
 from ..metrics import check_names
@@ -173,7 +174,8 @@ def _explain_chunk(model, raws, targets, methods, params, checked, metrics, metr
             model=model.name, modality=model.modality, features=model.features(encs[k]),
             prediction=preds[k], target={"index": target_of[k], "label": model.label(target_of[k])},
             attributions=attributions[k],
-            warnings=collect_warnings(model, encs[k], attributions[k].values()))
+            warnings=collect_warnings(model, encs[k], attributions[k].values()),
+            baseline_seconds=encs[k].extra.get("baseline_seconds", 0.0))
     if metrics and done:
         step("metrics", len(methods) / total_methods)
         blocks = metrics_many(model, [encs[k] for k in done], [explanations[k] for k in done],
@@ -194,7 +196,8 @@ def run_many(model: ModelAdapter, method: Method, encs: Sequence[Encoded], targe
              resolved: dict, store: Any = None) -> list[Attribution | Exception]:
     """One method on many inputs: stored results served per input (each input's own key),
     the rest attributed together by :meth:`Method.attribute_many`; ``seconds`` is the
-    batch's time shared evenly among the inputs it computed."""
+    batch's time shared evenly among the inputs it computed, the baselines' search excluded
+    (:func:`explainers.baselines.prepare_baselines`, reported as ``baseline_seconds``)."""
     name = method.name
     out: list[Any] = [None] * len(encs)
     metas, keys, notes, writable = [], [], [], []
@@ -212,6 +215,11 @@ def run_many(model: ModelAdapter, method: Method, encs: Sequence[Encoded], targe
     todo = [k for k in range(len(encs)) if out[k] is None]
     if not todo:
         return out
+    for k in todo:  # searched baselines (neutral) are not the method's time
+        try:
+            prepare_baselines(model, encs[k], resolved.get("baselines"))
+        except Exception:  # noqa: BLE001 - the method meets the same error and reports it per input
+            pass
     pool = Pool(model, [encs[k] for k in todo])
     start = time.perf_counter()
     raw = method.attribute_many(model, [encs[k] for k in todo], [targets[k] for k in todo], resolved, pool)
