@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Iterable, Mapping, Sequence
 
 from cache.store import default_store
 
 from .adapters.base import Encoded, ModelAdapter
-from .engine import Progress, check_method, resolve_target, run_method
+from .engine import Progress, check_method, record_metric_run, resolve_target, run_method
 from .errors import ExplainerError
-from .metrics import check_names, compute
+from .metrics import check_names, compute, metric_costs
 from .metrics.common import resolve_options
 from .results import Attribution, Explanation
 
@@ -169,7 +170,11 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
         attributions=attributions, warnings=collect_warnings(model, enc, attributions.values()),
         baseline_seconds=enc.extra.get("baseline_seconds", 0.0) - searched)
     if metrics:
+        start = time.perf_counter()
         result.metrics = compute(model, enc, result, list(metrics), metric_params or {},
                                  params=params, store=store if use_cache else None,
                                  progress=progress)
+        rows = sum(metric_costs(model, enc, list(metrics), {m: a.params for m, a in attributions.items()},
+                                metric_params).values())
+        record_metric_run(model, enc, rows, time.perf_counter() - start)  # refreshes the estimates
     return result
