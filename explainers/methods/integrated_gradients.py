@@ -87,7 +87,8 @@ class IntegratedGradients(Method):
         """Per baseline ``n_steps + 2`` (Captum's two delta forwards); for ``"auto"`` it
         assumes :data:`AUTO_COST_POINTS` points (where most short texts stop; no extra
         forwards, the path's ends are nodes), though a hard input may use up to
-        :data:`~explainers.quadrature.MAX_POINTS`."""
+        :data:`~explainers.quadrature.MAX_POINTS`. The time estimate learns the real mix from
+        each run (:func:`explainers.engine.estimate_seconds`)."""
         k = n_baselines(adapter, enc, params)
         if params["n_steps"] == AUTO:
             return k * AUTO_COST_POINTS
@@ -118,8 +119,9 @@ class IntegratedGradients(Method):
         return attr.mean(0, keepdim=True), delta_stats(attr, delta)
 
 
-#: what the cost estimate assumes an ``n_steps="auto"`` run spends per baseline
-AUTO_COST_POINTS = 25
+#: what the cost estimate assumes an ``n_steps="auto"`` run spends per baseline: where most
+#: SST-2 dev sentences stop under the per-word rule (BENCHMARKS.md); a hard input takes 97
+AUTO_COST_POINTS = 49
 
 
 def trapezoid_weights(attr: torch.Tensor, delta: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,7 +151,8 @@ def adaptive_result(outcome: "quadrature.Outcome") -> tuple[torch.Tensor, dict]:
     adaptive run, with ``n_steps_used``, ``n_steps_per_baseline``, ``converged``, the
     per-feature change reached (``feature_change``, the largest over the baselines, and
     ``feature_change_per_baseline``) and the worst baseline's ``history`` (``[points,
-    delta]``) and ``feature_history`` (``[points, change]``; the first level has none)."""
+    delta]``) and ``feature_history`` (``[points, change]``; None at the first level, which
+    has no level before it)."""
     stats = delta_stats(outcome.integral, outcome.delta)
     worst = int(outcome.delta.abs().argmax())
     points = [p for p, _ in outcome.history[worst]]
@@ -158,8 +161,9 @@ def adaptive_result(outcome: "quadrature.Outcome") -> tuple[torch.Tensor, dict]:
                   "history": [[p, d] for p, d in outcome.history[worst]],
                   "history_gap": float(outcome.f1[worst] - outcome.f0[worst]),
                   "feature_change": max((c for c in outcome.change if not math.isnan(c)), default=None),
-                  "feature_change_per_baseline": list(outcome.change),
-                  "feature_history": [[p, c] for p, c in zip(points, outcome.changes[worst])]})
+                  "feature_change_per_baseline": [None if math.isnan(c) else c for c in outcome.change],
+                  "feature_history": [[p, None if math.isnan(c) else c]
+                                      for p, c in zip(points, outcome.changes[worst])]})
     return outcome.integral.mean(0, keepdim=True), stats
 
 
