@@ -191,8 +191,8 @@ def agrees(estimate: float, actual: float) -> bool:
     return 0.5 <= estimate / max(actual, 1e-9) <= 2.0
 
 
-def estimate_rows() -> list[dict]:
-    """Per case and method: the estimate shown before the first run (calibration only), what
+def estimate_rows():
+    """Yields, per case and method: the estimate shown before the first run (calibration only), what
     it took, then the refreshed estimate on a second input and what that took; the metrics
     (faithfulness + flip) on the short texts likewise."""
     from explainers import metrics
@@ -201,7 +201,6 @@ def estimate_rows() -> list[dict]:
              ("text, 300 words", "text", _words(300)),
              ("image, uploaded PNG", "image", [_png("camera"), _png("coins")]),
              ("tabular row", "tabular", [3, 7])]
-    out = []
     for label, modality, inputs in cases:
         adapter = load_model(modality)
         COSTS.forget(adapter)  # a fresh process: nothing measured on this model yet
@@ -211,8 +210,8 @@ def estimate_rows() -> list[dict]:
         for m in DEFAULTS:
             second = estimate_seconds(adapter, encs[1], m)
             took2 = run_method(adapter, encs[1], m).seconds
-            out.append({"case": label, "what": m, "first": first[m], "took": took[m], "second": second,
-                        "took2": took2})
+            yield {"case": label, "what": m, "first": first[m], "took": took[m], "second": second,
+                   "took2": took2}
         if modality == "text" and encs[0].n_features <= 100:
             names = ["faithfulness", "flip"]
             rows = []
@@ -226,9 +225,8 @@ def estimate_rows() -> list[dict]:
                 secs = time.perf_counter() - t
                 record_metric_run(adapter, enc, n, secs)
                 rows.append((est, secs))
-            out.append({"case": label, "what": "metrics (faithfulness, flip)", "first": rows[0][0],
-                        "took": rows[0][1], "second": rows[1][0], "took2": rows[1][1]})
-    return out
+            yield {"case": label, "what": "metrics (faithfulness, flip)", "first": rows[0][0],
+                   "took": rows[0][1], "second": rows[1][0], "took2": rows[1][1]}
 
 
 def main() -> None:
@@ -254,10 +252,11 @@ def main() -> None:
         for name, v in sec.items():
             print(f"| {name} | {v:.3f} | {v / sec['floor']:.2f} |")
     if "estimates" in only:
-        rows = estimate_rows()
+        rows = []
         print("\n| case | what | shown first | took | ratio | shown after one run | took | ratio |\n"
               "|---|---|---|---|---|---|---|---|")
-        for r in rows:
+        for r in estimate_rows():
+            rows.append(r)
             marks = ["" if agrees(e, t) else " (off)" for e, t in ((r["first"], r["took"]), (r["second"], r["took2"]))]
             print(f"| {r['case']} | {r['what']} | {r['first']:.2f} s | {r['took']:.2f} s | "
                   f"{r['first'] / max(r['took'], 1e-9):.2f}{marks[0]} | {r['second']:.2f} s | {r['took2']:.2f} s | "

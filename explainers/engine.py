@@ -156,16 +156,16 @@ class CostModel:
     unit of its own estimate (its mix of kinds, overheads and batching included), once it
     has run. Thread-safe; a model's rates go with its module.
 
-    An estimate (:meth:`estimate`) is the method's own rate when it has run on this model,
-    else the kinds' rates on its split of gradient and forward rows.
-    """
+    An estimate (:func:`estimate_seconds`) is the method's own rate when it has run on this
+    model, else the kinds' rates on its split of gradient and forward rows."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._models: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
 
     def _state(self, adapter: ModelAdapter) -> dict:
-        return self._models.setdefault(adapter.module, {"kinds": {}, "methods": {}})
+        # "runs": the kinds some computed run has measured (a calibration is only a stand-in)
+        return self._models.setdefault(adapter.module, {"kinds": {}, "methods": {}, "runs": set()})
 
     def rates(self, adapter: ModelAdapter) -> dict[str, float | None]:
         with self._lock:
@@ -193,12 +193,14 @@ class CostModel:
                method: str | None = None, units: float | None = None) -> None:
         """Fold one computed run in: its seconds shared among the kinds of ``work`` it did
         (:func:`split_seconds`), and, for a method, ``seconds / units`` into its own rate
-        (``units``: the work its estimate counts)."""
+        (``units``: the work its estimate counts). A kind's first run replaces its
+        calibration; later runs are averaged in (:func:`fold`)."""
         with self._lock:
             state = self._state(adapter)
             kinds = state["kinds"]
             for k, secs in split_seconds(seconds, work, {k: kinds.get(k) for k in work}).items():
-                kinds[k] = fold(kinds.get(k), secs, work[k])
+                kinds[k] = fold(kinds.get(k) if k in state["runs"] else None, secs, work[k])
+                state["runs"].add(k)
             if method is not None and units:
                 state["methods"][method] = fold(state["methods"].get(method), seconds, units)
 
@@ -217,17 +219,21 @@ def measure_rates(adapter: ModelAdapter, enc: Encoded, passes: int = 8,
     on ``enc``: ``passes`` copies with a backward (``grad``), twice as many forward only
     (``forward``) and, for ``metric``, as many re-predictions the way metrics make them
     (text: edited texts, tokenised again; elsewhere a forward-only batch). Each is timed
-    after one untimed warm-up call."""
+    after one untimed warm-up call, the median of three timings (one is at the mercy of a
+    busy machine's moment)."""
     run = adapter.for_run(enc)
     per = adapter.work_per_pass(enc)
 
     def timed(fn: Callable[[], Any]) -> float:
         fn()
-        start = time.perf_counter()
-        fn()
-        if enc.inputs.is_cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            fn()
+            if enc.inputs.is_cuda:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        return sorted(times)[1]
 
     forward = adapter.locked_each_batch(run.forward_fn(enc))
 

@@ -105,3 +105,16 @@ def test_every_computed_run_refreshes_the_methods_rate(tiny_text):
         (1 - EWMA_WEIGHT) * a.seconds / units + EWMA_WEIGHT * b.seconds / units)
     assert estimate_seconds(tiny_text, enc, "occlusion") == pytest.approx(
         COSTS.method_rate(tiny_text, "occlusion") * units)
+
+
+def test_a_kinds_first_run_replaces_its_calibration(tiny_text, monkeypatch):
+    enc = tiny_text.encode(TEXT)
+    monkeypatch.setattr(engine, "measure_rates", lambda a, e, passes=8, kinds=engine.WORK_KINDS:
+                        {k: 1.0 for k in kinds})  # a calibration taken in a bad moment
+    costs = CostModel()
+    costs.calibrated(tiny_text, enc)
+    costs.record(tiny_text, 2.0, {"forward": 100.0})
+    assert costs.rates(tiny_text)["forward"] == pytest.approx(0.02)  # the run, not half the stand-in
+    costs.record(tiny_text, 4.0, {"forward": 100.0})
+    assert costs.rates(tiny_text)["forward"] == pytest.approx((1 - EWMA_WEIGHT) * 0.02 + EWMA_WEIGHT * 0.04)
+    assert costs.rates(tiny_text)["grad"] == 1.0  # not run yet: still the calibration
