@@ -391,10 +391,11 @@ def estimated(adapter, enc, method: str, params: dict, inputs: int) -> float | N
 
 
 def metric_eta(adapter, enc, rows: int) -> str:
-    """", estimated x s" for a metric of ``rows`` re-predictions (this machine's measured
-    metric rate for the model), or "" when it cannot be estimated."""
+    """", up to about x s" for a metric of at most ``rows`` re-predictions (this machine's
+    measured metric rate for the model; repeated edits are predicted once, so often less),
+    or "" when it cannot be estimated."""
     try:
-        return f", estimated {shown_seconds(estimate_metric_seconds(adapter, enc, rows))}"
+        return f", up to about {shown_seconds(estimate_metric_seconds(adapter, enc, rows))}"
     except Exception:  # noqa: BLE001  (an estimate is optional)
         return ""
 
