@@ -1,7 +1,8 @@
 """Every IG setting against a converged reference, word by word, on SST-2 dev.
 
     python -m bench.adaptive_ig [--n 200] [--dev ../shared/data/sst2/dev.tsv] [--out ig.jsonl]
-    python -m bench.adaptive_ig --table ig.jsonl          # the summary of a finished run
+    python -m bench.adaptive_ig --table ig.jsonl [more.jsonl]   # the summary of finished runs
+    python -m bench.adaptive_ig --start 100 --out ig_b.jsonl    # sentences 100.. in a second process
 
 The reference is Gauss-Legendre IG with 512 steps, checked against 1024 steps on every
 ``--check-every``-th sentence (their per-word difference is printed: the reference is
@@ -133,11 +134,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("adaptive_ig.jsonl"))
     ap.add_argument("--check-every", type=int, default=10,
                     help=f"check the reference against {CHECK} steps on every k-th sentence")
-    ap.add_argument("--table", type=Path, help="summarise this finished run and exit")
+    ap.add_argument("--start", type=int, default=0, help="skip the sentences before this one")
+    ap.add_argument("--table", type=Path, nargs="+", help="summarise these finished runs and exit")
     args = ap.parse_args()
     if args.table:
-        rows = [json.loads(line) for line in args.table.read_text().splitlines() if line.strip()]
-        print(table(rows))
+        by_id = {r["id"]: r for f in args.table for r in map(json.loads, f.read_text().splitlines())}
+        print(table([by_id[i] for i in sorted(by_id)]))
         return
     done = ({json.loads(line)["id"] for line in args.out.read_text().splitlines() if line.strip()}
             if args.out.exists() else set())
@@ -146,7 +148,7 @@ def main() -> None:
     start = time.perf_counter()
     with args.out.open("a") as f:
         for i, s in enumerate(sentences):
-            if i in done:
+            if i in done or i < args.start:
                 continue
             row = {"id": i, **measure(model, s, i % args.check_every == 0)}
             f.write(json.dumps(row) + "\n")
