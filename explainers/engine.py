@@ -89,9 +89,9 @@ def estimate_work(adapter: ModelAdapter, enc: Encoded, name: str, params: dict |
     return estimate_cost(adapter, enc, name, params) * adapter.work_per_pass(enc)
 
 
-def calibrate(adapter: ModelAdapter, enc: Encoded, passes: int = 8) -> float:
-    """Seconds per unit of :func:`estimate_work` on this machine, measured with one batched
-    forward + backward of ``passes`` copies of ``enc`` (gradient passes, the dearer kind), so
+def calibrate(adapter: ModelAdapter, enc: Encoded, passes: int | None = None) -> float:
+    """Seconds per unit of :func:`estimate_work` on this machine, measured with a batched
+    forward + backward of copies of ``enc`` (gradient passes, the dearer kind), so
     ``estimate_work(...) * calibrate(...)`` estimates a method's seconds. A warm-up call goes
     first: the first gradient call of a process costs many times a warm one."""
     return measure_rates(adapter, enc, passes, kinds=("grad",))["grad"]
@@ -107,6 +107,9 @@ EWMA_WEIGHT = 0.5
 GRAD_TO_FORWARD = 3.0
 #: estimates are shown to this resolution ("under 0.1 s"); below it both agree
 ESTIMATE_RESOLUTION = 0.1
+#: a calibration batch holds about this much work (units of ``work_per_pass``), up to the
+#: run's batch size: batches as large as the methods' own, without seconds on an image
+CALIBRATION_WORK = 1500
 
 
 def fold(rate: float | None, seconds: float, units: float, weight: float = EWMA_WEIGHT) -> float | None:
@@ -213,16 +216,20 @@ class CostModel:
 COSTS = CostModel()
 
 
-def measure_rates(adapter: ModelAdapter, enc: Encoded, passes: int = 8,
+def measure_rates(adapter: ModelAdapter, enc: Encoded, passes: int | None = None,
                   kinds: Sequence[str] = WORK_KINDS) -> dict[str, float]:
     """Seconds per unit of work (:meth:`ModelAdapter.work_per_pass`) of each kind, measured
-    on ``enc``: ``passes`` copies with a backward (``grad``), twice as many forward only
+    on ``enc``: ``passes`` copies with a backward (``grad``; default: about
+    :data:`CALIBRATION_WORK` units, at most the run's gradient batch, as large as the
+    methods' batches, whose rows cost less the larger the batch), twice as many forward only
     (``forward``) and, for ``metric``, as many re-predictions the way metrics make them
     (text: edited texts, tokenised again; elsewhere a forward-only batch). Each is timed
     after one untimed warm-up call, the median of three timings (one is at the mercy of a
     busy machine's moment)."""
     run = adapter.for_run(enc)
     per = adapter.work_per_pass(enc)
+    if passes is None:
+        passes = max(2, min(run.grad_batch_size, -(-CALIBRATION_WORK // per)))
 
     def timed(fn: Callable[[], Any]) -> float:
         fn()
