@@ -30,7 +30,7 @@ import streamlit as st
 from explainers import ExplainerError, get_method, metrics
 
 from . import export, render
-from .panels import running, store
+from .panels import metric_eta, running, store
 from .types import Apply, Input, PanelRun
 from .state import digest, set_widget
 from .widgets import DEFAULT_MAX_COST
@@ -237,7 +237,8 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
         for col, m in zip(cols, on_demand):
             cost = costs.get(m)
             over = cost is not None and cost > cap
-            note = "" if cost is None else f" (≤ {cost:,} forward passes{', over the cap' if over else ''})"
+            note = "" if cost is None else (f" (≤ {cost:,} forward passes{metric_eta(adapter, inp.enc, cost)}"
+                                            f"{', over the cap' if over else ''})")
             if col.button(BUTTONS[m], key=f"cmp.run.{m}", disabled=m in cached or over,
                           help=BUTTON_HELP.get(m, "") + note):
                 clicked.append(m)

@@ -12,8 +12,7 @@ becomes a message in its own column; the others still render.
 from __future__ import annotations
 
 import contextlib
-import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -22,7 +21,7 @@ import streamlit as st
 from cache.store import default_store
 from explainers import (Attribution, ExplainerError, baseline_predictions, estimate_cost, get_method,
                         run_method)
-from explainers.engine import calibrate
+from explainers.engine import ESTIMATE_RESOLUTION, estimate_metric_seconds, estimate_seconds
 from explainers.results import Prediction
 
 from . import export, render
@@ -152,7 +151,7 @@ def explain_panels(view, adapter, original: Input, edited: Input | None, methods
     if not methods:
         st.info("Pick at least one method above to see its attribution.")
         return run
-    bars = {}
+    bars: dict[str, _Slots] = {}
     for row in grid(methods):
         for col, m in zip(st.columns(len(row), border=True), row):
             with col:
@@ -222,24 +221,26 @@ def _run_methods(adapter, original: Input, edited: Input | None, methods: list[s
     for m in methods:
         if m in run.errors:
             continue
+        bar = bars[m].bar
         try:
-            bars[m].progress(0.0, text="queued")
-            started = time.perf_counter()
+            bar.progress(0.0, text="queued")
             run.original[m] = run_method(adapter, original.enc, m, run.params[m], target, store(),
-                                         _progress_callback(bars[m], "original"), settings.max_cost)
+                                         _progress_callback(bar, "original"), settings.max_cost)
             if edited is not None:
                 run.edited[m] = run_method(adapter, edited.enc, m, run.params[m], target, store(),
-                                           _progress_callback(bars[m], "edited"), settings.max_cost)
-            if not run.original[m].cache_hit and m in run.costs:  # time per unit, for estimates
-                _remember_rate(adapter, original.enc, run.costs[m] * _n_inputs(edited),
-                               time.perf_counter() - started)
+                                           _progress_callback(bar, "edited"), settings.max_cost)
+            # the estimate (and any slow warning) gives way to what the run took
+            bars[m].eta.caption(took_caption([a for a in (run.original[m], run.edited.get(m)) if a is not None],
+                                             bars[m].seconds))
             board.early(m)
         except ExplainerError as e:
             run.errors[m] = str(e)
+            bars[m].eta.empty()
         except Exception as e:  # noqa: BLE001  (never a traceback in the browser)
             run.errors[m] = f"{get_method(m).title} failed ({type(e).__name__}); try other parameters."
+            bars[m].eta.empty()
         finally:
-            bars[m].empty()
+            bar.empty()
 
 
 # -- running, stop and apply --------------------------------------------------------------------
@@ -299,33 +300,48 @@ def grid(methods: list[str]) -> list[list[str]]:
     return [methods[i:i + per] for i in range(0, len(methods), per)]
 
 
+class _Slots(NamedTuple):
+    """A panel header's live parts: the estimate (then what the run took), the progress bar,
+    and the estimate's seconds (None when there is none)."""
+
+    eta: Any
+    bar: Any
+    seconds: float | None
+
+
 def _panel_header(adapter, original: Input, edited: Input | None, m: str, run: PanelRun,
-                  settings: Settings):
-    """Title, parameter widgets, cost (forward passes, and seconds once calibrated) and an
-    empty slot for the progress bar; fills ``run.params``/``costs``/``errors`` for ``m``."""
+                  settings: Settings) -> _Slots:
+    """Title, parameter widgets, cost (forward passes and the estimated seconds, replaced by
+    the time taken once the run is done) and an empty slot for the progress bar; fills
+    ``run.params``/``costs``/``errors`` for ``m``."""
     st.markdown(f"**{get_method(m).title}**")
     with st.expander("Parameters", expanded=False):
         run.params[m] = param_widgets(adapter, m)
     st.caption(params_caption(run.params[m]))
     _baseline_line(adapter, original, run.params[m].get("baselines"))
+    seconds = None
+    eta = st.empty()
     try:
         cost = estimate_cost(adapter, original.enc, m, run.params[m])
         run.costs[m] = cost
         per = " per input (original and edited)" if edited is not None else ""
         if cost > settings.max_cost:
-            st.warning(f"Refused: needs {cost:,} forward passes{per}, over the cap of "
-                       f"{settings.max_cost:,}. Lower its parameters or raise the cap in the sidebar.")
+            eta.warning(f"Refused: needs {cost:,} forward passes{per}, over the cap of "
+                        f"{settings.max_cost:,}. Lower its parameters or raise the cap in the sidebar.")
             run.errors[m] = "over the cost cap"
         else:
-            seconds = estimated_seconds(adapter, original.enc, cost * _n_inputs(edited))
-            eta = "" if seconds is None else f", about {seconds:,.1f} s"
-            st.caption(f"Estimated cost: {cost:,} forward passes{per}{eta} (cap {settings.max_cost:,})")
-            if seconds is not None and seconds > SLOW_SECONDS:
-                st.warning(f"This will take about {seconds:,.0f} s (measured on this model in this "
-                           "session). Lower its parameters, or wait: the bar below shows progress.")
+            seconds = estimated(adapter, original.enc, m, run.params[m], _n_inputs(edited))
+            with eta.container():
+                eta_text = "" if seconds is None else f", estimated {shown_seconds(seconds)}"
+                st.caption(f"Estimated cost: {cost:,} forward passes{per}{eta_text} (cap {settings.max_cost:,})",
+                           help="seconds from this machine's measured rate for this model: gradient and "
+                                "forward rows calibrated once, then refreshed by every run")
+                if seconds is not None and seconds > SLOW_SECONDS:
+                    st.warning(f"This will take about {seconds:,.0f} s (measured on this machine for this "
+                               "model). Lower its parameters, or wait: the bar below shows progress.")
     except ExplainerError as e:
         run.errors[m] = str(e)
-    return st.empty()
+    return _Slots(eta, st.empty(), seconds)
 
 
 def _baseline_line(adapter, inp: Input, kinds) -> None:
@@ -355,37 +371,43 @@ def _baseline_line(adapter, inp: Input, kinds) -> None:
 SLOW_SECONDS = 5.0
 
 
-def _work(adapter, enc, passes: int) -> float:
-    """Work of ``passes`` forward passes of ``enc`` in the engine's unit (passes x tokens,
-    pixels or features: what the time of a pass grows with)."""
-    return float(passes) * float(adapter.work_per_pass(enc))
-
-
 def _n_inputs(edited: Input | None) -> int:
     """Inputs each method runs on: the original, and the edit when there is one."""
     return 1 if edited is None else 2
 
 
-def _remember_rate(adapter, enc, passes: int, seconds: float) -> None:
-    """Remember this session's seconds per unit of work on ``adapter`` (an exponential
-    average over computed runs, never over cache hits)."""
-    rates = st.session_state.setdefault("_rates", {})
-    rate = seconds / max(_work(adapter, enc, passes), 1.0)
-    old = rates.get(adapter.name)
-    rates[adapter.name] = rate if old is None else 0.5 * old + 0.5 * rate
+def shown_seconds(seconds: float) -> str:
+    """Seconds as a panel shows them, to :data:`~explainers.engine.ESTIMATE_RESOLUTION`."""
+    return f"under {ESTIMATE_RESOLUTION:g} s" if seconds < ESTIMATE_RESOLUTION else f"{seconds:,.1f} s"
 
 
-def estimated_seconds(adapter, enc, passes: int) -> float | None:
-    """Seconds a run of ``passes`` forward passes should take: from this session's earlier
-    runs on the same model, or before the first one from the engine's quick calibration (one
-    small forward + backward, measured once per session and model)."""
-    rate = st.session_state.get("_rates", {}).get(adapter.name)
-    if rate is None:
-        try:
-            rate = memo("calibration", (id(adapter), adapter.name), lambda: calibrate(adapter, enc))
-        except Exception:  # noqa: BLE001  (an estimate is optional; the run itself reports errors)
-            return None
-    return rate * _work(adapter, enc, passes)
+def estimated(adapter, enc, method: str, params: dict, inputs: int) -> float | None:
+    """The engine's estimate (:func:`explainers.engine.estimate_seconds`: this machine's
+    measured rate for the model, refreshed by every run), or None when it cannot be made."""
+    try:
+        return estimate_seconds(adapter, enc, method, params, inputs)
+    except Exception:  # noqa: BLE001  (an estimate is optional; the run itself reports errors)
+        return None
+
+
+def metric_eta(adapter, enc, rows: int) -> str:
+    """", up to about x s" for a metric of at most ``rows`` re-predictions (this machine's
+    measured metric rate for the model; repeated edits are predicted once, so often less),
+    or "" when it cannot be estimated."""
+    try:
+        return f", up to about {shown_seconds(estimate_metric_seconds(adapter, enc, rows))}"
+    except Exception:  # noqa: BLE001  (an estimate is optional)
+        return ""
+
+
+def took_caption(results: list[Attribution], estimate: float | None) -> str:
+    """What a finished panel says in place of its estimate: the time taken (computed, or
+    served by the store with the original computation's time), next to the estimate."""
+    est = "" if estimate is None else f" (estimated {shown_seconds(estimate)})"
+    if all(a.cache_hit for a in results):
+        return (f"Took {shown_seconds(0.0)}: from the store (computed in "
+                f"{shown_seconds(sum(a.seconds for a in results))} when first run)")
+    return f"Took {shown_seconds(sum(a.seconds for a in results if not a.cache_hit))}{est}"
 
 
 def _per_panel(_=None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -10,9 +11,9 @@ from cache.store import default_store
 
 from .adapters.base import Encoded, ModelAdapter
 from .adapters.tabular import check_column_names, csv_header
-from .engine import Progress, check_method, resolve_target, run_method
+from .engine import Progress, check_method, record_metric_run, resolve_target, run_method
 from .errors import ExplainerError
-from .metrics import check_names, compute
+from .metrics import check_names, compute, metric_costs
 from .metrics.common import resolve_options
 from .results import Attribution, Explanation
 
@@ -187,6 +188,7 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
     if isinstance(inputs, str) and model.modality == "text":
         check_text(inputs)
     enc = inputs if isinstance(inputs, Encoded) else encode(model, inputs, unit)
+    searched = enc.extra.get("baseline_seconds", 0.0)  # an Encoded may come with earlier searches
     for name in methods:  # every method's parameters, before the first one runs
         check_method(model, name, params.get(name))
     if metrics:
@@ -203,9 +205,14 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
     result = Explanation(
         model=model.name, modality=model.modality, features=model.features(enc),
         prediction=prediction, target={"index": target_index, "label": model.label(target_index)},
-        attributions=attributions, warnings=collect_warnings(model, enc, attributions.values()))
+        attributions=attributions, warnings=collect_warnings(model, enc, attributions.values()),
+        baseline_seconds=enc.extra.get("baseline_seconds", 0.0) - searched)
     if metrics:
+        start = time.perf_counter()
         result.metrics = compute(model, enc, result, list(metrics), metric_params or {},
                                  params=params, store=store if use_cache else None,
                                  progress=progress)
+        rows = sum(metric_costs(model, enc, list(metrics), {m: a.params for m, a in attributions.items()},
+                                metric_params).values())
+        record_metric_run(model, enc, rows, time.perf_counter() - start)  # refreshes the estimates
     return result

@@ -6,7 +6,10 @@
      prediction: {index, label, output_kind, probabilities}      (softmax, sigmoid)
                | {index, label, output_kind, value, values}       (score),
      target: {index, label}, attributions: {method: {scores, convergence_delta, seconds,
-     params, cache_hit, notes, delta_stats}}, warnings: [...], metrics: {...}}
+     params, cache_hit, notes, delta_stats}}, baseline_seconds, warnings: [...], metrics: {...}}
+
+Each method's ``seconds`` is its own work; searching a baseline (``neutral``) is reported
+apart, as ``baseline_seconds`` (0 when the search was remembered from an earlier input).
 """
 
 from __future__ import annotations
@@ -142,7 +145,11 @@ class Attribution:
 
 @dataclass
 class Explanation:
-    """Everything shown for one input: prediction, target and each method's attribution."""
+    """Everything shown for one input: prediction, target and each method's attribution.
+
+    ``baseline_seconds``: time spent searching baselines for this input (the ``neutral``
+    one; 0 when the search was remembered), kept out of every method's ``seconds``.
+    """
 
     model: str
     modality: str
@@ -152,6 +159,7 @@ class Explanation:
     attributions: dict[str, Attribution]
     warnings: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
+    baseline_seconds: float = 0.0
 
     def to_dict(self) -> dict:
         d = {
@@ -161,6 +169,7 @@ class Explanation:
             "prediction": self.prediction.to_dict(),
             "target": self.target,
             "attributions": {k: v.to_dict() for k, v in self.attributions.items()},
+            "baseline_seconds": round(float(self.baseline_seconds), 6),
             "warnings": list(self.warnings),
         }
         if self.metrics:

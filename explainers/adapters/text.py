@@ -69,6 +69,7 @@ class TextAdapter(ModelAdapter):
         self.special_ids = {getattr(tokenizer, f"{t}_token_id", None)
                             for t in ("cls", "sep", "pad", "bos", "eos")} - {None}
         self._sample_average: torch.Tensor | None = None
+        self._neutral_reference: tuple[str, np.ndarray] | None = None
 
     def check_unit(self, unit: str | None) -> str:
         """``unit`` or the default (``"word"``), checked against :data:`UNITS`."""
@@ -231,8 +232,9 @@ class TextAdapter(ModelAdapter):
 
     def baseline(self, enc: Encoded, kind: str) -> torch.Tensor:
         """Every content token replaced by [PAD]/[MASK]/[UNK] or a zero vector, specials
-        kept; ``neutral``: the candidate or mix whose prediction is closest to uniform
-        (see :func:`explainers.baselines.neutral_search`)."""
+        kept; ``neutral``: the candidate or mix whose prediction is the most neutral for the
+        output kind (see :func:`explainers.baselines.neutral_search`), searched once per
+        model and text length."""
         if kind == "neutral":
             return neutral_baseline(self, enc)
         if kind == "zero":
@@ -257,6 +259,28 @@ class TextAdapter(ModelAdapter):
             with torch.no_grad():
                 self._sample_average = self.embeddings(flat).float().mean(0, keepdim=True)
         return self._sample_average
+
+    def neutral_key(self, enc: Encoded) -> tuple:
+        """What the neutral search of ``enc`` depends on (:func:`explainers.baselines.memo_key`):
+        every candidate replaces all content tokens and keeps the rest, so only the length,
+        the kept tokens and where they sit, and the attention mask matter; two texts of one
+        length share their search."""
+        ids = enc.context["input_ids"][0].tolist()
+        content = enc.context["content_positions"].tolist()
+        replaced = set(content)
+        kept = tuple((i, t) for i, t in enumerate(ids) if i not in replaced)
+        return len(ids), kept, tuple(content), tuple(enc.context["attention_mask"][0].tolist())
+
+    def neutral_reference_outputs(self) -> tuple[np.ndarray, str]:
+        """A text score model has no data to place a score in: its neutrality is measured
+        against its scores on the shipped everyday sentences (:func:`sample_sentences`),
+        computed once per output kind."""
+        cached = self._neutral_reference
+        if cached is None or cached[0] != self.output_kind:
+            with self.lock:
+                out = self.predict_texts(list(sample_sentences())).double().numpy()
+            cached = self._neutral_reference = (self.output_kind, out)
+        return cached[1], f"its scores on {len(sample_sentences())} shipped everyday sentences"
 
     def neutral_candidate_tensors(self, enc: Encoded) -> dict[str, torch.Tensor]:
         out = {}

@@ -637,14 +637,23 @@ def test_image_sign_and_mask_renderers():
     assert out[1, 1, 0] == 200 and out[0, 0, 0] == 50 and out[0, 1, 0] == 50
 
 
-def test_panels_estimate_seconds_before_the_first_run_and_warn_when_slow(monkeypatch):
+def test_panels_estimate_before_and_say_what_it_took_after(monkeypatch):
     import dashboard.panels
-    at = run(page("tabular", {"row": "13"}))
+    at = page("tabular", {"row": "13"})
+    at.session_state["live"] = False  # paused: the estimates stand, nothing has run
+    run(at)
     costs = [c.value for c in at.caption if c.value.startswith("Estimated cost")]
-    assert len(costs) == 3 and all(re.search(r"about [\d.,]+ s", c) for c in costs)
+    assert len(costs) == 3 and all(re.search(r"estimated (under 0\.1|[\d.,]+) s", c) for c in costs)
     monkeypatch.setattr(dashboard.panels, "SLOW_SECONDS", 0.0)  # every run counts as slow now
-    at = run(page("tabular", {"row": "14"}))
+    at = page("tabular", {"row": "14"})
+    at.session_state["live"] = False
+    run(at)
     assert sum("This will take about" in w.value for w in at.warning) == 3
+    at = run(page("tabular", {"row": "15"}))  # live: each run replaces its estimate and warning
+    took = [c.value for c in at.caption if c.value.startswith("Took ")]
+    assert len(took) == 3 and all("estimated" in c or "from the store" in c for c in took)
+    assert not any("This will take about" in w.value for w in at.warning)  # never stale beside a map
+    assert not any(c.value.startswith("Estimated cost") for c in at.caption)
 
 
 @needs_text_model
