@@ -8,7 +8,8 @@ fixed (for example when the default text model's weights appear).
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+import re
+from pathlib import PurePosixPath
 
 import streamlit as st
 
@@ -54,17 +55,26 @@ def require_model(adapter, err: str | None):
     return adapter
 
 
-def save_upload(data: bytes, suffix: str) -> str:
-    """Write uploaded bytes to the cache directory under their content hash; return the path.
+def save_upload(data: bytes, suffix: str, name: str | None = None) -> str:
+    """Write uploaded bytes to the cache directory; return the path.
 
-    Loaders take paths, and a content-hash name makes re-uploads of the same file hit the
-    model cache instead of loading a second copy.
+    The folder is the content hash, so re-uploads of the same file hit the model cache
+    instead of loading a second copy; the file keeps the user's name (``name``'s stem, made
+    safe for a path, with ``suffix``), so the model shows as ``rec.pt2``, not as a hash.
     """
-    folder = cache_dir() / "uploads"
+    folder = cache_dir() / "uploads" / hashlib.sha256(data).hexdigest()[:24]
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (hashlib.sha256(data).hexdigest()[:24] + suffix)
+    path = folder / (safe_stem(name) + suffix)
     if not path.is_file():
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_bytes(data)
         tmp.replace(path)
-    return str(Path(path))
+    return str(path)
+
+
+def safe_stem(name: str | None) -> str:
+    """An uploaded file's name without folders or suffix, reduced to letters, digits, ``-``,
+    ``_``, spaces and inner dots (any script), at most 80 characters; "upload" if nothing is left."""
+    stem = PurePosixPath(str(name or "").replace("\\", "/")).stem
+    stem = re.sub(r"[^\w\-. ]+", "_", stem).strip(" ._")[:80].strip(" ._")
+    return stem or "upload"
