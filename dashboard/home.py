@@ -101,7 +101,8 @@ def first_explanation() -> None:
                     "The prediction and every map update: did the model change its mind?")
     with c3.container(border=True):
         st.markdown("**3. Check.** In *Compare methods*, the one-line verdicts say which maps beat "
-                    "a random guess on this input. Trust those; question the others.")
+                    "a random guess on this input. Trust those; question the others (and all of them where "
+                    "the page says the model cannot read the input).")
 
 
 def methods_table() -> None:

@@ -197,6 +197,7 @@ class _Board:
                 f"Edited input{(': ' + inp.note) if inp.note else ''}"
             st.markdown(f"**{render.md(header)}** — predicted *{render.md(render.prediction_summary(inp.prediction))}*"
                         f"; explaining *{render.md(adapter.label(run.target))}*")
+            st.space("small")  # room for the maps' full-screen buttons, which sit above each map
             for row in rows:
                 for col, m in zip(st.columns(len(row)), row):
                     with col:
@@ -204,13 +205,18 @@ class _Board:
                             st.markdown(f"**{get_method(m).title}**")
                         self.cells[(inp.name, m)] = st.empty()
 
-    def early(self, m: str) -> None:
-        """Draw ``m``'s maps at once, each on its own scale (no downloads yet)."""
+    def early(self, m: str, preview: str = "") -> None:
+        """Draw ``m``'s maps at once, each on its own scale (no downloads yet); ``preview``:
+        the cheaper settings they were computed with ("n_steps=8 (full: 50)"), said above
+        the map while the full settings run."""
         for inp, attrs in self.inputs:
             a = attrs.get(m)
             if a is not None:
                 shown = self.view.shown_scores(a, self.settings)
                 with self.cells[(inp.name, m)].container():
+                    if preview:
+                        st.caption(f":material/hourglass_top: **Preview** with {render.md(preview)} (its δ "
+                                   "below): the full settings are running and will replace it.")
                     self.view.draw(self.adapter, inp, a, self.view.robust_max(shown, self.settings), self.settings)
                     st.caption(stats_caption(a))
 
@@ -229,14 +235,80 @@ class _Board:
                     _draw_cell(self.view, self.adapter, inp, m, attrs.get(m), run, scales.get(m, 1.0), settings)
 
 
+#: a method whose estimate is above this many seconds first draws a preview (see below)
+PREVIEW_SECONDS = 1.0
+#: the preview's IG steps, and its share of the sampling methods' samples
+PREVIEW_STEPS, PREVIEW_SAMPLES = 8, 0.2
+
+
+def preview_params(params: dict) -> dict | None:
+    """Cheaper settings of the same method for a first look, or None when there are none:
+    fixed ``n_steps`` down to :data:`PREVIEW_STEPS` (IG; its δ says how far from complete
+    it is), ``n_samples`` to :data:`PREVIEW_SAMPLES` of them (at least 2), and windows
+    that do not overlap (Occlusion: ``stride`` = ``window``, a coarser grid of the same
+    drops). Everything else (baselines, seeds, the target) stays."""
+    p = dict(params)
+    if isinstance(p.get("n_steps"), int):
+        p["n_steps"] = min(p["n_steps"], PREVIEW_STEPS)
+    if isinstance(p.get("n_samples"), int):
+        p["n_samples"] = min(p["n_samples"], max(2, round(p["n_samples"] * PREVIEW_SAMPLES)))
+    if isinstance(p.get("stride"), int) and isinstance(p.get("window"), int):
+        p["stride"] = max(p["stride"], p["window"])
+    return None if p == params else p
+
+
+def _stored(adapter, enc, m: str, params: dict, target: int) -> bool:
+    """Whether the store already holds this run (then it needs no preview): a cap of 0
+    forward passes lets ``run_method`` answer only from the store."""
+    try:
+        run_method(adapter, enc, m, params, target, store(), max_cost=0)
+        return True
+    except ExplainerError:
+        return False
+
+
+def _previews(adapter, original: Input, edited: Input | None, run: PanelRun) -> dict:
+    """``{method: preview params}`` for the methods that would keep the maps waiting: an
+    estimate above :data:`PREVIEW_SECONDS` and no stored result."""
+    out = {}
+    for m in run.methods:
+        if m in run.errors or m not in run.costs:
+            continue
+        seconds = estimated_seconds(adapter, original.enc, run.costs[m] * _n_inputs(edited))
+        cheap = preview_params(run.params[m])
+        if (cheap is not None and seconds is not None and seconds > PREVIEW_SECONDS
+                and not _stored(adapter, original.enc, m, run.params[m], run.target)):
+            out[m] = cheap
+    return out
+
+
 def _run_methods(adapter, original: Input, edited: Input | None, methods: list[str], run: PanelRun,
                  settings: Settings, bars: dict, board: "_Board") -> None:
+    """Every method's previews first (so all maps are there early), then the full settings:
+    first of the methods that have no map yet, then each replacing its preview in place. A
+    method that fails keeps no preview: Compare and the downloads only ever see full results."""
     target = run.target
-    for m in methods:
+    previews = _previews(adapter, original, edited, run)
+    for m, cheap in previews.items():
+        try:
+            bars[m].progress(0.0, text="preview")
+            run.original[m] = run_method(adapter, original.enc, m, cheap, target, store(),
+                                         _progress_callback(bars[m], "preview"), settings.max_cost)
+            if edited is not None:
+                run.edited[m] = run_method(adapter, edited.enc, m, cheap, target, store(),
+                                           _progress_callback(bars[m], "preview, edited"), settings.max_cost)
+            full = run.params[m]
+            board.early(m, preview=", ".join(f"{k}={v} (full: {full[k]})" for k, v in cheap.items() if v != full[k]))
+        except Exception:  # noqa: BLE001  (the full run below reports the error, if any)
+            pass
+        finally:
+            bars[m].progress(0.0, text="queued (full settings)")
+    for m in [m for m in methods if m not in previews] + list(previews):
         if m in run.errors:
             continue
         try:
-            bars[m].progress(0.0, text="queued")
+            if m not in previews:
+                bars[m].progress(0.0, text="queued")
             started = time.perf_counter()
             run.original[m] = run_method(adapter, original.enc, m, run.params[m], target, store(),
                                          _progress_callback(bars[m], "original"), settings.max_cost)
@@ -253,6 +325,13 @@ def _run_methods(adapter, original: Input, edited: Input | None, methods: list[s
             run.errors[m] = f"{get_method(m).title} failed ({type(e).__name__}); try other parameters."
         finally:
             bars[m].empty()
+            if m in run.errors:  # no preview stands in for a failed run
+                run.original.pop(m, None)
+                run.edited.pop(m, None)
+    for results in (run.original, run.edited):  # in the panels' order again, for the exports
+        ordered = {m: results[m] for m in methods if m in results}
+        results.clear()
+        results.update(ordered)
 
 
 # -- running, stop and apply --------------------------------------------------------------------
