@@ -103,6 +103,7 @@ def test_home(server, browser):
     page = _open(browser, server, "How to read the numbers", height=1300)
     assert page.get_by_text("Integrated Gradients").count() >= 1
     # at 1440 px the four cards' links read in full (none cut off with an ellipsis)
+    page.get_by_text("Open Review").first.wait_for(timeout=60_000)  # a first load may draw twice
     links = page.locator('[data-testid="stPageLink"] p')
     assert links.count() >= 4
     cut = links.evaluate_all("els => els.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)")
