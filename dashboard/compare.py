@@ -31,7 +31,7 @@ from explainers import ExplainerError, get_method, metrics
 
 from . import export, render
 from .panels import metric_eta, running, store
-from .types import Apply, Input, PanelRun
+from .types import Apply, Caveat, Input, PanelRun
 from .state import digest, set_widget
 from .widgets import DEFAULT_MAX_COST
 
@@ -250,7 +250,7 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
         metrics, errors = _compute(engine, adapter, inp, run, auto + cached + clicked, options, base_key,
                                    status)
     with verdict_slot:
-        _verdicts(run.ok, metrics)
+        _verdicts(run.ok, metrics, view.caveat(adapter, inp))
 
     sections = [
         (tabs[0], ["agreement"], lambda: _agreement(view, adapter, inp, metrics["agreement"], stat, shown)),
@@ -356,11 +356,17 @@ def verdict(method: str, metrics: dict) -> list[str]:
     return parts
 
 
-def _verdicts(methods: Sequence[str], metrics: dict) -> None:
-    lines = [f"- **{render.md(_title(m))}**: " + "; ".join(parts) + "."
+def _verdicts(methods: Sequence[str], metrics: dict, caveat: Caveat | None = None) -> None:
+    """One line per method; an input the model cannot read (``caveat``) is said above the
+    lines and in each of them, so no line reads as a plain verdict on the words."""
+    qualifier = f" *(on placeholders: {render.md(caveat.short)})*" if caveat else ""
+    lines = [f"- **{render.md(_title(m))}**{qualifier}: " + "; ".join(parts) + "."
              for m in methods if (parts := verdict(m, metrics))]
-    if lines:
-        st.markdown("**On this input**\n" + "\n".join(lines))
+    if not lines:
+        return
+    if caveat is not None:
+        st.warning(caveat.message, icon=":material/visibility_off:")
+    st.markdown("**On this input**\n" + "\n".join(lines))
 
 
 # == renderers ===============================================================================

@@ -18,7 +18,8 @@ PAGES = (("text", "Text", ":material/notes:", "a sentiment classifier (MiniLM-L6
          ("image", "Image", ":material/image:", "EfficientNet-Lite0 on ImageNet: heat maps over the "
           "gallery or your upload, erase a rectangle"),
          ("tabular", "Tabular", ":material/table_chart:", "an MLP on the breast-cancer data (30 "
-          "features) or your CSV + TorchScript model: what-if values"),
+          "features), a diabetes regression, or your CSV + model (a torch.export .pt2 or TorchScript): "
+          "what-if values"),
          ("review", "Review", ":material/fact_check:", "a batch of inputs explained with metrics: "
           "which method is most faithful across all of them"))
 
@@ -83,8 +84,8 @@ def page_links() -> None:
     cols = st.columns(len(PAGES))
     for col, (name, title, icon, text) in zip(cols, PAGES):
         with col.container(border=True):
-            _link(name, f"Open {title} with an example", icon)
-            st.caption(text)
+            _link(name, f"Open {title}", icon)  # short: a card is a quarter of the width
+            st.caption(f"{text[0].upper()}{text[1:]}. Opens on an example.")
 
 
 def first_explanation() -> None:
@@ -100,7 +101,8 @@ def first_explanation() -> None:
                     "The prediction and every map update: did the model change its mind?")
     with c3.container(border=True):
         st.markdown("**3. Check.** In *Compare methods*, the one-line verdicts say which maps beat "
-                    "a random guess on this input. Trust those; question the others.")
+                    "a random guess on this input. Trust those; question the others (and all of them where "
+                    "the page says the model cannot read the input).")
 
 
 def methods_table() -> None:
@@ -133,8 +135,11 @@ switches between the two, and the legend under the panels says which one is in u
 
 **Under each panel.** :material/timer: seconds of the computation (of the original run when the result came
 from the cache) · `δ` the convergence delta (IG, GradientSHAP): how far the scores' sum is from
-f(input) − f(baseline), in logits; small relative to `Σ` (the sum of the scores) means the
+f(input) − f(baseline); small relative to `Σ` (the sum of the scores) means the
 integral converged · `cache hit` when the attribution store answered without running the model.
+Scores, `Σ` and `δ` are in the explained output's own units: logits for a classifier (the
+output before the softmax or sigmoid), the score itself for a score model (regression,
+ranking), as the legend under the panels says.
 
 **Cost.** Each panel shows the forward passes its settings need before it runs. Anything above
 the cap in the sidebar is refused with a message instead of tying up the machine.

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
+import re
+import shutil
+from pathlib import Path, PurePosixPath
 
 import streamlit as st
 
@@ -69,48 +71,65 @@ def uploads_cap() -> int:
     return int((mb if mb > 0 else UPLOADS_MB) * 1024 ** 2)
 
 
-def save_upload(data: bytes, suffix: str) -> str:
-    """Write uploaded bytes to the cache directory under their content hash; return the path.
+def save_upload(data: bytes, suffix: str, name: str | None = None) -> str:
+    """Write uploaded bytes to the cache directory; return the path.
 
-    Loaders take paths, and a content-hash name makes re-uploads of the same file hit the
-    model cache instead of loading a second copy. Using a file again marks it recent; the
-    folder keeps at most :func:`uploads_cap` bytes, least recently used files first to go
-    (a loaded model has read its files already; the file just saved always stays).
+    The folder is the content hash, so re-uploads of the same file hit the model cache
+    instead of loading a second copy; the file keeps the user's name (``name``'s stem, made
+    safe for a path, with ``suffix``), so the model shows as ``rec.pt2``, not as a hash.
+    Using a file again marks it recent; the uploads folder keeps at most :func:`uploads_cap`
+    bytes, the least recently used uploads first to go (a loaded model has read its files
+    already; the upload just saved always stays).
     """
-    folder = cache_dir() / "uploads"
+    root = cache_dir() / "uploads"
+    folder = root / hashlib.sha256(data).hexdigest()[:24]
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (hashlib.sha256(data).hexdigest()[:24] + suffix)
+    path = folder / (safe_stem(name) + suffix)
     if path.is_file():
         os.utime(path)  # recently used
     else:
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_bytes(data)
         tmp.replace(path)
-    prune_uploads(folder, keep=path)
-    return str(Path(path))
+    prune_uploads(root, keep=folder)
+    return str(path)
 
 
-def prune_uploads(folder: Path, keep: Path, cap: int | None = None) -> list[Path]:
-    """Delete the least recently used files (by mtime) of ``folder`` until it holds at most
-    ``cap`` bytes (default :func:`uploads_cap`), never ``keep``; returns the deleted paths."""
+def safe_stem(name: str | None) -> str:
+    """An uploaded file's name without folders or suffix, reduced to letters, digits, ``-``,
+    ``_``, spaces and inner dots (any script), at most 80 characters; "upload" if nothing is left."""
+    stem = PurePosixPath(str(name or "").replace("\\", "/")).stem
+    stem = re.sub(r"[^\w\-. ]+", "_", stem).strip(" ._")[:80].strip(" ._")
+    return stem or "upload"
+
+
+def _age_and_size(entry: Path) -> tuple[float, int]:
+    """An upload's last use (its newest file's mtime) and bytes; a loose file counts alone."""
+    files = [entry] if entry.is_file() else [f for f in entry.iterdir() if f.is_file()]
+    stats = [f.stat() for f in files]
+    return max((st.st_mtime for st in stats), default=0.0), sum(st.st_size for st in stats)
+
+
+def prune_uploads(root: Path, keep: Path, cap: int | None = None) -> list[Path]:
+    """Delete the least recently used uploads (a content-hash folder, by its newest file's
+    mtime) under ``root`` until it holds at most ``cap`` bytes (default :func:`uploads_cap`),
+    never ``keep``; returns the deleted paths."""
     cap = uploads_cap() if cap is None else cap
-    files = []
-    for p in folder.iterdir():
+    entries = []
+    for p in root.iterdir():
         try:
-            if p.is_file():
-                stat = p.stat()
-                files.append((stat.st_mtime, stat.st_size, p))
+            entries.append((*_age_and_size(p), p))
         except OSError:  # removed meanwhile by another session
             continue
-    total = sum(size for _, size, _ in files)
+    total = sum(size for _, size, _ in entries)
     removed = []
-    for _, size, p in sorted(files, key=lambda f: f[0]):
+    for _, size, p in sorted(entries, key=lambda e: e[0]):
         if total <= cap:
             break
         if p == keep:
             continue
         try:
-            p.unlink()
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
         except OSError:
             continue
         total -= size

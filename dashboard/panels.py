@@ -26,7 +26,7 @@ from explainers.results import Prediction
 
 from . import export, render
 from .state import digest, memo
-from .types import Input, PanelRun
+from .types import Caveat, Input, PanelRun
 from .widgets import Settings, param_widgets, params_caption, target_picker
 
 
@@ -49,7 +49,7 @@ def strip_frame(adapter, prediction: Prediction, edited: Prediction | None) -> p
 
 
 
-def prediction_strip(adapter, original: Input, edited: Input | None) -> int:
+def prediction_strip(adapter, original: Input, edited: Input | None, caveat: Caveat | None = None) -> int:
     """The model's output and the target selector, by output kind:
 
     * softmax: predicted label, class-probability bars (top 10);
@@ -57,7 +57,9 @@ def prediction_strip(adapter, original: Input, edited: Input | None) -> int:
     * score: the value, the model's range on its data (a histogram with this row marked)
       and the edited value with its change.
 
-    A single-output model has nothing to choose, so the target selector is left out.
+    A single-output model has nothing to choose, so the target selector is left out. A
+    ``caveat`` (text the model cannot read) is a warning right under the prediction; the
+    input's other warnings are captions.
 
     Returns:
         The output index every panel explains (for both the original and the edited input,
@@ -90,8 +92,11 @@ def prediction_strip(adapter, original: Input, edited: Input | None) -> int:
             chart = render.probability_chart(adapter.labels, shown["original"], top=min(10, len(adapter.labels)),
                                              highlight=p.index, other=shown["edited"] or None, kind=kind)
             st.altair_chart(chart, width="stretch")
+    if caveat is not None:
+        st.warning(caveat.message, icon=":material/visibility_off:")
     for w in original.enc.warnings:
-        st.caption(f":material/info: {render.md(w)}")
+        if caveat is None or render.md(w) not in caveat.message:
+            st.caption(f":material/info: {render.md(w)}")
     return target
 
 
@@ -105,9 +110,10 @@ def _probability_metrics(adapter, p: Prediction, q: Prediction | None, kind: str
         on = [adapter.label(i) for i, v in enumerate(p.outputs) if v >= 0.5]
         st.caption("at or above 0.5: " + (", ".join(render.md(x) for x in on) if on else "none"))
     if q is not None:
-        change = q.outputs[p.index] - p.value
-        st.metric("Edited input", render.md(q.label), delta=f"{change * 100:+.1f} pts for {render.md(p.label)}",
-                  delta_color="normal")
+        change = render.signed((q.outputs[p.index] - p.value) * 100)
+        moved = float(change) != 0
+        st.metric("Edited input", render.md(q.label), delta=f"{change} pts for {render.md(p.label)}",
+                  delta_color="normal" if moved else "off", delta_arrow="auto" if moved else "off")
 
 
 def _score_metrics(adapter, p: Prediction, q: Prediction | None, target: int) -> None:
@@ -124,7 +130,10 @@ def _score_metrics(adapter, p: Prediction, q: Prediction | None, target: int) ->
     st.caption(f"score{where} · model {render.md(adapter.name)}")
     if q is not None:
         after = q.outputs[target]
-        st.metric("Edited input", render.fmt_score(after), delta=f"{after - value:+.4g}", delta_color="normal")
+        change = render.signed(after - value, ".4g")
+        moved = float(change) != 0
+        st.metric("Edited input", render.fmt_score(after), delta=change,
+                  delta_color="normal" if moved else "off", delta_arrow="auto" if moved else "off")
 
 
 # -- panels -------------------------------------------------------------------------------------
@@ -157,8 +166,10 @@ def explain_panels(view, adapter, original: Input, edited: Input | None, methods
             with col:
                 bars[m] = _panel_header(adapter, original, edited, m, run, settings)
 
-    if not settings.live and not _applied(original, edited, run):
-        _wait_for_apply(original, edited, run)
+    if settings.live:
+        st.session_state.pop("_stopped", None)
+    elif not _applied(original, edited, run):
+        _wait_for_apply(original, edited, run, bars)
         return run
     board = _Board(view, adapter, original, edited, run, settings)
     todo = [m for m in methods if m not in run.errors]
@@ -185,6 +196,7 @@ class _Board:
                 f"Edited input{(': ' + inp.note) if inp.note else ''}"
             st.markdown(f"**{render.md(header)}** — predicted *{render.md(render.prediction_summary(inp.prediction))}*"
                         f"; explaining *{render.md(adapter.label(run.target))}*")
+            st.space("small")  # room for the maps' full-screen buttons, which sit above each map
             for row in rows:
                 for col, m in zip(st.columns(len(row)), row):
                     with col:
@@ -192,13 +204,18 @@ class _Board:
                             st.markdown(f"**{get_method(m).title}**")
                         self.cells[(inp.name, m)] = st.empty()
 
-    def early(self, m: str) -> None:
-        """Draw ``m``'s maps at once, each on its own scale (no downloads yet)."""
+    def early(self, m: str, preview: str = "") -> None:
+        """Draw ``m``'s maps at once, each on its own scale (no downloads yet); ``preview``:
+        the cheaper settings they were computed with ("n_steps=8 (full: 50)"), said above
+        the map while the full settings run."""
         for inp, attrs in self.inputs:
             a = attrs.get(m)
             if a is not None:
                 shown = self.view.shown_scores(a, self.settings)
                 with self.cells[(inp.name, m)].container():
+                    if preview:
+                        st.caption(f":material/hourglass_top: **Preview** with {render.md(preview)} (its δ "
+                                   "below): the full settings are running and will replace it.")
                     self.view.draw(self.adapter, inp, a, self.view.robust_max(shown, self.settings), self.settings)
                     st.caption(stats_caption(a))
 
@@ -207,23 +224,91 @@ class _Board:
         scales = _scales(self.view, run, settings)
         with self.note.container():
             _scale_note(run, settings)
-        self.legend.html(render.legend_html(scales.get("_shared") if settings.shared_scale else None,
-                                            *self.view.legend(settings)))
+        signs, note = self.view.legend(settings)
+        units = f"scores in {render.output_units(getattr(self.adapter, 'output_kind', 'softmax'))}"
+        self.legend.html(render.legend_html(scales.get("_shared") if settings.shared_scale else None, signs,
+                                            "; ".join(x for x in (note, units) if x)))
         for inp, attrs in self.inputs:
             for m in run.methods:
                 with self.cells[(inp.name, m)].container():
                     _draw_cell(self.view, self.adapter, inp, m, attrs.get(m), run, scales.get(m, 1.0), settings)
 
 
+#: a method whose estimate is above this many seconds first draws a preview (see below)
+PREVIEW_SECONDS = 1.0
+#: the preview's IG steps
+PREVIEW_STEPS = 8
+
+
+def preview_params(params: dict) -> dict | None:
+    """Cheaper settings of the same method for a first look, or None when there are none:
+    fixed ``n_steps`` down to :data:`PREVIEW_STEPS` (IG; its δ says how far from complete
+    it is) and windows that do not overlap (Occlusion: ``stride`` = ``window``, a coarser
+    grid of the same drops). Everything else (baselines, seeds, the target) stays. Sampling
+    methods get no preview: with a fifth of its samples, GradientSHAP's map ranked the
+    gallery's patches like its full map only at Spearman 0.44-0.56 (IG at 8 steps: 0.88-0.94;
+    BENCHMARKS.md), too noisy to read."""
+    p = dict(params)
+    if isinstance(p.get("n_steps"), int):
+        p["n_steps"] = min(p["n_steps"], PREVIEW_STEPS)
+    if isinstance(p.get("stride"), int) and isinstance(p.get("window"), int):
+        p["stride"] = max(p["stride"], p["window"])
+    return None if p == params else p
+
+
+def _stored(adapter, enc, m: str, params: dict, target: int) -> bool:
+    """Whether the store already holds this run (then it needs no preview): a cap of 0
+    forward passes lets ``run_method`` answer only from the store."""
+    try:
+        run_method(adapter, enc, m, params, target, store(), max_cost=0)
+        return True
+    except ExplainerError:
+        return False
+
+
+def _previews(adapter, original: Input, edited: Input | None, run: PanelRun) -> dict:
+    """``{method: preview params}`` for the methods that would keep the maps waiting: an
+    estimate above :data:`PREVIEW_SECONDS` and no stored result."""
+    out = {}
+    for m in run.methods:
+        if m in run.errors or m not in run.costs:
+            continue
+        seconds = estimated(adapter, original.enc, m, run.params[m], _n_inputs(edited))
+        cheap = preview_params(run.params[m])
+        if (cheap is not None and seconds is not None and seconds > PREVIEW_SECONDS
+                and not _stored(adapter, original.enc, m, run.params[m], run.target)):
+            out[m] = cheap
+    return out
+
+
 def _run_methods(adapter, original: Input, edited: Input | None, methods: list[str], run: PanelRun,
                  settings: Settings, bars: dict, board: "_Board") -> None:
+    """Every method's previews first (so all maps are there early), then the full settings:
+    first of the methods that have no map yet, then each replacing its preview in place. A
+    method that fails keeps no preview: Compare and the downloads only ever see full results."""
     target = run.target
-    for m in methods:
+    previews = _previews(adapter, original, edited, run)
+    for m, cheap in previews.items():
+        try:
+            bars[m].bar.progress(0.0, text="preview")
+            run.original[m] = run_method(adapter, original.enc, m, cheap, target, store(),
+                                         _progress_callback(bars[m].bar, "preview"), settings.max_cost)
+            if edited is not None:
+                run.edited[m] = run_method(adapter, edited.enc, m, cheap, target, store(),
+                                           _progress_callback(bars[m].bar, "preview, edited"), settings.max_cost)
+            full = run.params[m]
+            board.early(m, preview=", ".join(f"{k}={v} (full: {full[k]})" for k, v in cheap.items() if v != full[k]))
+        except Exception:  # noqa: BLE001  (the full run below reports the error, if any)
+            pass
+        finally:
+            bars[m].bar.progress(0.0, text="queued (full settings)")
+    for m in [m for m in methods if m not in previews] + list(previews):
         if m in run.errors:
             continue
         bar = bars[m].bar
         try:
-            bar.progress(0.0, text="queued")
+            if m not in previews:
+                bar.progress(0.0, text="queued")
             run.original[m] = run_method(adapter, original.enc, m, run.params[m], target, store(),
                                          _progress_callback(bar, "original"), settings.max_cost)
             if edited is not None:
@@ -241,18 +326,31 @@ def _run_methods(adapter, original: Input, edited: Input | None, methods: list[s
             bars[m].eta.empty()
         finally:
             bar.empty()
+            if m in run.errors:  # no preview stands in for a failed run
+                run.original.pop(m, None)
+                run.edited.pop(m, None)
+    for results in (run.original, run.edited):  # in the panels' order again, for the exports
+        ordered = {m: results[m] for m in methods if m in results}
+        results.clear()
+        results.update(ordered)
 
 
 # -- running, stop and apply --------------------------------------------------------------------
 def _pause() -> None:
+    """Stop: live updates off, and nothing counts as applied, so the rerun computes nothing
+    until "Apply changes" (the panels then say where their maps were that they stopped)."""
     st.session_state["live"] = False
+    st.session_state["_stopped"] = True
+    st.session_state.pop("_applied", None)
 
 
 @contextlib.contextmanager
 def running(slot, what: str | None, key: str):
     """While the block runs, say so at the top of the page with a Stop button (Streamlit's own
     indicator is hidden by the minimal toolbar). Stop interrupts the run and switches live
-    updates off, so the rerun it causes computes nothing until "Apply changes"."""
+    updates off, so the rerun it causes computes nothing until "Apply changes". The page
+    opens one around all of its work (``layout.modality_page``), so the line is there from
+    the first moment of a rerun; the panels and the metrics then say what they run."""
     if slot is None or what is None:
         yield
         return
@@ -277,16 +375,28 @@ def _applied(original: Input, edited: Input | None, run: PanelRun) -> bool:
 
 def _apply(signature: str) -> None:
     st.session_state["_applied"] = signature
+    st.session_state.pop("_stopped", None)
 
 
-def _wait_for_apply(original: Input, edited: Input | None, run: PanelRun) -> None:
-    """Live updates are off: nothing runs until the user applies the changes made so far."""
+def _wait_for_apply(original: Input, edited: Input | None, run: PanelRun, slots: dict) -> None:
+    """Live updates are off: nothing runs until the user applies the changes made so far.
+    Each panel says so where its map would be: "stopped" after Stop, else waiting."""
+    stopped = bool(st.session_state.get("_stopped"))
     c1, c2 = st.columns([5, 1])
-    c1.info("Live updates are paused: change as many settings as you like, then apply them in "
-            "one run (or switch 'Live updates' back on in the sidebar).")
+    c1.info(("Stopped, and live updates are paused" if stopped else "Live updates are paused")
+            + ": change as many settings as you like, then apply them in one run (or switch "
+              "'Live updates' back on in the sidebar).")
     c2.button("Apply changes", key="run.apply", type="primary", on_click=_apply,
               args=(_signature(original, edited, run),), icon=":material/play_arrow:")
-    run.errors.update({m: "not run yet (live updates paused)" for m in run.methods if m not in run.errors})
+    for m in run.methods:
+        if m in run.errors:
+            continue
+        if stopped:
+            slots[m].warning("Stopped: this map was not computed. 'Apply changes' runs it.",
+                             icon=":material/stop_circle:")
+        else:
+            slots[m].caption(":material/pause_circle: Waiting for 'Apply changes'.")
+        run.errors[m] = "stopped" if stopped else "not run yet (live updates paused)"
 
 
 #: panels per row: up to four side by side; five or more wrap into balanced rows
@@ -456,8 +566,10 @@ def _draw_cell(view, adapter, inp: Input, m: str, a: Attribution | None, run: Pa
     if a is None:
         return
     view.draw(adapter, inp, a, scale, settings)
-    st.caption(stats_caption(a), help="seconds of the computation (of the original run when "
-                                      "cached) · convergence delta · whether the store answered")
+    st.caption(stats_caption(a), help="seconds of the computation (of the original run when cached) · "
+               "δ: the convergence delta · Σ: the sum of the scores, in "
+               f"{render.output_units(getattr(adapter, 'output_kind', 'softmax'))}; for an additive method "
+               "it is f(input) − f(baseline) up to δ · whether the store answered")
     for note in getattr(a, "notes", None) or []:
         st.caption(f":material/info: {render.md(note)}")
     for w in getattr(a, "warnings", None) or []:

@@ -42,9 +42,11 @@ def sidebar_settings(view) -> Settings:
     """Cost cap, colour-scale mode and the view's own display options (in the sidebar)."""
     with st.sidebar:
         st.subheader("Run settings")
-        live = st.toggle("Live updates", value=True, key="live", bind=BIND,
+        # not bound to the URL: a link copied after Stop must not open the view paused
+        live = st.toggle("Live updates", value=True, key="live",
                          help="On: every change re-runs the panels at once. Off: make several changes, "
-                              "then press 'Apply changes' for one run. 'Stop' switches it off.")
+                              "then press 'Apply changes' for one run. 'Stop' switches it off. A "
+                              "setting of this session, never part of a shared link.")
         cap = st.number_input(
             "Cost cap (forward passes per method)", min_value=1, max_value=10_000_000,
             value=DEFAULT_MAX_COST, step=1000, key="cap", bind=BIND,

@@ -34,7 +34,7 @@ from explainers import Attribution
 
 from .. import models, render
 from ..state import BIND
-from ..types import Apply, Input
+from ..types import Apply, Caveat, Input
 from ..widgets import Settings
 
 
@@ -82,6 +82,12 @@ class ModalityView(ABC):
         """Encode a raw input the way this view shows it (text: words or word pieces). The
         picked input's ``key`` must name every choice that changes the encoding."""
         return adapter.encode(raw)
+
+    def caveat(self, adapter, inp: Input) -> Caveat | None:
+        """A warning that undermines every explanation of ``inp`` (text: the model cannot
+        read it), or None. The page shows it at the prediction and qualifies each verdict
+        and export with it."""
+        return None
 
     # -- what-if ---------------------------------------------------------------------------------
     @abstractmethod
@@ -203,7 +209,7 @@ def prediction_change(original: Input, edited: Input) -> None:
     if getattr(p, "output_kind", "softmax") == "score":
         before, after = p.value, q.outputs[p.index]
         st.markdown(f"Prediction on the edit: **{render.md(p.label)}** {render.fmt_score(before)} → "
-                    f"{render.fmt_score(after)} (**{after - before:+.4g}**)")
+                    f"{render.fmt_score(after)} (**{render.signed(after - before, '.4g')}**)")
         return
     before, after = p.probabilities[p.index], q.probabilities[p.index]
     flipped = q.index != p.index
@@ -211,7 +217,7 @@ def prediction_change(original: Input, edited: Input) -> None:
                else f"still **{render.md(q.label)}**")
     st.markdown(f"Prediction on the edit: {verdict} ({q.probabilities[q.index]:.1%}) · "
                 f"P({render.md(p.label)}) {before:.1%} → {after:.1%} "
-                f"(**{(after - before) * 100:+.1f}** pts)")
+                f"(**{render.signed((after - before) * 100)}** pts)")
 
 
 def model_source(label: str, own: str, own_caption: str, modality: str) -> str:

@@ -52,7 +52,10 @@ class TextAdapter(ModelAdapter):
     eval_batch_size = 128
     occlusion_window_default = 1
     occlusion_window_max = 32
-    feature_unit = "token"  # occlusion windows slide over token positions
+    feature_unit = "token"
+    #: Occlusion windows count words (or pieces, with ``unit="piece"``), never token
+    #: positions: hiding a word hides all of its pieces at once
+    occludes_features = True
 
     def __init__(self, name: str, module: torch.nn.Module, tokenizer: Any,
                  labels: Sequence[str], device: torch.device | None = None) -> None:
@@ -294,11 +297,6 @@ class TextAdapter(ModelAdapter):
 
     def config(self) -> dict:
         return {"max_length": self.max_length, "samples": sample_hash()}
-
-    def sliding_window(self, enc: Encoded, window: int, stride: int) -> tuple[tuple, tuple]:
-        hidden = enc.inputs.shape[-1]
-        window = min(window, enc.inputs.shape[1])
-        return (window, hidden), (stride, hidden)
 
     def reduce(self, attr: torch.Tensor, enc: Encoded) -> np.ndarray:
         """Per-feature scores: each position's attribution summed over the embedding, then

@@ -102,6 +102,12 @@ def _panel_captions(page) -> list[str]:
 def test_home(server, browser):
     page = _open(browser, server, "How to read the numbers", height=1300)
     assert page.get_by_text("Integrated Gradients").count() >= 1
+    # at 1440 px the four cards' links read in full (none cut off with an ellipsis)
+    page.get_by_text("Open Review").first.wait_for(timeout=60_000)  # a first load may draw twice
+    links = page.locator('[data-testid="stPageLink"] p')
+    assert links.count() >= 4
+    cut = links.evaluate_all("els => els.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)")
+    assert not cut, cut
     _shot(page, "home")
     page.close()
 
@@ -138,6 +144,60 @@ def test_image(server, browser):
     assert page.get_by_text("Egyptian cat").count() >= 1
     page.get_by_text("Attributions side by side").first.scroll_into_view_if_needed()
     _shot(page, "image")
+    page.close()
+
+
+def test_image_full_screen_buttons_leave_the_row_titles_readable(server, browser):
+    page = _open(browser, f"{server}/image?{IMAGE_QUERY}&erase=true", "Download review", height=2200)
+    for title in ("Original input", "Edited input:"):
+        header = page.get_by_text(title).first
+        header.scroll_into_view_if_needed()
+        box = header.bounding_box()
+        below = [i for i in page.locator('[data-testid="stImage"]').all()
+                 if (b := i.bounding_box()) and 0 < b["y"] - box["y"] < 200]
+        below[0].hover()  # the first map of the row: its button sits above its top-right corner
+        time.sleep(0.5)
+        shown = [b for b in _boxes(page, '[data-testid="stElementToolbar"]') if abs(b["y"] - box["y"]) < 80]
+        assert shown and not any(_overlap(box, b) for b in shown), (title, box, shown)
+    page.close()
+
+
+def test_stop_says_stopped_in_the_panels_and_keeps_the_pause_out_of_the_link(server, browser):
+    """The default image settings take seconds: Stop while they run; each panel then says
+    "Stopped", the page is paused, and its address does not carry the pause."""
+    page = _open(browser, f"{server}/image?img=rocket&ig.n_steps=8&gs.n_samples=4&occ.window=56&occ.stride=56",
+                 "Download review", height=1900)
+    page.goto(f"{server}/image?img=astronaut")  # default settings: several seconds of work
+    page.get_by_text("Running: 3 method(s)").first.wait_for(timeout=240_000)
+    page.get_by_role("button", name="Stop").first.click()
+    page.get_by_text("Stopped: this map was not computed").first.wait_for(timeout=120_000)
+    _settle(page)
+    assert page.get_by_text("Stopped: this map was not computed").count() == 3
+    assert page.get_by_role("button", name="Apply changes").count() == 1
+    assert "live" not in page.url, page.url
+    page.close()
+
+
+@pytest.mark.skipif(not TEXT_WEIGHTS.is_file(), reason="default text model weights not built yet")
+def test_the_running_line_appears_before_anything_of_the_new_input(server, browser):
+    """After Ctrl+Enter the 'Running' line is there before the new text's clickable words
+    (the first thing the rerun draws of it), not only once the panels start."""
+    page = _open(browser, f"{server}/text", "Download review", height=1600)
+    page.evaluate("""() => { window.__seen = {};
+      new MutationObserver(() => {
+        const t = performance.now(), s = window.__seen;
+        if (s.running === undefined && [...document.querySelectorAll('[data-testid="stAlertContentInfo"]')]
+              .some(e => e.innerText.includes('Running:'))) s.running = t;
+        if (s.word === undefined && [...document.querySelectorAll('[data-testid="stButtonGroup"] button')]
+              .some(e => e.innerText.trim() === 'walrus')) s.word = t;
+      }).observe(document.body, {subtree: true, childList: true, characterData: true}); }""")
+    box = page.locator("textarea").first
+    box.fill("A touching walrus documentary.")
+    box.press("Control+Enter")
+    _wait_until(lambda: page.evaluate("window.__seen.word !== undefined"), timeout=240)
+    seen = page.evaluate("window.__seen")
+    assert "running" in seen and seen["running"] < seen["word"], seen
+    _settle(page)
     page.close()
 
 

@@ -108,9 +108,10 @@ def test_the_uploads_folder_is_bounded_least_recently_used_first(tmp_path, monke
         os.utime(paths[-1], (1000 + i, 1000 + i))  # distinct ages: 0 oldest
     models.save_upload(blobs[0], ".csv")  # 0 used again: now the most recent
     paths.append(models.save_upload(blobs[2], ".csv"))  # 3 KiB in all: the least recent goes
+    folder = lambda path: os.path.basename(os.path.dirname(path))  # one content-hash folder per upload
     left = sorted(os.listdir(tmp_path / "uploads"))
-    assert left == sorted(os.path.basename(p) for p in (paths[0], paths[2]))
-    big = models.save_upload(bytes(10 * 1024), ".pt2")  # larger than the cap: kept alone
-    assert os.listdir(tmp_path / "uploads") == [os.path.basename(big)]
+    assert left == sorted(folder(p) for p in (paths[0], paths[2]))
+    big = models.save_upload(bytes(10 * 1024), ".pt2", "rec.pt2")  # larger than the cap: kept alone
+    assert os.listdir(tmp_path / "uploads") == [folder(big)] and big.endswith("rec.pt2")
     monkeypatch.setenv("ATTRIBUTION_STUDIO_UPLOADS_MB", "nonsense")
     assert models.uploads_cap() == models.UPLOADS_MB * 1024 ** 2
