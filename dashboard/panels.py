@@ -378,7 +378,7 @@ def _apply(signature: str) -> None:
     st.session_state.pop("_stopped", None)
 
 
-def _wait_for_apply(original: Input, edited: Input | None, run: PanelRun, slots: dict) -> None:
+def _wait_for_apply(original: Input, edited: Input | None, run: PanelRun, slots: dict[str, "_Slots"]) -> None:
     """Live updates are off: nothing runs until the user applies the changes made so far.
     Each panel says so where its map would be: "stopped" after Stop, else waiting."""
     stopped = bool(st.session_state.get("_stopped"))
@@ -392,10 +392,10 @@ def _wait_for_apply(original: Input, edited: Input | None, run: PanelRun, slots:
         if m in run.errors:
             continue
         if stopped:
-            slots[m].warning("Stopped: this map was not computed. 'Apply changes' runs it.",
+            slots[m].bar.warning("Stopped: this map was not computed. 'Apply changes' runs it.",
                              icon=":material/stop_circle:")
         else:
-            slots[m].caption(":material/pause_circle: Waiting for 'Apply changes'.")
+            slots[m].bar.caption(":material/pause_circle: Waiting for 'Apply changes'.")
         run.errors[m] = "stopped" if stopped else "not run yet (live updates paused)"
 
 
