@@ -6,7 +6,8 @@
      prediction: {index, label, output_kind, probabilities}      (softmax, sigmoid)
                | {index, label, output_kind, value, values}       (score),
      target: {index, label}, attributions: {method: {scores, convergence_delta, seconds,
-     params, cache_hit, notes, delta_stats}}, warnings: [...], metrics: {...}}
+     params, cache_hit, notes, delta_stats, [matrix]}}, warnings: [...], [output: {...}],
+     metrics: {...}}
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ class Attribution:
             baseline and no noise: "equivalent to stochastic IG ...").
         delta_stats: IG: ``per_baseline`` deltas, ``gaps`` (f(x) - f(b_k)), ``mean_abs``
             and ``max_abs`` of the deltas; GradientSHAP: ``gaps``; else None.
+        matrix: generation only: ``[target tokens, features]``, row ``j`` the scores for the
+            log-probability of target token ``j`` (``scores`` are for their sum); else None.
     """
 
     method: str
@@ -114,9 +117,10 @@ class Attribution:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     delta_stats: dict | None = None
+    matrix: np.ndarray | None = None
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "scores": jsonable(self.scores),
             "convergence_delta": jsonable(self.convergence_delta),
             "seconds": round(float(self.seconds), 6),
@@ -125,6 +129,9 @@ class Attribution:
             "notes": list(self.notes),
             "delta_stats": jsonable(self.delta_stats),
         }
+        if self.matrix is not None:
+            d["matrix"] = jsonable(self.matrix)
+        return d
 
     @classmethod
     def from_dict(cls, method: str, d: dict, cache_hit: bool = False) -> "Attribution":
@@ -137,12 +144,18 @@ class Attribution:
             cache_hit=cache_hit,
             notes=list(d.get("notes") or []),
             delta_stats=d.get("delta_stats"),
+            matrix=None if d.get("matrix") is None else np.asarray(d["matrix"], dtype=np.float64),
         )
 
 
 @dataclass
 class Explanation:
-    """Everything shown for one input: prediction, target and each method's attribution."""
+    """Everything shown for one input: prediction, target and each method's attribution.
+
+    ``output`` is what the adapter says about the explained output beyond the prediction
+    (generation: the prompt, the target and contrast tokens, the greedy continuation and the
+    matrix's column labels); empty for classifiers, and then left out of the JSON.
+    """
 
     model: str
     modality: str
@@ -152,6 +165,7 @@ class Explanation:
     attributions: dict[str, Attribution]
     warnings: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
+    output: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = {
@@ -163,6 +177,8 @@ class Explanation:
             "attributions": {k: v.to_dict() for k, v in self.attributions.items()},
             "warnings": list(self.warnings),
         }
+        if self.output:
+            d["output"] = jsonable(self.output)
         if self.metrics:
             d["metrics"] = jsonable(self.metrics)
         return d
