@@ -92,13 +92,13 @@ def _as_list(what: str, given, names: list[str], positional: bool, default: str 
         return given
     if not isinstance(given, Mapping):
         raise ExplainerError(f"a template with named fields takes its {what} as a mapping")
-    missing = [n for n in names if n not in given]
+    missing = [n for n in names if n not in given and default is None]  # a baseline defaults to ""
     extra = sorted(str(k) for k in given if k not in names)
     if missing or extra:
         raise ExplainerError(f"the template's fields and its {what} disagree: "
                              + "; ".join(s for s in (f"no {what[:-1]} for {missing}" if missing else "",
                                                      f"no field for {extra}" if extra else "") if s))
-    return [str(given[n]) for n in names]
+    return [str(given.get(n, default)) for n in names]
 
 
 def fill(prompt: Prompt) -> Filled:
