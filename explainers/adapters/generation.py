@@ -122,6 +122,11 @@ class GenerationAdapter(ModelAdapter):
     encode_options = ("unit", "target", "contrast")
     #: baselines that are no point of the input space: perturbation methods only
     edit_baselines = ("delete",)
+    #: a review's labels are expected answers (correct: the greedy continuation contains it)
+    label_kind = "answer"
+    #: reviews explain one prompt at a time (:func:`explainers.explain`), each with its own
+    #: target, per-token matrix and continuation
+    poolable = False
     grad_batch_size = 16
     eval_batch_size = 32
     occlusion_window_default = 1
@@ -369,7 +374,8 @@ class GenerationAdapter(ModelAdapter):
         contrast's tokens."""
         out = self.show_tokens(enc.context["target_ids"].tolist())
         if self.n_contrast(enc):
-            out += [f"B: {t}" for t in self.show_tokens(enc.context["contrast_ids"].tolist())]
+            out += [f"B:{t}" if t[:1].isspace() else f"B: {t}"
+                    for t in self.show_tokens(enc.context["contrast_ids"].tolist())]
         return out
 
     def continuation(self, enc: Encoded) -> list[int]:

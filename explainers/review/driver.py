@@ -29,15 +29,16 @@ def _items(inputs: Any, info: ModelInfo) -> Iterator[Item]:
     return (Item(*(tuple(x) + (None,))[:3]) for x in inputs)
 
 
-def _checked(items: Iterator[Item], classes: Sequence[str], done: set[int | str],
+def _checked(items: Iterator[Item], classes: Sequence[str] | None, done: set[int | str],
              skipped: list[int]) -> Iterator[Item]:
     """Items not yet written, their labels mapped to class indices (an unmappable label
-    stops the run at once rather than filling the file with error lines)."""
+    stops the run at once rather than filling the file with error lines); with no
+    ``classes`` (generation: expected answers) the labels stay as written."""
     for item in items:
         if done and id_key(item.id) in done:
             skipped[0] += 1
             continue
-        truth = label_index(item.label, classes, item.id)
+        truth = item.label if classes is None else label_index(item.label, classes, item.id)
         yield Item(item.id, item.raw, truth)
 
 
@@ -112,7 +113,7 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
         if limit is not None:
             items = itertools.islice(items, limit)
         skipped = [0]
-        items = _checked(items, info.labels, found.done, skipped)
+        items = _checked(items, None if info.free_labels else info.labels, found.done, skipped)
         total = limit
         if total is None and isinstance(inputs, InputSource):
             total = inputs.estimate_rows() if inputs.file else info.n_rows

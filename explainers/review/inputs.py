@@ -27,6 +27,9 @@ TEXT_NAMES = ("text", "sentence", "review", "content", "document", "comment", "b
 IMAGE_NAMES = ("image", "image_path", "path", "file", "filename", "file_name", "filepath")
 LABEL_NAMES = ("label", "labels", "target", "class", "gold", "y", "sentiment", "category")
 ID_NAMES = ("id", "idx", "index", "guid", "uid")
+#: generation: the prompt column, and the expected answer (the greedy answer should contain it)
+PROMPT_NAMES = ("prompt",) + TEXT_NAMES
+ANSWER_NAMES = ("answer", "expected", "expected_answer") + LABEL_NAMES
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")
 #: rows per pandas chunk: big enough to amortise the parser, small enough to stay flat
@@ -53,6 +56,8 @@ class ModelInfo:
     feature_names: tuple[str, ...] | None = None
     n_rows: int | None = None
     true_labels: tuple[int, ...] | None = None
+    #: labels are expected answers as text (generation), not classes
+    free_labels: bool = False
 
     @classmethod
     def from_adapter(cls, model: Any) -> "ModelInfo":
@@ -61,7 +66,8 @@ class ModelInfo:
         return cls(modality=model.modality, labels=tuple(model.labels),
                    feature_names=tuple(model.feature_names) if model.modality == "tabular" else None,
                    n_rows=len(data) if data is not None else None,
-                   true_labels=tuple(int(v) for v in truth) if truth is not None else None)
+                   true_labels=tuple(int(v) for v in truth) if truth is not None else None,
+                   free_labels=getattr(model, "label_kind", "class") == "answer")
 
 
 def label_index(value: Any, classes: Sequence[str], ident: Any = None) -> int | None:
@@ -154,7 +160,7 @@ def detect_header(first: Sequence[Any], rest: Sequence[Sequence[Any]]) -> bool:
     """Whether a first row is a header: one of its cells is a known column name (``text``,
     ``sentence``, ``label``, ...), or a column is numeric in every later row but not in the
     first (``label`` over ``0``/``1``)."""
-    known = set(TEXT_NAMES + IMAGE_NAMES + LABEL_NAMES + ID_NAMES)
+    known = set(PROMPT_NAMES + IMAGE_NAMES + ANSWER_NAMES + ID_NAMES)
     if any(str(c).strip().lower() in known for c in first):
         return True
     for j, head in enumerate(first):
@@ -200,10 +206,10 @@ class InputSource:
     def check(self) -> "InputSource":
         """Resolve the format, header and columns from the file's first rows, before any
         model is loaded. Raises ExplainerError for a missing file or an unknown column."""
-        if self.modality not in ("text", "image", "tabular"):
+        if self.modality not in ("text", "image", "tabular", "generation"):
             raise ExplainerError(f"unknown modality {self.modality!r}")
-        if self.modality == "text" and not self.file:
-            raise ExplainerError("--file is required for text")
+        if self.modality in ("text", "generation") and not self.file:
+            raise ExplainerError(f"--file is required for {self.modality}")
         if self.modality == "image":
             if not self.file:
                 raise ExplainerError("--file must be a folder of images, or a table with a column "
@@ -239,13 +245,15 @@ class InputSource:
             columns = ([str(c).strip() for c in sample.iloc[0]] if plan["header"] and len(sample)
                        else list(range(sample.shape[1])))
         plan["columns"] = columns
-        plan["label"] = self._pick(columns, self.label_column, LABEL_NAMES, "label", plan["header"],
-                                   required=False)
+        plan["label"] = self._pick(columns, self.label_column,
+                                   ANSWER_NAMES if self.modality == "generation" else LABEL_NAMES,
+                                   "label", plan["header"], required=False)
         plan["id"] = self._pick(columns, self.id_column, (), "id", plan["header"], required=False)
-        if self.modality in ("text", "image"):
-            given = self.text_column if self.modality == "text" else self.image_column
-            names = TEXT_NAMES if self.modality == "text" else IMAGE_NAMES
-            plan["input"] = self._pick(columns, given, names, self.modality, plan["header"], required=True,
+        if self.modality in ("text", "image", "generation"):
+            given = self.image_column if self.modality == "image" else self.text_column
+            names = {"text": TEXT_NAMES, "image": IMAGE_NAMES, "generation": PROMPT_NAMES}[self.modality]
+            plan["input"] = self._pick(columns, given, names, "image" if self.modality == "image" else "text",
+                                       plan["header"], required=True,
                                        exclude=(plan["label"], plan["id"]))
         if self.modality == "tabular" and self.label_column not in (None, "none") and plan["label"] is None:
             raise ExplainerError(f"--label-column {self.label_column!r} is not in {path.name}")
@@ -400,7 +408,7 @@ class InputSource:
                     raw = "" if raw is None or (isinstance(raw, float) and math.isnan(raw)) else str(raw)
                     if self.modality == "image" and raw and not Path(raw).is_absolute():
                         raw = str(base / raw)
-                    yield Item(ident, raw.strip() if self.modality == "text" else raw, label)
+                    yield Item(ident, raw if self.modality == "image" else raw.strip(), label)
             row += len(frame)
 
     def _model_rows(self, info: ModelInfo) -> Iterator[Item]:
