@@ -40,6 +40,19 @@ ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "GPT2LMHeadModel", "Q
                  "Qwen3ForCausalLM")
 #: the folder under the cache directory that holds converted GGUF models
 CONVERTED = "causal_lm"
+#: sample prompts for the page and the Review: fact questions whose answer is in the prompt,
+#: with the city asked about (the target the README's check explains, with its leading space)
+FACT_PROMPTS = (
+    ("Maria was born in Lisbon and studied chemistry in Berlin. Which city was Maria born in?", " Lisbon"),
+    ("Tom was born in Oslo and later moved to Madrid for work. Which city was Tom born in?", " Oslo"),
+    ("Aiko was born in Kyoto, but she has lived in London for ten years. Which city was Aiko born in?",
+     " Kyoto"),
+    ("Pedro was born in Lima and went to university in Chicago. Which city was Pedro born in?", " Lima"),
+)
+#: a template sample: its fields are the units, each with a baseline value
+TEMPLATE_SAMPLE = ("{name} was born in {city} and works in {other}. Which city was {name} born in?",
+                   {"name": "Maria", "city": "Lisbon", "other": "Berlin"},
+                   {"name": "Someone", "city": "a city", "other": "another city"})
 
 
 def default_gguf() -> Path:

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Sequence
 
 from cache.models import DEFAULT_LOADERS, read_csv
 
+from .adapters.generation_units import Prompt
 from .adapters.tabular import check_frame
 from .api import check_text, explain
 from .errors import ExplainerError
@@ -166,7 +167,6 @@ def _json_arg(flag: str, value: str | None) -> Any:
 
 def prompt_from_args(args: argparse.Namespace) -> Any:
     """A generation prompt: ``--text``, or ``--template`` with ``--values`` / ``--baselines``."""
-    from .adapters.generation_units import Prompt
     if args.template is None and args.text is None:
         raise ExplainerError("--text (or --template with --values) is required for --modality generation")
     return Prompt(text=args.text or "", template=args.template, values=_json_arg("--values", args.values),
