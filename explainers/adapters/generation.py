@@ -140,10 +140,7 @@ class GenerationAdapter(ModelAdapter):
                                  "units are found through character offsets")
         self.tokenizer = tokenizer
         self.tokenizer_lock = threading.Lock()
-        self.embeddings = module.get_input_embeddings()
-        self.head = module.get_output_embeddings()
-        self.decoder = module.base_model
-        if self.head is None or self.decoder is module:
+        if self.head is None or self.decoder is self.module:
             raise ExplainerError(f"{type(module).__name__} has no separate decoder and LM head")
         cfg = module.config
         limits = [getattr(cfg, "max_position_embeddings", None), getattr(cfg, "n_positions", None),
@@ -162,6 +159,19 @@ class GenerationAdapter(ModelAdapter):
         self.path_baselines = (tokens + ("zero",))[:1]
         self.distribution_baselines = tokens + ("zero",)
         self.check_head()
+
+    # the model's parts, read from ``module`` (a sanity check's randomized copy swaps it)
+    @property
+    def embeddings(self) -> torch.nn.Module:
+        return self.module.get_input_embeddings()
+
+    @property
+    def head(self) -> torch.nn.Module:
+        return self.module.get_output_embeddings()
+
+    @property
+    def decoder(self) -> torch.nn.Module:
+        return self.module.base_model
 
     # -- identity ------------------------------------------------------------------------------
     def config(self) -> dict:
@@ -651,7 +661,7 @@ class GenerationAdapter(ModelAdapter):
             return memo.attention[cache_key]
         am = attention_model(self.module)
         view = copy.copy(self)
-        view.module, view.decoder, view.head = am.module, am.module.base_model, am.module.get_output_embeddings()
+        view.module = am.module
         view._memo = None
         prompt = [enc.inputs[0]]
         length = int(enc.inputs.shape[1])
