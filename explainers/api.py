@@ -22,10 +22,11 @@ def load_model(spec: str = "text", modality: str | None = None, *, checkpoint: s
     """Load a model once per process and wrap it in its modality's adapter.
 
     Args:
-        spec: ``"text"``, ``"image"`` or ``"tabular"`` (breast cancer) for the default
-            models, or ``"diabetes"`` (a regression default for tables); otherwise a Hugging
-            Face id or local directory (text), a timm model name (image), or a
-            ``torch.export`` program (``.pt2``) or TorchScript file (tabular).
+        spec: ``"text"``, ``"image"``, ``"tabular"`` (breast cancer) or ``"generation"``
+            (SmolLM2-135M-Instruct) for the default models, or ``"diabetes"`` (a regression
+            default for tables); otherwise a Hugging Face id or local directory (text), a
+            timm model name (image), a ``torch.export`` program (``.pt2``) or TorchScript
+            file (tabular), or a local causal-LM folder or ``.gguf`` file (generation).
         modality: needed when ``spec`` alone does not say it.
         checkpoint: image only: a local ``.safetensors`` or state-dict file for the timm model.
         data: tabular only: a CSV with a header row of feature names.
