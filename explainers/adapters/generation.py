@@ -33,7 +33,7 @@ import functools
 import hashlib
 import json
 import threading
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -705,9 +705,4 @@ class GenerationAdapter(ModelAdapter):
                           for o in outs])
 
 
-def prompt_dict(prompt: Prompt) -> dict:
-    """A prompt as JSON-able fields (for review lines and links)."""
-    return {k: v for k, v in asdict(prompt).items() if v not in (None, "")}
-
-
-__all__ = ["DELETED", "GenerationAdapter", "Prompt", "as_prompt", "prompt_dict"]
+__all__ = ["DELETED", "GenerationAdapter", "Prompt", "as_prompt"]
