@@ -301,6 +301,8 @@ class GenerationAdapter(ModelAdapter):
         if unit not in UNITS:
             raise ExplainerError(f"generation unit must be one of {list(UNITS)}, got {unit!r}")
         filled = fill(prompt)
+        if filled.is_template and unit != "field":  # words of the filled text: a plain prompt
+            filled = Filled(filled.text)
         text = filled.text.strip() if not filled.is_template else filled.text
         if not text.strip():
             raise ExplainerError("the prompt is empty: type what to ask the model")

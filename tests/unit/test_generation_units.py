@@ -73,3 +73,11 @@ def test_baselines_must_match_the_fields():
         fill(Prompt(template="{a:>3}", values={"a": "x"}))
     with pytest.raises(ExplainerError, match="takes its values as a list"):
         fill(Prompt(template="{}", values={"a": "x"}))
+
+
+def test_a_template_read_by_words_is_its_filled_text(tiny_lm):
+    from explainers.adapters.generation import Prompt as P
+    enc = tiny_lm.encode(P(template="{name} lives in {city}.", values={"name": "Tom", "city": "Oslo"}),
+                         unit="word", target=" fish")
+    assert enc.feature_labels == ["Tom", "lives", "in", "Oslo", "."]
+    assert tiny_lm.deleted_text(enc, {1}) == "Tom in Oslo."
