@@ -76,3 +76,22 @@ def test_a_template_prompt_attributes_its_fields(tiny_lm_dir):
                                        "gen.target_mode": "typed target", "gen.target": " Lisbon"})))
     assert not at.error, [e.value for e in at.error]
     assert "name=Maria" in texts(at) and "city=Lisbon" in texts(at)
+
+
+def test_the_review_page_reviews_prompts_with_expected_answers(tiny_lm_dir):
+    at = AppTest.from_file(str(ROOT / "pages" / "review.py"), default_timeout=300)
+    for k, v in {"rv.modality": "generation", "model_src": "custom", "model": str(tiny_lm_dir)}.items():
+        at.query_params[k] = v
+    run(at)
+    at.segmented_control(key="rv.modality").set_value("generation")
+    run(at)
+    at.text_area(key="rv.prompts").set_value(f"{PROMPT}\tLisbon\nthe soup was bland\n   ")
+    at.multiselect(key="rv.methods").set_value(["feature_ablation"])
+    at.multiselect(key="rv.metrics").set_value(["agreement"])
+    at.button(key="rv.run").click()
+    run(at)
+    captions = " ".join(c.value for c in at.caption)
+    assert "2 input(s) explained" in captions, captions
+    frame = next(d.value for d in at.dataframe if "fewest flips" in d.value.columns)
+    assert list(frame["true label"]) == ["Lisbon", None]
+    assert frame["correct"].iloc[1] is None or frame["correct"].isna().iloc[1]

@@ -327,8 +327,12 @@ def test_generation_delete_a_word(server, browser):
     method; deleting "Lisbon" shows the new continuation beside the old (the README's
     screenshot)."""
     query = "gen.new=6&ig.n_steps=8&methods=feature_ablation,integrated_gradients,target_attention"
-    page = _open(browser, f"{server}/generation?{query}", "Download review", height=2600)
-    page.get_by_text("The model continues:").first.wait_for(timeout=600_000)
+    page = browser.new_page(viewport={"width": 1440, "height": 2600})
+    page.goto(f"{server}/generation?{query}")
+    # the first load converts the GGUF file to safetensors (12-15 s on a quiet machine)
+    page.get_by_text("The model continues:").first.wait_for(timeout=900_000)
+    page.get_by_text("Download review").first.wait_for(timeout=900_000)
+    _settle(page, timeout=900)
     assert len(_panel_captions(page)) == 3
     before = page.get_by_text("The model continues:").first.inner_text()
     page.locator('[data-testid="stButtonGroup"] button', has_text=re.compile(r"^Lisbon$")).first.click()
