@@ -290,7 +290,7 @@ def _threshold_input(adapter, target: int, tab) -> float | None:
     (default: the median of the model's scores on its data, or 0.5 for a sigmoid). None for
     a softmax classifier, whose flip is a change of class."""
     kind = getattr(adapter, "output_kind", "softmax")
-    if kind == "softmax":
+    if kind == "softmax" or hasattr(adapter, "flip_rule"):  # the adapter's own flip (generation)
         return None
     if kind == "sigmoid":
         default, note = 0.5, "0.5"

@@ -20,6 +20,8 @@ PAGES = (("text", "Text", ":material/notes:", "a sentiment classifier (MiniLM-L6
          ("tabular", "Tabular", ":material/table_chart:", "an MLP on the breast-cancer data (30 "
           "features), a diabetes regression, or your CSV + model (a torch.export .pt2 or TorchScript): "
           "what-if values"),
+         ("generation", "Generation", ":material/chat:", "a small chat LM (SmolLM2-135M, offline): which "
+          "prompt words made it answer, per output token; delete words, see the new answer"),
          ("review", "Review", ":material/fact_check:", "a batch of inputs explained with metrics: "
           "which method is most faithful across all of them"))
 
@@ -56,6 +58,12 @@ TRUST = {
                  "them (IG: 81 %), its word ranking barely follows IG's (Spearman 0.23), and "
                  "rollout was close to random (6 %). Read it next to an attribution panel and "
                  "its Compare numbers, never alone.",
+    "shapley_sampling": "Averages each feature's marginal effect over random orders: noisy with few "
+                        "n_samples (rerun with another seed), costs a forward per feature and sample.",
+    "target_attention": "Where the language model reads while producing the target, not what "
+                        "changes its answer: weights are non-negative, and what lands on the first "
+                        "token or the chat template is not shown. See BENCHMARKS.md for where it ranks "
+                        "the fact word.",
     "attention_x_gradient": "Class-specific, and on the default (mean-pooled) model only slightly "
                             "more faithful than raw attention: it beat the random control on 34 % "
                             "of 100 SST-2 sentences (IG: 81 %). Trust it on an input only where "
@@ -68,6 +76,7 @@ EXAMPLES = {
     "text": {"text": "The plot was predictable, but the acting kept me watching."},
     "image": {"img": "coffee"},
     "tabular": {"row": "13"},
+    "generation": {"gen.target_mode": "typed target"},
     "review": {"rv.modality": "tabular"},
 }
 

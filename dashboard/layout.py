@@ -33,9 +33,11 @@ def _draw(view: ModalityView, status) -> None:
     st.subheader("What if…")
     edited = view.what_if(adapter, original)
     with strip:
-        target = panels.prediction_strip(adapter, original, edited, view.caveat(adapter, original))
+        target = view.prediction_strip(adapter, original, edited)
+        if target is None:
+            target = panels.prediction_strip(adapter, original, edited, view.caveat(adapter, original))
     st.subheader("Attributions side by side")
-    methods = widgets.method_picker(view.modality)
+    methods = widgets.method_picker(view.modality, view.default_methods)
     run = panels.explain_panels(view, adapter, original, edited, methods, target, settings)
     view.extra_sections(adapter, original, edited)
     metrics = compare.compare_section(view, adapter, original, run, apply=view.apply_flip(adapter, original),

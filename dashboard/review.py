@@ -37,7 +37,8 @@ def choose(modality: str) -> tuple[list[str], list[str]]:
     """Methods and metrics for the batch."""
     names = list_methods(modality)
     c1, c2 = st.columns(2)
-    methods = c1.multiselect("Methods", names, default=[m for m in DEFAULT_METHODS if m in names],
+    default = get_view(modality).default_methods or DEFAULT_METHODS
+    methods = c1.multiselect("Methods", names, default=[m for m in default if m in names],
                              format_func=lambda n: get_method(n).title, key="rv.methods",
                              help="Each with the parameters last set on the modality's page "
                                   "(its defaults if you have not changed them there).")
@@ -81,8 +82,8 @@ def run_batch(view, adapter, items: list[tuple[Any, Any]], methods: list[str], m
                                                          options, progress=step)):
             rec["input"] = view.describe_input(adapter, ident, raw)
             rec["true_label"] = view.true_label(adapter, ident, raw)
-            if rec["true_label"] is not None and "prediction" in rec:  # the CLI's wrong/correct split
-                rec["correct"] = rec["prediction"]["label"] == rec["true_label"]
+            if view.correct(rec) is not None:  # the CLI's wrong/correct split
+                rec["correct"] = view.correct(rec)
             rec["review_params"] = params or {}
             records.append(rec)
         bar.progress(min(1.0, (start + len(chunk)) / total), text=f"reviewed {start + len(chunk)}/{total}")
@@ -108,7 +109,7 @@ def input_frame(records: list[dict]) -> pd.DataFrame:
         if prediction.get("output_kind") == "score" and prediction.get("value") is not None:
             pred = f"{pred} = {float(prediction['value']):.4g}"  # a score: its value, not its name
         rows.append({"#": i, "id": str(r.get("id")), "input": _short(r.get("input")), "predicted": pred,
-                     "true label": truth, "correct": None if truth is None else truth == pred,
+                     "true label": truth, "correct": r.get("correct"),
                      "disagreement": 1 - sum(pairs) / len(pairs) if pairs else None,
                      "fewest flips": min(counts) if counts else None})
     return pd.DataFrame(rows)

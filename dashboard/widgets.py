@@ -62,11 +62,11 @@ def sidebar_settings(view) -> Settings:
     return Settings(int(cap), scale == "shared", options, live=bool(live))
 
 
-def method_picker(modality: str) -> list[str]:
-    """Multiselect of the registered methods for ``modality`` (default IG, GradientSHAP,
-    Occlusion); one panel per selected method, in the order picked."""
+def method_picker(modality: str, default_methods=None) -> list[str]:
+    """Multiselect of the registered methods for ``modality`` (default ``default_methods``,
+    else IG, GradientSHAP, Occlusion); one panel per selected method, in the order picked."""
     names = list_methods(modality)
-    default = [m for m in DEFAULT_METHODS if m in names]
+    default = [m for m in (default_methods or DEFAULT_METHODS) if m in names]
     return st.multiselect(
         "Methods (one panel each)", names, default=default, key="methods", bind=BIND,
         format_func=lambda n: get_method(n).title,

@@ -30,10 +30,11 @@ def load_model(spec: str = "text", modality: str | None = None, *, checkpoint: s
     """Load a model once per process and wrap it in its modality's adapter.
 
     Args:
-        spec: ``"text"``, ``"image"`` or ``"tabular"`` (breast cancer) for the default
-            models, or ``"diabetes"`` (a regression default for tables); otherwise a Hugging
-            Face id or local directory (text), a timm model name (image), or a
-            ``torch.export`` program (``.pt2``) or TorchScript file (tabular).
+        spec: ``"text"``, ``"image"``, ``"tabular"`` (breast cancer) or ``"generation"``
+            (SmolLM2-135M-Instruct) for the default models, or ``"diabetes"`` (a regression
+            default for tables); otherwise a Hugging Face id or local directory (text), a
+            timm model name (image), a ``torch.export`` program (``.pt2``) or TorchScript
+            file (tabular), or a local causal-LM folder or ``.gguf`` file (generation).
         modality: needed when ``spec`` alone does not say it.
         checkpoint: image only: a local ``.safetensors`` or state-dict file for the timm model.
         data: tabular only: a CSV with a header row of feature names.
@@ -141,24 +142,34 @@ def collect_warnings(model: ModelAdapter, enc: Encoded, attributions: Iterable[A
     return list(dict.fromkeys(notes))
 
 
-def encode(model: ModelAdapter, inputs: Any, unit: str | None = None) -> Encoded:
-    """``model.encode(inputs)``; ``unit`` (``"word"`` or ``"piece"``) is for text only.
+def encode(model: ModelAdapter, inputs: Any, unit: str | None = None, **options: Any) -> Encoded:
+    """``model.encode(inputs)``; ``unit`` (text: ``"word"`` or ``"piece"``; generation:
+    ``"token"``, ``"word"``, ``"sentence"``, ``"field"``) and the other ``options`` (generation:
+    ``target`` and ``contrast`` texts) go to adapters that declare them in ``encode_options``.
 
     Raises:
-        ExplainerError: for a unit given to an image or tabular model, or an unknown unit.
+        ExplainerError: for an option the model does not take, or an unknown unit.
     """
-    if unit is None:
-        return model.encode(inputs)
-    if model.modality != "text":
-        raise ExplainerError(f"'unit' applies to text only, not to {model.modality} input")
-    return model.encode(inputs, unit=unit)
+    accepted = tuple(getattr(model, "encode_options", ()) or (("unit",) if model.modality == "text" else ()))
+    given = {k: v for k, v in {"unit": unit, **options}.items() if v is not None}
+    for name in given:
+        if name not in accepted:
+            where = "text and generation" if name == "unit" else "generation"
+            raise ExplainerError(f"'{name}' applies to {where} only, not to {model.modality} input")
+    return model.encode(inputs, **given)
+
+
+def target_in_input(model: ModelAdapter) -> bool:
+    """True when the model's target is part of its input (generation: the continuation whose
+    log-probability is explained), so ``explain``'s ``target`` goes to :func:`encode`."""
+    return "target" in tuple(getattr(model, "encode_options", ()))
 
 
 def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = None,
             params: dict[str, dict] | None = None, target: Any = None, use_cache: bool = True,
             metrics: Sequence[str] | None = None, metric_params: dict | None = None,
             progress: Progress | None = None, max_cost: int | None = None,
-            store: Any = None, unit: str | None = None) -> Explanation:
+            store: Any = None, unit: str | None = None, contrast: Any = None) -> Explanation:
     """Explain one prediction with several methods side by side.
 
     Args:
@@ -169,6 +180,8 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
             and Occlusion.
         params: ``{method: {param: value}}``; missing values take the declared defaults.
         target: class index or label to explain; None means the predicted class.
+            Generation: the continuation whose log-probability is explained, as text (None:
+            the model's greedy continuation).
         use_cache: read and write the SQLite attribution store.
         metrics: names from :data:`explainers.metrics.METRICS` to add to the result (a
             string is one name).
@@ -176,18 +189,27 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
         progress: ``progress(method, fraction)`` after each model batch.
         max_cost: refuse any method needing more forward passes than this.
         store: an explicit store (default: the process-wide one in the cache directory).
-        unit: text only: ``"word"`` (default; word pieces merged, scores summed over a
-            word's pieces) or ``"piece"`` (one feature per word piece).
+        unit: text: ``"word"`` (default; word pieces merged, scores summed over a
+            word's pieces) or ``"piece"`` (one feature per word piece); generation:
+            ``"token"``, ``"word"`` (default), ``"sentence"`` or ``"field"`` (templates).
+        contrast: generation only: a second continuation B; the explained value is then
+            ``log p(target) - log p(contrast)`` ("why the target rather than B").
 
     Returns:
-        An :class:`Explanation`; ``to_dict()`` gives the CLI's JSON schema.
+        An :class:`Explanation`; ``to_dict()`` gives the CLI's JSON schema (generation adds
+        each method's per-token ``matrix`` and the ``output`` block).
     """
     methods = check_methods(methods)
     params = check_params(params, methods)
     metrics = check_metric_names(metrics)  # fail before the expensive part, not after it
-    if isinstance(inputs, str) and model.modality == "text":
+    if isinstance(inputs, str) and model.modality in ("text", "generation"):
         check_text(inputs)
-    enc = inputs if isinstance(inputs, Encoded) else encode(model, inputs, unit)
+    options = {}
+    if target_in_input(model):  # the target is part of the input: encoded with it
+        options, target = {"target": target}, None
+    if contrast is not None:
+        options["contrast"] = contrast
+    enc = inputs if isinstance(inputs, Encoded) else encode(model, inputs, unit, **options)
     searched = enc.extra.get("baseline_seconds", 0.0)  # an Encoded may come with earlier searches
     for name in methods:  # every method's parameters, before the first one runs
         check_method(model, name, params.get(name))
@@ -206,7 +228,8 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
         model=model.name, modality=model.modality, features=model.features(enc),
         prediction=prediction, target={"index": target_index, "label": model.label(target_index)},
         attributions=attributions, warnings=collect_warnings(model, enc, attributions.values()),
-        baseline_seconds=enc.extra.get("baseline_seconds", 0.0) - searched)
+        baseline_seconds=enc.extra.get("baseline_seconds", 0.0) - searched,
+        output=model.output_info(enc) if hasattr(model, "output_info") else {})
     if metrics:
         start = time.perf_counter()
         result.metrics = compute(model, enc, result, list(metrics), metric_params or {},

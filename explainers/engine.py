@@ -370,11 +370,14 @@ def row_meta(adapter: ModelAdapter, enc: Encoded, name: str, target: int) -> dic
     return {"method": name, "target": int(target), "model": adapter.result_key, "input": enc.key}
 
 
-def check_row(row: Any, meta: dict, params: dict, shape: tuple[int, ...]) -> str | None:
+def check_row(row: Any, meta: dict, params: dict, shape: tuple[int, ...],
+              matrix_rows: int = 0) -> str | None:
     """Why a row read from the store must not be served, or None when it may be.
 
     A row is served only if it carries the ``meta`` and the resolved ``params`` its key
-    promised, and finite scores of the expected ``shape`` (one per feature, or H x W).
+    promised, and finite scores of the expected ``shape`` (one per feature, or H x W); with
+    ``matrix_rows`` (generation: one per target token), a finite ``matrix`` of that many
+    rows of ``shape``.
     """
     if not isinstance(row, dict) or not {"scores", "params", "seconds", "meta"} <= set(row):
         return "fields missing"
@@ -392,6 +395,13 @@ def check_row(row: Any, meta: dict, params: dict, shape: tuple[int, ...]) -> str
         return "scores or timings are not numbers"
     if scores.shape != tuple(shape):
         return f"scores have shape {scores.shape}, expected {tuple(shape)}"
+    if matrix_rows:
+        try:
+            matrix = np.asarray(row.get("matrix"), dtype=np.float64)
+        except (TypeError, ValueError):
+            return "the matrix is not numbers"
+        if matrix.shape != (matrix_rows,) + tuple(shape) or not np.all(np.isfinite(matrix)):
+            return f"the matrix has shape {matrix.shape}, expected {(matrix_rows,) + tuple(shape)}"
     if not np.all(np.isfinite(scores)) or (delta is not None and not np.isfinite(delta)) \
             or not np.isfinite(seconds):
         return "values are not finite"
@@ -399,7 +409,8 @@ def check_row(row: Any, meta: dict, params: dict, shape: tuple[int, ...]) -> str
 
 
 def read_stored(store: Any, key: str, name: str, meta: dict, params: dict,
-                shape: tuple[int, ...], notes: list[str]) -> tuple[Attribution | None, bool]:
+                shape: tuple[int, ...], notes: list[str], matrix_rows: int = 0
+                ) -> tuple[Attribution | None, bool]:
     """The stored attribution if a valid row exists, and whether the store may be written.
 
     A fault appends one note; a bad row is dropped and appends a note too."""
@@ -413,7 +424,7 @@ def read_stored(store: Any, key: str, name: str, meta: dict, params: dict,
         return None, False
     if row is None:
         return None, True
-    why = check_row(row, meta, params, shape)
+    why = check_row(row, meta, params, shape, matrix_rows)
     if why is not None:
         store.discard(key)
         notes.append(f"attribution store: a stored result was not served ({why}); recomputed")
@@ -426,6 +437,13 @@ def write_stored(store: Any, key: str, result: Attribution, meta: dict, notes: l
         store.put(key, {**result.to_dict(), "meta": meta})
     except StoreFault as e:
         notes.append(f"attribution store unavailable, result not saved: {e}")
+
+
+def matrix_columns(adapter: ModelAdapter, enc: Encoded) -> list[int]:
+    """The output columns an adapter wants attributed besides the target, one matrix row
+    each (generation: one per target token); none for classifiers."""
+    columns = getattr(adapter, "matrix_columns", None)
+    return list(columns(enc)) if callable(columns) else []
 
 
 def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | None = None,
@@ -448,15 +466,19 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
 
     Returns:
         The :class:`Attribution`, from the store when an identical request was seen before.
+        Where the adapter has :func:`matrix_columns` (generation), its ``matrix`` holds one
+        row of per-feature scores per column (per target token), from the same run.
     """
     method, resolved = check_method(adapter, name, params)
     target_index = resolve_target(adapter, enc, target)
     meta = row_meta(adapter, enc, name, target_index)
     key = make_key(meta, resolved)
+    columns = matrix_columns(adapter, enc)
     notes: list[str] = []
     writable = store is not None
     if store is not None:
-        hit, writable = read_stored(store, key, name, meta, resolved, adapter.score_shape(enc), notes)
+        hit, writable = read_stored(store, key, name, meta, resolved, adapter.score_shape(enc), notes,
+                                    len(columns))
         if hit is not None:
             if progress:
                 progress(name, 1.0)
@@ -491,6 +513,10 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
         start = time.perf_counter()
         attr, delta = _run_with_oom_retry(
             run, lambda: method.run(run, enc, target_index, resolved, forward))
+        # one more run per matrix column; the adapter's run remembers every row it scored
+        # (and its gradients), so these reuse the model work of the run above
+        rows = [_run_with_oom_retry(run, lambda c=c: method.run(run, enc, c, resolved, forward))[0]
+                for c in columns]
         if attr.is_cuda:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
@@ -503,8 +529,11 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
     if isinstance(delta, dict):
         stats = {k: v for k, v in delta.items() if k != "convergence_delta"}
         delta = delta["convergence_delta"]
+    matrix = np.stack([adapter.reduce(r.float(), enc).astype(np.float64) for r in rows]) if rows else None
+    if matrix is not None and not np.all(np.isfinite(matrix)):
+        raise ExplainerError(f"{method.title} produced non-finite per-token scores; try other parameters")
     result = Attribution(name, scores, delta, seconds, resolved, warnings=notes,
-                         notes=method.notes(adapter, enc, resolved), delta_stats=stats)
+                         notes=method.notes(adapter, enc, resolved), delta_stats=stats, matrix=matrix)
     if writable:
         write_stored(store, key, result, meta, notes)
     if progress:

@@ -62,6 +62,8 @@ class ModalityView(ABC):
     #: full colour at this percentile of |score| (None: at the maximum). Images use 99.5, so
     #: one hot pixel does not wash a map out.
     scale_percentile: ClassVar[float | None] = None
+    #: the methods the page opens with (None: the engine's ``DEFAULT_METHODS``)
+    default_methods: ClassVar[tuple[str, ...] | None] = None
 
     # -- sidebar and input -------------------------------------------------------------------
     @abstractmethod
@@ -87,6 +89,12 @@ class ModalityView(ABC):
         """A warning that undermines every explanation of ``inp`` (text: the model cannot
         read it), or None. The page shows it at the prediction and qualifies each verdict
         and export with it."""
+        return None
+
+    def prediction_strip(self, adapter, original: Input, edited: Input | None) -> int | None:
+        """Draw the model's output above the panels and return the output every panel
+        explains; None (the default) leaves it to the shared strip (class bars, a score's
+        range). Generation draws its continuation and target tokens instead."""
         return None
 
     # -- what-if ---------------------------------------------------------------------------------
@@ -158,6 +166,14 @@ class ModalityView(ABC):
     def true_label(self, adapter, ident: Any, raw: Any) -> str | None:
         """The ground-truth label of a review input, where the data has one."""
         return None
+
+    def correct(self, record: dict) -> bool | None:
+        """Whether a review line's prediction matches its ``true_label`` (None: no label):
+        the predicted label equals it (generation: the continuation contains it)."""
+        truth = record.get("true_label")
+        if truth is None or "prediction" not in record:
+            return None
+        return record["prediction"]["label"] == truth
 
     def link_params(self, record: dict) -> dict | None:
         """URL parameters that open a review line's input on the modality's page (None:

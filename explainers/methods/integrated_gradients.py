@@ -57,6 +57,7 @@ class IntegratedGradients(Method):
     paper = "Sundararajan, Taly, Yan. Axiomatic Attribution for Deep Networks. ICML 2017."
     has_convergence_delta = True
     supports_noise_tunnel = True
+    interpolates = True  # offered no edit baselines (generation's "delete")
     defer_model_calls = True  # Captum never branches on outputs: pooled across inputs
 
     def own_params(self, adapter):

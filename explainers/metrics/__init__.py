@@ -173,14 +173,18 @@ def _threshold_flip(adapter: ModelAdapter, enc: Encoded, scores: dict[str, np.nd
     :func:`explainers.metrics.flip.flip_threshold`). Features that hold the output on its
     side go first: the most positive when it is at or above the threshold, else the most
     negative."""
+    label = adapter.label(target)
+    rule = getattr(adapter, "flip_rule", None)
+    if callable(rule):  # the adapter says which output decides (generation: the first-token margin)
+        target, threshold, label, source = rule(enc)
     if opts.get("threshold") is not None:
         threshold, source = float(opts["threshold"]), "set by the user"
-    else:
+    elif not callable(rule):
         threshold, source = default_threshold(adapter, target, predictor)
     value = float(predictor(np.ones((1, enc.n_features), dtype=bool))[0][target])
     above = value >= threshold
     ordered = scores if above else {m: -s for m, s in scores.items()}
-    block = flip.flip_threshold(ordered, target, threshold, predictor, enc.feature_labels, adapter.label(target),
+    block = flip.flip_threshold(ordered, target, threshold, predictor, enc.feature_labels, label,
                            adapter.output_kind, opts["seed"], chunk=flip_chunk(len(ordered)),
                            edited=predictor.edited, perturbation=opts["perturbation"],
                            perturbation_note=opts["perturbation_note"], threshold_source=source)

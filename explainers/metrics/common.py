@@ -217,6 +217,8 @@ def resolve_perturbation(value: Any, adapter: ModelAdapter, baseline: str) -> tu
                        "(ERASER's definition)")
     if value == "mask":
         return value, "removed words are replaced by one [MASK] each, and the text re-tokenised"
+    if baseline in tuple(getattr(adapter, "edit_baselines", ())):  # an edit, not a value (generation)
+        return value, f"removed features: {adapter.describe_baseline(baseline)}"
     what = "embeddings" if adapter.modality == "text" else ("pixels" if adapter.modality == "image"
                                                             else "values")
     return value, f"removed features' {what} are replaced by the '{baseline}' baseline"

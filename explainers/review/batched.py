@@ -278,6 +278,10 @@ def review_chunk(model: ModelAdapter, items: Sequence[tuple[Any, Any]], methods:
     and the others go on; an error that fails every input alike (bad parameters) is
     every line's error."""
     items = list(items)
+    if not getattr(model, "poolable", True):  # generation: every prompt has its own target
+        return [review_one(model, ident, raw, methods, params, metrics, metric_params, use_cache, unit,
+                           target=None if targets is None else targets[i])
+                for i, (ident, raw) in enumerate(items)]
     try:
         results = explain_many(model, [raw for _, raw in items], methods, params, metrics,
                                metric_params, targets=targets, unit=unit, use_cache=use_cache,

@@ -93,13 +93,14 @@ class InOrder:
             self.writer.add(out)
 
 
-def _checked(items: Iterator[Item], classes: Sequence[str], done: set[int | str], skipped: list[int],
+def _checked(items: Iterator[Item], classes: Sequence[str] | None, done: set[int | str], skipped: list[int],
              order: InOrder, strict: bool, seen: set | None) -> Iterator[Item]:
     """Items not yet written, their labels mapped to class indices. An input that cannot be
     read or has an unknown label is reported (its error line written in order, ``order``)
     and the run goes on; with ``strict`` it stops there. ``seen``: ids met so far, where ids
     are not known to be unique (inputs given from Python): a repeat stops the run, since a
-    resume would skip it."""
+    resume would skip it. With no ``classes`` (generation: expected answers) the labels stay
+    as written."""
     for item in items:
         key = id_key(item.id)
         if done and key in done:
@@ -113,7 +114,7 @@ def _checked(items: Iterator[Item], classes: Sequence[str], done: set[int | str]
         error, truth = item.error, None
         if error is None:
             try:
-                truth = label_index(item.label, classes, item.id)
+                truth = item.label if classes is None else label_index(item.label, classes, item.id)
             except ExplainerError as e:
                 if strict:
                     raise ExplainerError(f"{e} (strict: the run stops at the first bad input)") from None
@@ -225,7 +226,7 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
             total = source.estimate_rows() if source.file else info.n_rows
         writer = Writer(out, summary, skipped, total, append=resuming)
         order = InOrder(writer)
-        checked = _checked(items, info.labels, found.done, skipped, order, strict,
+        checked = _checked(items, None if info.free_labels else info.labels, found.done, skipped, order, strict,
                            seen=None if source is not None else set())
         for records in runner.run(checked, options, batch_size):
             order.add(records)

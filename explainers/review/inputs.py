@@ -45,6 +45,9 @@ TEXT_NAMES = ("text", "sentence", "review", "content", "document", "comment", "b
 IMAGE_NAMES = ("image", "image_path", "path", "file", "filename", "file_name", "filepath")
 LABEL_NAMES = ("label", "labels", "target", "class", "gold", "y", "sentiment", "category")
 ID_NAMES = ("id", "idx", "index", "guid", "uid")
+#: generation: the prompt column, and the expected answer (the greedy answer should contain it)
+PROMPT_NAMES = ("prompt",) + TEXT_NAMES
+ANSWER_NAMES = ("answer", "expected", "expected_answer") + LABEL_NAMES
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")
 #: rows read to decide whether the first line is a header
@@ -80,6 +83,8 @@ class ModelInfo:
     n_rows: int | None = None
     true_labels: tuple[int, ...] | None = None
     key: str | None = None
+    #: labels are expected answers as text (generation), not classes
+    free_labels: bool = False
 
     @classmethod
     def from_adapter(cls, model: Any) -> "ModelInfo":
@@ -91,7 +96,8 @@ class ModelInfo:
         return cls(modality=model.modality, labels=tuple(model.labels),
                    feature_names=tuple(model.feature_names) if model.modality == "tabular" else None,
                    n_rows=len(data) if data is not None else None,
-                   true_labels=tuple(int(v) for v in truth) if truth is not None else None, key=key)
+                   true_labels=tuple(int(v) for v in truth) if truth is not None else None, key=key,
+                   free_labels=getattr(model, "label_kind", "class") == "answer")
 
 
 def label_index(value: Any, classes: Sequence[str], ident: Any = None) -> int | None:
@@ -368,10 +374,10 @@ class InputSource:
         """Resolve the format, header and columns from the file's first rows, before any
         model is loaded. Raises ExplainerError for a missing or empty file, an empty image
         folder, an unknown or repeated column, or repeated ids."""
-        if self.modality not in ("text", "image", "tabular"):
+        if self.modality not in ("text", "image", "tabular", "generation"):
             raise ExplainerError(f"unknown modality {self.modality!r}")
-        if self.modality == "text" and not self.file:
-            raise ExplainerError("--file is required for text")
+        if self.modality in ("text", "generation") and not self.file:
+            raise ExplainerError(f"--file is required for {self.modality}")
         if self.modality == "image":
             if not self.file:
                 raise ExplainerError("--file must be a folder of images, or a table with a column "
@@ -420,13 +426,15 @@ class InputSource:
             else:
                 columns = list(range(len(good[0].fields) if good else 1))
         plan["columns"] = columns
-        plan["label"] = self._pick(columns, self.label_column, LABEL_NAMES, "label", plan["header"],
-                                   required=False)
+        plan["label"] = self._pick(columns, self.label_column,
+                                   ANSWER_NAMES if self.modality == "generation" else LABEL_NAMES,
+                                   "label", plan["header"], required=False)
         plan["id"] = self._pick(columns, self.id_column, (), "id", plan["header"], required=False)
-        if self.modality in ("text", "image"):
-            given = self.text_column if self.modality == "text" else self.image_column
-            names = TEXT_NAMES if self.modality == "text" else IMAGE_NAMES
-            plan["input"] = self._pick(columns, given, names, self.modality, plan["header"], required=True,
+        if self.modality in ("text", "image", "generation"):
+            given = self.image_column if self.modality == "image" else self.text_column
+            names = {"text": TEXT_NAMES, "image": IMAGE_NAMES, "generation": PROMPT_NAMES}[self.modality]
+            plan["input"] = self._pick(columns, given, names, "image" if self.modality == "image" else "text",
+                                       plan["header"], required=True,
                                        exclude=(plan["label"], plan["id"]))
         if self.modality == "tabular" and self.label_column not in (None, "none") and plan["label"] is None:
             raise ExplainerError(f"--label-column {self.label_column!r} is not in {path.name}")
@@ -603,7 +611,7 @@ class InputSource:
                 label = _native(self._cell(rec, plan["label"])) if plan["label"] is not None else None
                 try:
                     raw = self._raw(rec, info, base)
-                    if label is not None:
+                    if label is not None and not info.free_labels:
                         label_index(label, info.labels, ident)
                 except ExplainerError as e:
                     error = str(e)
@@ -645,8 +653,8 @@ class InputSource:
             value = str(value)
         elif not isinstance(value, str):
             raise ExplainerError(f"the {column!r} value is {_json_kind(value)}, not a "
-                                 f"{'text' if self.modality == 'text' else 'path'}: {_short(value, 40)}")
-        if self.modality == "text":
+                                 f"{'path' if self.modality == 'image' else 'text'}: {_short(value, 40)}")
+        if self.modality != "image":
             value = value.strip()
             if len(value) > MAX_TEXT_CHARS:
                 raise ExplainerError(f"the text has {len(value):,} characters, over the limit of "
@@ -689,7 +697,7 @@ def detect_header(first: Sequence[Any], rest: Sequence[Sequence[Any]]) -> bool:
     """Whether a first row is a header: one of its cells is a known column name (``text``,
     ``sentence``, ``label``, ...), or a column is numeric in every later row but not in the
     first (``label`` over ``0``/``1``)."""
-    known = set(TEXT_NAMES + IMAGE_NAMES + LABEL_NAMES + ID_NAMES)
+    known = set(PROMPT_NAMES + IMAGE_NAMES + ANSWER_NAMES + ID_NAMES)
     if any(str(c).strip().lower() in known for c in first):
         return True
     for j, head in enumerate(first):

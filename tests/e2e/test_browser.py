@@ -380,3 +380,30 @@ def test_text_attention_heat_map(server, browser):
                                           "height": chart["y"] + chart["height"] - box["y"] + 90})
     assert path.stat().st_size > 10_000
     page.close()
+
+
+def test_generation_delete_a_word(server, browser):
+    """The Generation page on the default SmolLM2: the greedy continuation, one matrix per
+    method; deleting "Lisbon" shows the new continuation beside the old (the README's
+    screenshot)."""
+    query = "gen.new=6&ig.n_steps=8&methods=feature_ablation,integrated_gradients,target_attention"
+    page = browser.new_page(viewport={"width": 1440, "height": 2600})
+    page.goto(f"{server}/generation?{query}")
+    # the first load converts the GGUF file to safetensors (12-15 s on a quiet machine)
+    page.get_by_text("The model continues:").first.wait_for(timeout=900_000)
+    page.get_by_text("Download review").first.wait_for(timeout=900_000)
+    _settle(page, timeout=900)
+    assert len(_panel_captions(page)) == 3
+    before = page.get_by_text("The model continues:").first.inner_text()
+    page.locator('[data-testid="stButtonGroup"] button', has_text=re.compile(r"^Lisbon$")).first.click()
+    page.get_by_text("On the edit it continues:").first.wait_for(timeout=600_000)
+    _wait_until(lambda: len(_panel_captions(page)) >= 6, timeout=900)
+    _settle(page, timeout=900)
+    after = page.get_by_text("On the edit it continues:").first.inner_text()
+    assert after.split(":", 1)[1].strip() and before.split(":", 1)[1].strip()
+    assert page.get_by_text("deleted: Lisbon").count() >= 1
+    assert page.locator("del").count() >= 1  # the prompt's diff
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.evaluate("window.scrollTo(0, 0)")
+    _shot(page, "generation")
+    page.close()
