@@ -515,8 +515,8 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
             run, lambda: method.run(run, enc, target_index, resolved, forward))
         # one more run per matrix column; the adapter's run remembers every row it scored
         # (and its gradients), so these reuse the model work of the run above
-        rows = [_run_with_oom_retry(run, lambda c=c: method.run(run, enc, c, resolved, forward))[0]
-                for c in columns]
+        column_scores = [_run_with_oom_retry(run, lambda c=c: method.run(run, enc, c, resolved, forward))[0]
+                         for c in columns]
         if attr.is_cuda:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
@@ -529,7 +529,8 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
     if isinstance(delta, dict):
         stats = {k: v for k, v in delta.items() if k != "convergence_delta"}
         delta = delta["convergence_delta"]
-    matrix = np.stack([adapter.reduce(r.float(), enc).astype(np.float64) for r in rows]) if rows else None
+    matrix = (np.stack([adapter.reduce(r.float(), enc).astype(np.float64) for r in column_scores])
+              if column_scores else None)
     if matrix is not None and not np.all(np.isfinite(matrix)):
         raise ExplainerError(f"{method.title} produced non-finite per-token scores; try other parameters")
     result = Attribution(name, scores, delta, seconds, resolved, warnings=notes,
