@@ -70,7 +70,7 @@ def test_cache_keeps_word_and_piece_results_apart(tiny_text, tmp_path):
     assert not p.attributions["saliency"].cache_hit
     assert len(w.attributions["saliency"].scores) == 4 and len(p.attributions["saliency"].scores) == 5
     assert explain(tiny_text, text, methods=["saliency"], store=store).attributions["saliency"].cache_hit
-    with pytest.raises(ExplainerError, match="text only"):
+    with pytest.raises(ExplainerError, match="applies to text and generation only"):
         from explainers.api import encode
         encode(type("M", (), {"modality": "image"})(), None, unit="word")
 
