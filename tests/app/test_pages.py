@@ -84,7 +84,7 @@ def test_entry_point_renders_home_with_every_method():
     assert "random control" in text  # how to read the faithfulness numbers
     # every card opens its page with an example; the first-explanation path links the sentence
     links = {(link.proto.page, link.proto.query_string) for link in at.get("page_link")}
-    assert {p for p, _ in links} == {"text", "image", "tabular", "review"}
+    assert {p for p, _ in links} == {"text", "image", "tabular", "generation", "review"}
     assert all(q for _, q in links)
     assert ".pt2" in text and "TorchScript" in text  # the Tabular card names both model formats
     assert "Three steps" in text
