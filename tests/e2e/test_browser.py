@@ -394,12 +394,13 @@ def test_generation_delete_a_word(server, browser):
     page.get_by_text("Download review").first.wait_for(timeout=900_000)
     _settle(page, timeout=900)
     assert len(_panel_captions(page)) == 3
-    before = page.get_by_text("The model continues:").first.inner_text()
+    # the label is bold: the continuation is the rest of its paragraph
+    before = page.locator("p", has_text="The model continues:").first.inner_text()
     page.locator('[data-testid="stButtonGroup"] button', has_text=re.compile(r"^Lisbon$")).first.click()
     page.get_by_text("On the edit it continues:").first.wait_for(timeout=600_000)
     _wait_until(lambda: len(_panel_captions(page)) >= 6, timeout=900)
     _settle(page, timeout=900)
-    after = page.get_by_text("On the edit it continues:").first.inner_text()
+    after = page.locator("p", has_text="On the edit it continues:").first.inner_text()
     assert after.split(":", 1)[1].strip() and before.split(":", 1)[1].strip()
     assert page.get_by_text("deleted: Lisbon").count() >= 1
     assert page.locator("del").count() >= 1  # the prompt's diff
