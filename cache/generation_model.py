@@ -30,6 +30,7 @@ import torch  # noqa: E402
 
 from explainers.errors import ExplainerError  # noqa: E402
 
+from .loaders import file_digest, first_line  # noqa: E402
 from .store import cache_dir  # noqa: E402
 
 #: the PyPI package and file of the default model
@@ -71,18 +72,6 @@ def default_gguf() -> Path:
     return path
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _check_architecture(model: Any, where: str) -> None:
@@ -116,7 +105,7 @@ def load_folder(path: str | Path) -> tuple[torch.nn.Module, Any, dict]:
     try:
         arch = (json.loads(config.read_text(encoding="utf-8")).get("architectures") or [""])[0]
     except (OSError, ValueError) as e:
-        raise ExplainerError(f"config.json of {folder.name} is unreadable: {_first_line(e)}") from None
+        raise ExplainerError(f"config.json of {folder.name} is unreadable: {first_line(e)}") from None
     if arch not in ARCHITECTURES:
         raise ExplainerError(f"{folder.name} is a {arch or 'model of unknown architecture'}; the "
                              f"generation page explains {', '.join(ARCHITECTURES)}")
@@ -126,7 +115,7 @@ def load_folder(path: str | Path) -> tuple[torch.nn.Module, Any, dict]:
     try:
         model, tokenizer = _read_folder(folder)
     except Exception as e:  # transformers raises OSError, ValueError, KeyError ...
-        raise ExplainerError(f"could not load the causal LM in {folder.name}: {_first_line(e)}") from None
+        raise ExplainerError(f"could not load the causal LM in {folder.name}: {first_line(e)}") from None
     _check_architecture(model, folder.name)
     return model, tokenizer, {"spec": str(folder.resolve()), "config": _config_json(model)}
 
@@ -153,7 +142,7 @@ def load_gguf(path: str | Path) -> tuple[torch.nn.Module, Any, dict]:
     path = Path(path)
     if not path.is_file():
         raise ExplainerError(f"GGUF file not found: {path}")
-    digest = file_sha256(path)
+    digest = file_digest(path)
     folder = converted_folder(digest)
     details = {"spec": str(path.resolve()), "archive": digest}
     if (folder / "config.json").is_file():
@@ -172,9 +161,9 @@ def load_gguf(path: str | Path) -> tuple[torch.nn.Module, Any, dict]:
                                                      dtype=torch.float32)
     except ImportError as e:
         raise ExplainerError(f"reading GGUF files needs the gguf and accelerate packages "
-                             f"({_first_line(e)})") from None
+                             f"({first_line(e)})") from None
     except Exception as e:  # noqa: BLE001
-        raise ExplainerError(f"could not read the GGUF file {path.name}: {_first_line(e)}") from None
+        raise ExplainerError(f"could not read the GGUF file {path.name}: {first_line(e)}") from None
     _check_architecture(model, path.name)
     _save(model, tokenizer, folder)
     return model, tokenizer, details

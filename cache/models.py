@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -29,7 +28,7 @@ from explainers.adapters.tabular import check_frame  # noqa: E402
 from explainers.errors import ExplainerError  # noqa: E402
 
 from . import generation_model, tabular_model  # noqa: E402
-from .loaders import load_exported, load_state_dict, load_torchscript  # noqa: E402
+from .loaders import file_digest, first_line, load_exported, load_state_dict, load_torchscript  # noqa: E402
 from .store import cache_path  # noqa: E402
 
 DEFAULT_NAMES = {"text": "minilm-l6-sst2", "image": "efficientnet_lite0", "tabular": "breast-cancer-mlp",
@@ -60,18 +59,6 @@ def gallery_image(name: str) -> np.ndarray:
     return np.stack([arr] * 3, -1) if arr.ndim == 2 else arr[..., :3]
 
 
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (a TorchScript archive: its code as well as its weights)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).splitlines()[0][:200] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def with_source(adapter, loader: str, **details):
@@ -270,7 +257,7 @@ def hf_text(spec: str, labels: tuple[str, ...] | None = None) -> TextAdapter:
                              "read (convert the weights to safetensors)") from None
     except Exception as e:  # transformers raises OSError, ValueError, KeyError, RuntimeError ...
         raise ExplainerError(f"could not load text model from {where} {spec!r}: "
-                             f"{_first_line(e)}") from None
+                             f"{first_line(e)}") from None
     id2label = getattr(model.config, "id2label", None) or {}
     if labels and len(labels) != model.config.num_labels:
         raise ExplainerError(f"{len(labels)} labels given for a model with {model.config.num_labels} classes")

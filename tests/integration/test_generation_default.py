@@ -7,24 +7,30 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cache.generation_model import FACT_PROMPTS, converted_folder, default_gguf, file_sha256
+from cache.generation_model import FACT_PROMPTS, converted_folder, default_gguf, file_digest
 from explainers import explain, load_model
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def lm():
-    return load_model("generation")
+def lm(tmp_path_factory):
+    # module scope runs before the autouse per-test cache fixture: load under the same
+    # session cache it sets, so the conversion the first test looks for is where it looks
+    path = tmp_path_factory.getbasetemp() / "cache"
+    path.mkdir(exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ATTRIBUTION_STUDIO_CACHE", str(path))
+        return load_model("generation")
 
 
 def test_the_default_loads_offline_and_is_kept_as_safetensors(lm):
     n = sum(p.numel() for p in lm.module.parameters())
     assert abs(n - 134.5e6) < 0.5e6  # SmolLM2-135M, embeddings tied to the LM head
     assert lm.chat_template and type(lm.module).__name__ == "LlamaForCausalLM"
-    folder = converted_folder(file_sha256(default_gguf()))
+    folder = converted_folder(file_digest(default_gguf()))
     assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
-    assert lm.source["archive"] == file_sha256(default_gguf())
+    assert lm.source["archive"] == file_digest(default_gguf())
 
 
 def test_the_greedy_answer_names_the_city(lm):
