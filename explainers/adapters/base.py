@@ -357,6 +357,18 @@ class FairLock:
         self.release()
 
 
+
+def sum_over_groups(attr: torch.Tensor, enc: Encoded) -> np.ndarray:
+    """Per-feature scores of a token sequence: each position's attribution summed over the
+    embedding, then over the feature's positions (``enc.groups[:, 0]``; -1: no feature, such
+    as special tokens)."""
+    per_pos = attr[0].sum(dim=-1).detach().float()
+    group = enc.groups[:, 0].to(per_pos.device)
+    valid = group >= 0
+    out = torch.zeros(enc.n_features, dtype=per_pos.dtype, device=per_pos.device)
+    out.index_add_(0, group[valid], per_pos[valid])
+    return out.cpu().numpy()
+
 #: text batches hold at most the default batch size x this many tokens per example, so one
 #: batch of a 512-token input takes about as long as one of a typical sentence (see
 #: :meth:`ModelAdapter.for_run`)

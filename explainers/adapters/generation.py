@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ..errors import ExplainerError
-from .base import Encoded, ModelAdapter
+from .base import Encoded, ModelAdapter, sum_over_groups
 from .generation_units import UNITS, Filled, Prompt, edit, fill, units
 from .text_attention import attention_model, capture, check_logits
 
@@ -466,12 +466,7 @@ class GenerationAdapter(ModelAdapter):
     def reduce(self, attr: torch.Tensor, enc: Encoded) -> np.ndarray:
         """Per-unit scores: each position's attribution summed over the embedding, then over
         the unit's positions."""
-        per_pos = attr[0].sum(dim=-1).detach().float()
-        group = enc.groups[:, 0].to(per_pos.device)
-        valid = group >= 0
-        out = torch.zeros(enc.n_features, dtype=per_pos.dtype, device=per_pos.device)
-        out.index_add_(0, group[valid], per_pos[valid])
-        return out.cpu().numpy()
+        return sum_over_groups(attr, enc)
 
     def work_per_pass(self, enc: Encoded) -> int:
         return int(enc.inputs.shape[1]) + self.n_target(enc) + self.n_contrast(enc)

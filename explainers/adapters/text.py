@@ -18,7 +18,7 @@ import torch
 
 from ..baselines import neutral_baseline
 from ..errors import ExplainerError
-from .base import Encoded, ModelAdapter
+from .base import Encoded, ModelAdapter, sum_over_groups
 from .words import edit_spans, group_words, merge_spans, piece_text
 
 #: interpretable units of text: whole words (default) or the tokenizer's word pieces
@@ -301,12 +301,7 @@ class TextAdapter(ModelAdapter):
     def reduce(self, attr: torch.Tensor, enc: Encoded) -> np.ndarray:
         """Per-feature scores: each position's attribution summed over the embedding, then
         summed over the feature's positions (a word's pieces)."""
-        per_pos = attr[0].sum(dim=-1).detach().float()
-        group = enc.groups[:, 0].to(per_pos.device)
-        valid = group >= 0
-        out = torch.zeros(enc.n_features, dtype=per_pos.dtype, device=per_pos.device)
-        out.index_add_(0, group[valid], per_pos[valid])
-        return out.cpu().numpy()
+        return sum_over_groups(attr, enc)
 
     # -- counterfactual edits --------------------------------------------------------------
     def _check_indices(self, enc: Encoded, name: str, indices: Sequence[int], n: int, unit: str) -> set[int]:
