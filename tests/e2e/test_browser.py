@@ -180,8 +180,10 @@ def test_stop_says_stopped_in_the_panels_and_keeps_the_pause_out_of_the_link(ser
 
 @pytest.mark.skipif(not TEXT_WEIGHTS.is_file(), reason="default text model weights not built yet")
 def test_the_running_line_appears_before_anything_of_the_new_input(server, browser):
-    """After Ctrl+Enter the 'Running' line is there before the new text's clickable words
-    (the first thing the rerun draws of it), not only once the panels start."""
+    """After Ctrl+Enter the 'Running' line is on screen no later than the new text's clickable
+    words (the first thing the rerun draws of it), not only once the panels start. Streamlit
+    may commit both in one render (the same mutation, the same timestamp): the line is then
+    there when the words are, which is what the user sees; drawn after them, it fails."""
     page = _open(browser, f"{server}/text", "Download review", height=1600)
     page.evaluate("""() => { window.__seen = {};
       new MutationObserver(() => {
@@ -196,7 +198,7 @@ def test_the_running_line_appears_before_anything_of_the_new_input(server, brows
     box.press("Control+Enter")
     _wait_until(lambda: page.evaluate("window.__seen.word !== undefined"), timeout=240)
     seen = page.evaluate("window.__seen")
-    assert "running" in seen and seen["running"] < seen["word"], seen
+    assert "running" in seen and seen["running"] <= seen["word"], seen
     _settle(page)
     page.close()
 
