@@ -24,6 +24,7 @@ from .errors import ExplainerError
 from .registry import get_method, list_methods
 from .review import InputSource, ModelInfo, ModelSpec, run_review
 from .review.outputs import check_out
+from .review.slices import check_columns
 from .review.trackers import check_publish
 
 
@@ -142,6 +143,9 @@ def build_parser(prog: str = "python -m explainers", extra: Sequence[Command] = 
     r.add_argument("--cpus-per-worker", type=float, help="ray: CPUs (torch threads) per worker")
     r.add_argument("--gpus-per-worker", type=float, help="ray: GPUs per worker (0.5: two share one)")
 
+    r.add_argument("--slice-by", metavar="COLUMN", action="append",
+                   help="also summarize per value of this input-file column (repeat, or comma-separate, "
+                        "for several); the true and predicted label and (text) the length are always sliced")
     r.add_argument("--report", metavar="HTML", help="write a self-contained HTML report of the review "
                                                     "(opens offline, prints); needs --out")
     r.add_argument("--tensorboard", metavar="DIR", help="write the summary to a TensorBoard log folder "
@@ -286,7 +290,7 @@ def review_source(args: argparse.Namespace):
     source = InputSource(args.modality, file, text_column=args.text_column, image_column=args.image_column,
                          label_column=args.label_column, id_column=args.id_column, header=header,
                          model_csv=args.csv if args.model else None, strict=args.strict,
-                         multiline=args.multiline).check()
+                         multiline=args.multiline, slice_by=check_columns(args.slice_by)).check()
     if args.explain == "true" and not source.has_labels:
         raise ExplainerError("--explain true needs ground-truth labels: name their column with "
                              "--label-column")

@@ -97,13 +97,14 @@ class InOrder:
 
 
 def _checked(items: Iterator[Item], classes: Sequence[str] | None, done: set[int | str], skipped: list[int],
-             order: InOrder, strict: bool, seen: set | None) -> Iterator[Item]:
+             order: InOrder, strict: bool, seen: set | None, cells: dict) -> Iterator[Item]:
     """Items not yet written, their labels mapped to class indices. An input that cannot be
     read or has an unknown label is reported (its error line written in order, ``order``)
     and the run goes on; with ``strict`` it stops there. ``seen``: ids met so far, where ids
     are not known to be unique (inputs given from Python): a repeat stops the run, since a
     resume would skip it. With no ``classes`` (generation: expected answers) the labels stay
-    as written."""
+    as written. ``cells``: the ``slice_by`` values of the items handed on, by id, until their
+    lines come back (:func:`_with_cells`)."""
     for item in items:
         key = id_key(item.id)
         if done and key in done:
@@ -126,7 +127,21 @@ def _checked(items: Iterator[Item], classes: Sequence[str] | None, done: set[int
             order.failed({"id": item.id, "error": error})
             continue
         order.reviewed(key)
+        if item.columns is not None:
+            cells[key] = item.columns
         yield Item(item.id, item.raw, truth)
+
+
+def _with_cells(batches: Iterable[list[dict]], cells: dict) -> Iterator[list[dict]]:
+    """Each reviewed line with its input's ``slice_by`` values (``columns``), which the
+    engines never see."""
+    for records in batches:
+        if cells:
+            for r in records:
+                value = cells.pop(id_key(r.get("id")), None)
+                if value is not None:
+                    r["columns"] = value
+        yield records
 
 
 def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Sequence[str] | None = None,
@@ -175,7 +190,9 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
             back) and TensorBoard / MLflow the ``tracking`` extra
             (:mod:`explainers.review.trackers`).
         slice_by: input-file columns to slice the summary by, besides the true and the
-            predicted label, correct / wrong and (text) length (:mod:`explainers.review.slices`).
+            predicted label, correct / wrong and (text) length (:mod:`explainers.review.slices`);
+            each line carries their values as ``columns``. Needs an :class:`InputSource`
+            (default: its own ``slice_by``).
 
     Returns:
         The :func:`summarize` dict over every line in ``out`` (those of earlier runs too), as
@@ -194,7 +211,14 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
     if engine not in ("local", "ray"):
         raise ExplainerError(f"unknown engine {engine!r}; use 'local' or 'ray'")
     check_publish(out, report, tensorboard, mlflow)
-    views = Views(check_columns(slice_by))
+    source = inputs if isinstance(inputs, InputSource) else None
+    columns = check_columns(slice_by) or list(source.slice_by if source is not None else ())
+    if columns and source is None:
+        raise ExplainerError("slice_by reads columns of an input file: give the inputs as an InputSource")
+    if columns and list(source.slice_by) != columns:
+        source.slice_by = columns
+        source.check()  # the columns exist, before any model is loaded
+    views = Views(columns)
     publishing = bool(report or tensorboard) or mlflow is not None
     params = review_params(methods, params)  # adaptive IG unless the caller sets n_steps
     metric_params = review_metric_options(metric_params)  # a few random orders: the dataset-level test
@@ -203,7 +227,8 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
                             use_cache=use_cache, explain=explain)
     settings = {"methods": chosen, "params": params, "metrics": metrics, "metric_params": metric_params,
                 "unit": unit, "explain": explain}
-    source = inputs if isinstance(inputs, InputSource) else None
+    if columns:  # resumed lines must carry the same columns
+        settings["slice_by"] = columns
     if source is not None:
         source.strict = source.strict or strict
     identity = source.identity() if source is not None else {"iterable": True}
@@ -248,9 +273,10 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
             total = source.estimate_rows() if source.file else info.n_rows
         writer = Writer(out, summary, skipped, total, append=resuming)
         order = InOrder(writer)
+        cells: dict = {}
         checked = _checked(items, None if info.free_labels else info.labels, found.done, skipped, order, strict,
-                           seen=None if source is not None else set())
-        batches = runner.run(checked, options, batch_size)
+                           seen=None if source is not None else set(), cells=cells)
+        batches = _with_cells(runner.run(checked, options, batch_size), cells)
         for records in (batches if out else views.watch(batches)):  # a file: read back at the end
             order.add(records)
         order.close()

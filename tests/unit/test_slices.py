@@ -123,3 +123,68 @@ def test_the_beeswarm_reservoir_is_bounded_and_images_have_no_global_view():
     image = line(0, ["patch r0 c0"], {"a": [1.0]}, "neg", None)
     image["modality"] = "image"
     assert overview([image]) is None
+
+
+# -- --slice-by: the file's columns travel with each line -----------------------------------------
+def _genre_file(tmp_path):
+    f = tmp_path / "rated.tsv"
+    rows = [("the soup was good", "positive", "food"), ("a bad film", "negative", "film"),
+            ("the film was good", "positive", "film"), ("bad soup", "negative", "food"),
+            ("a good good film", "positive", "film")]
+    f.write_text("sentence\tlabel\tgenre\n" + "".join("\t".join(r) + "\n" for r in rows), encoding="utf-8")
+    return f, rows
+
+
+def test_slice_by_a_column_of_the_file(tiny_text, tmp_path):
+    """Each line carries its row's value, and the column's slices are the summaries of the
+    lines of that value, read back from the written file."""
+    import json
+    from explainers.review import InputSource, run_review
+    f, rows = _genre_file(tmp_path)
+    out = tmp_path / "rated.jsonl"
+    summary = run_review(tiny_text, InputSource("text", str(f)).check(), methods=["saliency", "input_x_gradient"],
+                         metrics=["faithfulness"], out=str(out), slice_by="genre")
+    written = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["columns"] for r in written] == [{"genre": g} for _, _, g in rows]
+    parts = {p["value"]: p for p in summary["slices"]["column:genre"]}
+    assert {v: p["inputs"] for v, p in parts.items()} == {"film": 3, "food": 2}
+    for value, part in parts.items():
+        mine = summarize(r for r in written if r["columns"]["genre"] == value)
+        got = {k: v for k, v in part.items() if k != "value"}
+        # as JSON: a slice too small for the bootstrap has a NaN interval, and NaN != NaN
+        assert json.dumps(got, sort_keys=True) == json.dumps(mine, sort_keys=True)
+
+
+def test_slice_by_a_missing_column_stops_before_the_model(tiny_text_dir, tmp_path, capsys):
+    from explainers.cli import main
+    f, _ = _genre_file(tmp_path)
+    code = main(["review", "--modality", "text", "--model", str(tiny_text_dir), "--file", str(f),
+                 "--slice-by", "genre,mood", "--out", str(tmp_path / "r.jsonl")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--slice-by 'mood' is not a column of rated.tsv" in err and "'genre'" in err
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_slice_by_needs_a_table(tmp_path):
+    from explainers.errors import ExplainerError
+    from explainers.review import InputSource
+    from PIL import Image
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    with pytest.raises(ExplainerError, match="a folder of images has no columns"):
+        InputSource("image", str(tmp_path), slice_by=["camera"]).check()
+    with pytest.raises(ExplainerError, match="the model's own rows has no columns"):
+        InputSource("tabular", None, slice_by=["age"]).check()
+
+
+def test_the_cli_slices_by_a_column_and_prints_its_table(tiny_text_dir, tmp_path, capsys):
+    from explainers.cli import main
+    f, _ = _genre_file(tmp_path)
+    code = main(["review", "--modality", "text", "--model", str(tiny_text_dir), "--file", str(f),
+                 "--methods", "saliency", "--metrics", "agreement", "--slice-by", "genre",
+                 "--out", str(tmp_path / "r.jsonl")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "by column genre" in printed
+    table = printed.split("by column genre", 1)[1]
+    assert "film" in table and "food" in table
