@@ -38,7 +38,7 @@ from ..errors import ExplainerError
 from ..notebook import data_uri, esc, explanation_html, explanation_png, title
 from .overview import method_pairs
 from .slices import slicing_title
-from .summary import COLUMNS, summary_table
+from .summary import COLUMNS, summary_table, verdict_caption
 
 #: inputs drawn per kind
 DRAWN = 3
@@ -216,15 +216,43 @@ def method_table(summary: Mapping, name: str = "all") -> str:
             f"<tbody>{body}</tbody></table>")
 
 
+#: the dataset-level verdict's columns: (key in the method's test result, title, format)
+VERDICT_COLUMNS = (("beats_random", "beats random", "{}"), ("n", "inputs", "{}"),
+                   ("mean_difference", "AOPC - random", "{:+.3f}"), ("ci95", "95% CI", "[{0[0]:+.3f}, {0[1]:+.3f}]"),
+                   ("effect_size", "effect r", "{:+.2f}"), ("p_value", "p", "{:.2g}"))
+
+
+def _shown(fmt: str, v: Any) -> str:
+    if v is None or (isinstance(v, list) and None in v):
+        return "-"
+    return fmt.format(v)
+
+
+def verdict_html(summary: Mapping, name: str = "all") -> str:
+    """The dataset-level verdict per method (the CLI's first table: is each method better
+    than random orders over the inputs?), each cell with its exact value; empty without one."""
+    tests = (summary.get("dataset") or {}).get("methods") or {}
+    if not tests:
+        return ""
+    head = "".join(f"<th>{esc(t)}</th>" for _, t, _ in VERDICT_COLUMNS)
+    body = "".join(f"<tr data-method='{esc(m)}'><td>{esc(title(m))}</td>"
+                   + "".join(f"<td class='num' data-key='{esc(k)}' data-value='{esc(json.dumps(v.get(k)))}'>"
+                             f"{esc(_shown(fmt, v.get(k)))}</td>" for k, _, fmt in VERDICT_COLUMNS)
+                   + "</tr>" for m, v in tests.items())
+    return (f"<table class='summary verdict' data-table='verdict-{esc(name)}'><thead><tr><th>method</th>{head}"
+            f"</tr></thead><tbody>{body}</tbody></table><p class='note'>{esc(verdict_caption(summary))}.</p>")
+
+
 def summary_html(summary: Mapping) -> str:
-    """The summary's tables (over every input, then the wrong and the correct predictions)
-    with the counts line and the column notes of :func:`summary_table`."""
-    parts = [method_table(summary)]
+    """The summary's tables (the dataset-level verdict, then the per-method table over every
+    input, then both within the wrong and the correct predictions) with the counts line and
+    the column notes of :func:`summary_table`."""
+    parts = [verdict_html(summary), method_table(summary)]
     for name in ("wrong", "correct"):
         part = (summary.get("outcomes") or {}).get(name)
         if part is not None:
             parts.append(f"<h3>{esc(name.capitalize())} predictions: {part['inputs']} input(s)</h3>")
-            parts.append(method_table(part, name) if part["inputs"] else "<p>(none)</p>")
+            parts.append(verdict_html(part, name) + method_table(part, name) if part["inputs"] else "<p>(none)</p>")
     tail, notes = summary_table(summary).splitlines()[-2:]
     parts.append(f"<p class='tail'>{esc(tail)}.</p><p class='note'>{esc(notes)}.</p>")
     return "".join(parts)

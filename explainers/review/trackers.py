@@ -51,9 +51,13 @@ def check_publish(out: Any, report: Any, tensorboard: Any, mlflow: Any) -> None:
             raise ExplainerError(f"{flag} needs the {module} package: pip install \"attribution-studio[tracking]\"")
 
 
+#: the dataset-level verdict's figures logged per method (``METHOD/dataset_KEY``; beats_random as 0/1)
+DATASET_FIGURES = ("beats_random", "p_value", "mean_difference", "effect_size", "n")
+
+
 def figures(summary: Mapping) -> dict[str, float]:
     """The summary's numbers by name: ``METHOD/COLUMN`` for each method and the random control
-    (``random/...``), the same under ``wrong/`` and ``correct/`` and per slice
+    (``random/...``), the dataset-level verdict's ``METHOD/dataset_...``, the same under ``wrong/`` and ``correct/`` and per slice
     (``slices/SLICING/VALUE/...``), and ``review/inputs``, ``review/errors``, ``review/accuracy``."""
     out: dict[str, float] = {}
 
@@ -64,6 +68,10 @@ def figures(summary: Mapping) -> dict[str, float]:
             for key, _, _ in COLUMNS:
                 if row.get(key) is not None:
                     out[f"{prefix}{name}/{key}"] = float(row[key])
+        for name, test in ((part.get("dataset") or {}).get("methods") or {}).items():
+            for key in DATASET_FIGURES:
+                if test.get(key) is not None:
+                    out[f"{prefix}{name}/dataset_{key}"] = float(test[key])
 
     add(summary, "")
     for name, part in (summary.get("outcomes") or {}).items():

@@ -13,6 +13,7 @@ import pytest
 
 from explainers.errors import ExplainerError
 from explainers.review import InputSource, ReviewSummary, run_review
+from explainers.review.report import VERDICT_COLUMNS
 from explainers.review.summary import COLUMNS
 from explainers.review.trackers import EXPERIMENT, check_publish, figures
 
@@ -41,7 +42,7 @@ def reviewed(tiny_tabular, tmp_path_factory):
 
 def cells(page: str, table: str) -> dict[tuple[str, str], tuple[str, str]]:
     """(method, column) -> (data-value, text shown) of one summary table of the report."""
-    body = re.search(rf"<table class='summary' data-table='{table}'>(.*?)</table>", page, re.S).group(1)
+    body = re.search(rf"<table class='summary[^']*' data-table='{table}'>(.*?)</table>", page, re.S).group(1)
     out = {}
     for method, row in re.findall(r"<tr data-method='([^']*)'>(.*?)</tr>", body, re.S):
         for key, value, shown in re.findall(r"data-key='([^']*)' data-value='([^']*)'>([^<]*)</td>", row):
@@ -62,6 +63,12 @@ def test_the_report_tables_hold_the_summary_numbers(reviewed):
                 value, shown = found[(m, key)]
                 assert json.loads(value) == vals.get(key)  # the exact number, as in the summary JSON
                 assert shown == ("-" if vals.get(key) is None else fmt.format(vals[key]))
+        tests = part["dataset"]["methods"]
+        found = cells(page, f"verdict-{name}")
+        assert {m for m, _ in found} == set(tests) and tests
+        for m, test in tests.items():
+            for key, _, _ in VERDICT_COLUMNS:
+                assert json.loads(found[(m, key)][0]) == test[key]  # the dataset-level verdict, exactly
     embedded = re.search(r"<script type='application/json' id='review-data'>(.*?)</script>", page, re.S).group(1)
     data = json.loads(embedded)
     assert data["summary"] == json.loads(json.dumps(summary))
@@ -159,7 +166,7 @@ def test_tensorboard_holds_the_summary_scalars_table_and_inputs(reviewed):
     tags = acc.Tags()
     expected = figures(summary)
     for m in METHODS:
-        for key in ("deletion_aopc", "beats_random_share", "agreement", "seconds"):
+        for key in ("deletion_aopc", "dataset_beats_random", "dataset_p_value", "agreement", "seconds"):
             assert f"{m}/{key}" in expected
     assert set(tags["scalars"]) == set(expected)
     for tag, value in expected.items():
