@@ -229,7 +229,8 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
         prediction=prediction, target={"index": target_index, "label": model.label(target_index)},
         attributions=attributions, warnings=collect_warnings(model, enc, attributions.values()),
         baseline_seconds=enc.extra.get("baseline_seconds", 0.0) - searched,
-        output=model.output_info(enc) if hasattr(model, "output_info") else {})
+        output=model.output_info(enc) if hasattr(model, "output_info") else {},
+        input=enc.raw, labels=list(model.labels))
     if metrics:
         start = time.perf_counter()
         result.metrics = compute(model, enc, result, list(metrics), metric_params or {},
