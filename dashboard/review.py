@@ -187,7 +187,8 @@ def _params_query(adapter, record: dict) -> dict:
     """The review's methods and the parameters each ran with (as resolved in the line, so an
     adaptive ``n_steps="auto"`` opens as auto) as the page's URL parameters; values at the
     page's defaults are left out, as the page's own links do."""
-    query: dict[str, Any] = {"methods": list(record.get("attributions") or {})}
+    # the methods picker is bound to the URL by its shown titles (its format_func)
+    query: dict[str, Any] = {"methods": [get_method(m).title for m in record.get("attributions") or {}]}
     for m, block in (record.get("attributions") or {}).items():
         ran = block.get("params") or {}
         for spec in get_method(m).param_specs(adapter):

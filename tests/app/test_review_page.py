@@ -161,3 +161,46 @@ def test_the_slice_and_global_tables_are_the_views_numbers(reviewed):
     for m in METHODS:
         assert list(table[f"{m} mean |attr|"]) == [r["methods"][m]["mean_abs"] for r in view["features"]]
         assert list(table[f"{m} mean"]) == [r["methods"][m]["mean"] for r in view["features"]]
+
+
+def test_open_carries_the_parameters_each_method_ran_with(tiny_text):
+    from dashboard.review import _params_query
+    ran = {"id": 0, "attributions": {
+        "integrated_gradients": {"params": {"n_steps": "auto", "rtol": 0.01, "baselines": ["pad"]}},
+        "occlusion": {"params": {"window": 2, "stride": 1}}}}
+    query = _params_query(tiny_text, ran)
+    assert query["methods"] == ["Integrated Gradients", "Occlusion"]  # the picker's URL values
+    assert query["ig.n_steps.auto"] == "true" and "ig.n_steps" not in query  # an adaptive IG opens as auto
+    assert query["occ.window"] == "2"
+    ran["attributions"]["integrated_gradients"]["params"]["n_steps"] = 7
+    assert _params_query(tiny_text, ran)["ig.n_steps"] == "7"
+
+
+@needs_text_model
+def test_open_opens_the_input_with_the_reviews_methods_and_parameters():
+    from dashboard.state import param_key
+    from explainers import get_method, load_model
+    at = run(page("app", timeout=600))  # switching pages needs the app's navigation
+    at.switch_page("../pages/review.py")
+    run(at)
+    at.file_uploader(key="rv.file").upload("reviews.tsv", TSV.encode(), "text/tab-separated-values")
+    run(at)
+    at.multiselect(key="rv.methods").set_value(METHODS)
+    at.multiselect(key="rv.metrics").set_value(["agreement"])
+    at.button(key="rv.run").click()
+    run(at)
+    record = at.session_state["_review.text"][2]
+    at.selectbox(key="rv.open").set_value(2)
+    at.button(key="rv.open.go").click()
+    run(at)
+    assert at.text_area(key="text").value == record["input"]
+    assert at.multiselect(key="methods").value == METHODS
+    adapter = load_model("text", "text")
+    checked = 0
+    for m in METHODS:
+        for spec in get_method(m).param_specs(adapter):
+            v = record["attributions"][m]["params"].get(spec.name)
+            if spec.type in ("int", "float") and v not in (None, "auto"):
+                assert at.number_input(key=param_key(m, spec.name)).value == v, (m, spec.name)
+                checked += 1
+    assert checked >= 2 and len(panel_stats(at)) == len(METHODS)
