@@ -204,3 +204,29 @@ def test_open_opens_the_input_with_the_reviews_methods_and_parameters():
                 assert at.number_input(key=param_key(m, spec.name)).value == v, (m, spec.name)
                 checked += 1
     assert checked >= 2 and len(panel_stats(at)) == len(METHODS)
+
+
+def test_tabular_review_draws_the_global_view_and_reviews_the_diabetes_model():
+    from explainers.review.slices import Views
+    at = run(AppTest.from_file(str(ROOT / "pages" / "review.py"), default_timeout=600))
+    at.segmented_control(key="rv.modality").set_value("tabular")
+    run(at)
+    at.number_input(key="rv.count").set_value(6)
+    at.multiselect(key="rv.metrics").set_value(["agreement"])
+    at.button(key="rv.run").click()
+    run(at)
+    view = Views().feed(at.session_state["_review.tabular"]).result()["global"]
+    table = next(d.value for d in at.dataframe if "rank" in d.value.columns)
+    assert list(table["feature"]) == [r["feature"] for r in view["features"]]
+    for m in view["points"]["methods"]:
+        assert list(table[f"{m} mean |attr|"]) == [r["methods"][m]["mean_abs"] for r in view["features"]]
+    chart = at.get("vega_lite_chart")
+    assert len(chart) == 1 and "yOffset" in chart[0].proto.spec  # the beeswarm
+    # the sidebar's model picker is the Tabular page's: the diabetes regression reviews too
+    at.selectbox(key="tab.model").set_value(next(o for o in at.selectbox(key="tab.model").options
+                                                 if "iabetes" in o))
+    run(at)
+    at.button(key="rv.run").click()
+    run(at)
+    records = at.session_state["_review.tabular"]
+    assert len(records) == 6 and all(r["prediction"]["output_kind"] == "score" for r in records)
