@@ -15,7 +15,7 @@ import streamlit as st
 from explainers import DEFAULT_METHODS, ExplainerError, get_method, list_methods
 from explainers.metrics import METRICS
 from explainers.metrics.common import review_metric_options
-from explainers.review import (COLUMNS, DEFAULT_BATCH, Item, review_chunk, review_params, summary_table)
+from explainers.review import COLUMNS, DEFAULT_BATCH, Item, review_chunk, review_params, summary_table
 from explainers.review.inputs import label_index
 from explainers.review.local import with_label
 from explainers.review.summary import verdict_caption, verdict_rows

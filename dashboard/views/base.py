@@ -251,11 +251,6 @@ def read_review_file(modality: str, adapter, upload) -> list[Item]:
     return items
 
 
-def review_source() -> InputSource | None:
-    """The reader of the file the Review page reads now (None: typed or picked inputs)."""
-    return st.session_state.get(REVIEW_SOURCE)
-
-
 def prediction_change(original: Input, edited: Input) -> None:
     """One line under the editor: the edited prediction and the original class's change (for
     a score: the value before and after)."""
