@@ -78,7 +78,8 @@ def _use_sample() -> None:
 
 
 def text_lines(data: str) -> list[str]:
-    """Texts from a TSV/TXT (first column; a ``text`` header row is skipped)."""
+    """Typed texts, one per line (the first tab-separated column; a ``text`` header row is
+    skipped). An uploaded file is read by the CLI's reader instead (:func:`read_review_file`)."""
     lines = data.splitlines()
     if lines and lines[0].lower().startswith("text\t"):
         lines = lines[1:]
