@@ -12,25 +12,30 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from explainers import DEFAULT_METHODS, get_method, list_methods
+from explainers import DEFAULT_METHODS, ExplainerError, get_method, list_methods
 from explainers.metrics import METRICS
 from explainers.metrics.common import review_metric_options
-from explainers.review import COLUMNS, DEFAULT_BATCH, review_chunk, review_params, slim, summarize, summary_table
+from explainers.review import COLUMNS, DEFAULT_BATCH, Item, review_chunk, review_params, summary_table
+from explainers.review.inputs import label_index
+from explainers.review.local import with_label
 from explainers.review.summary import verdict_caption, verdict_rows
 
-from . import models, render
+from . import render, review_views
 from .state import left_values, param_key
 from .views import get_view
-from .views.base import MAX_REVIEW_INPUTS
+from .views.base import MAX_REVIEW_INPUTS, REVIEW_SOURCE
 
 MAX_INPUTS = MAX_REVIEW_INPUTS
 PAGES = Path(__file__).resolve().parents[1] / "pages"
 DEFAULT_METRICS = ("agreement", "faithfulness", "flip")
 
 
-def collect_inputs(modality: str, adapter) -> list[tuple[Any, Any]]:
-    """``(id, raw input)`` pairs chosen on the page (the modality view draws the choices)."""
-    return get_view(modality).review_inputs(adapter)
+def collect_inputs(modality: str, adapter) -> list[Item]:
+    """The inputs chosen on the page (the modality view draws the choices), as
+    :class:`~explainers.review.Item` s: typed or picked inputs carry no label, the rows of an
+    uploaded file their label or error (:func:`~dashboard.views.base.read_review_file`)."""
+    st.session_state.pop(REVIEW_SOURCE, None)  # set again below by a file's reader
+    return [x if isinstance(x, Item) else Item(*x) for x in get_view(modality).review_inputs(adapter)]
 
 
 def choose(modality: str) -> tuple[list[str], list[str]]:
@@ -60,35 +65,61 @@ def page_params(modality: str, adapter, methods: list[str]) -> dict[str, dict]:
     return out
 
 
-def run_batch(view, adapter, items: list[tuple[Any, Any]], methods: list[str], metrics: list[str],
+def run_batch(view, adapter, items: list[Item | tuple], methods: list[str], metrics: list[str],
               params: dict[str, dict] | None = None, batch: int = DEFAULT_BATCH) -> list[dict]:
     """Explain the inputs ``batch`` at a time, each micro-batch's model work pooled across
     its inputs (:func:`explainers.review.review_chunk`), with progress (each step touches
-    Streamlit, so a widget change stops the batch at once). Each line carries the input
-    itself (``input``) and the parameters used (``review_params``)."""
+    Streamlit, so a widget change stops the batch at once). The lines are the CLI's: an
+    unreadable row or unknown label is an error line, a label is mapped to the model's
+    class and sets ``true_label`` and ``correct`` as ``review`` does
+    (:func:`explainers.review.local.with_label`). Each line also carries the input as the
+    view records it (``input``) and the parameters set on the modality's page
+    (``review_params``)."""
     bar = st.progress(0.0, text="reviewing")
-    records = []
-    total = len(items)
-    run_params = review_params(methods, params) or None  # adaptive IG unless the page sets n_steps
+    records: list[dict | None] = []
+    todo: list[tuple[int, Item, Any]] = []  # (position, item, truth)
+    answers = getattr(adapter, "label_kind", "class") == "answer"  # generation: expected text
+    for item in (x if isinstance(x, Item) else Item(*x) for x in items):
+        label = item.label if item.label is not None else view.true_label(adapter, item.id, item.raw)
+        error = item.error
+        if error is None:
+            try:
+                truth = (None if label in (None, "") else str(label)) if answers else \
+                    label_index(label, adapter.labels, item.id)
+            except ExplainerError as e:
+                error = str(e)
+        records.append({"id": item.id, "error": error} if error is not None else None)
+        if error is None:
+            todo.append((len(records) - 1, item, truth))
+    total = len(todo)
+    run_params = review_params(methods, params) or None  # the CLI's defaults unless the page sets them
     options = review_metric_options(None)  # a few random orders per input: the dataset-level test
     for start in range(0, total, batch):
-        chunk = items[start:start + batch]
+        chunk = todo[start:start + batch]
 
         def step(stage: str, f: float, start=start, n=len(chunk)) -> None:
             done = start + f * n
             bar.progress(min(1.0, done / total), text=f"reviewing {start + 1}-{start + n} of {total}: {stage}")
 
-        for (ident, raw), rec in zip(chunk, review_chunk(adapter, chunk, methods, run_params, metrics,
-                                                         options, progress=step)):
-            rec["input"] = view.describe_input(adapter, ident, raw)
-            rec["true_label"] = view.true_label(adapter, ident, raw)
-            if view.correct(rec) is not None:  # the CLI's wrong/correct split
+        lines = review_chunk(adapter, [(item.id, item.raw) for _, item, _ in chunk], methods, run_params,
+                             metrics, options, progress=step)
+        for (pos, item, truth), line in zip(chunk, lines):
+            rec = with_label(line, item.raw, truth, adapter.labels)
+            rec["input"] = view.describe_input(adapter, item.id, item.raw)
+            if rec.get("correct") is None and view.correct(rec) is not None:  # a view's own rule
                 rec["correct"] = view.correct(rec)
             rec["review_params"] = params or {}
-            records.append(rec)
+            records[pos] = rec
         bar.progress(min(1.0, (start + len(chunk)) / total), text=f"reviewed {start + len(chunk)}/{total}")
     bar.empty()
-    return records
+    return records  # type: ignore[return-value]
+
+
+def run_card(adapter, methods: list[str], metrics: list[str], params: dict[str, dict] | None) -> dict:
+    """The report's card of a review run now on the page: the model, the file read (if any),
+    the methods with the parameters :func:`run_batch` runs them with, the metrics."""
+    return review_views.report_card(adapter, st.session_state.get(REVIEW_SOURCE), methods,
+                                    review_params(methods, params), metrics, review_metric_options(None))
 
 
 def input_frame(records: list[dict]) -> pd.DataFrame:
@@ -103,7 +134,7 @@ def input_frame(records: list[dict]) -> pd.DataFrame:
         pairs = [v for a, row in enumerate(rho) for b, v in enumerate(row) if a < b and v is not None]
         counts = [b.get("count") for b in ((metrics.get("flip") or {}).get("methods") or {}).values()
                   if b.get("count") is not None]
-        truth = r.get("true_label")
+        truth = r.get("true_label", r.get("expected"))
         prediction = r.get("prediction") or {}
         pred = prediction.get("label")
         if prediction.get("output_kind") == "score" and prediction.get("value") is not None:
@@ -124,7 +155,7 @@ def _open(modality: str, query: dict) -> None:
     st.switch_page(str(PAGES / f"{modality}.py"), query_params=query)
 
 
-def per_input(modality: str, records: list[dict]) -> None:
+def per_input(modality: str, adapter, records: list[dict]) -> None:
     """The per-input table (click a header to sort) and a picker that opens one input on its
     page with the review's methods and parameters."""
     frame = input_frame(records)
@@ -146,18 +177,30 @@ def per_input(modality: str, records: list[dict]) -> None:
     if query is None:
         c2.caption("Uploaded inputs cannot be opened by link.")
         return
-    query.update(_params_query(records[pick]))
+    query.update(_params_query(adapter, records[pick]))
     if c2.button("Open", key="rv.open.go", icon=":material/open_in_new:",
                  help="the page shows this input with the review's methods and parameters"):
         _open(modality, query)
 
 
-def _params_query(record: dict) -> dict:
-    """The review's methods and non-default parameters as the page's URL parameters."""
-    query = {"methods": list(record.get("attributions") or {})}
-    for m, values in (record.get("review_params") or {}).items():
-        for name, v in values.items():
-            query[param_key(m, name)] = [str(x) for x in v] if isinstance(v, (list, tuple)) else str(v)
+def _params_query(adapter, record: dict) -> dict:
+    """The review's methods and the parameters each ran with (as resolved in the line, so an
+    adaptive ``n_steps="auto"`` opens as auto) as the page's URL parameters; values at the
+    page's defaults are left out, as the page's own links do."""
+    # the methods picker is bound to the URL by its shown titles (its format_func)
+    query: dict[str, Any] = {"methods": [get_method(m).title for m in record.get("attributions") or {}]}
+    for m, block in (record.get("attributions") or {}).items():
+        ran = block.get("params") or {}
+        for spec in get_method(m).param_specs(adapter):
+            if spec.name not in ran:
+                continue
+            v, key = ran[spec.name], param_key(m, spec.name)
+            if getattr(spec, "auto", False) and (v == "auto") != (spec.default == "auto"):
+                query[f"{key}.auto"] = "true" if v == "auto" else "false"  # the page's auto checkbox
+            if v == "auto" or v == spec.default or (isinstance(v, (list, tuple)) and
+                                                     list(v) == list(spec.default or [])):
+                continue
+            query[key] = [str(x) for x in v] if isinstance(v, (list, tuple)) else str(v)
     return query
 
 
@@ -186,8 +229,9 @@ def verdict(summary: dict) -> None:
     st.caption(render.md(verdict_caption(summary)) + ". The table below gives the per-input figures.")
 
 
-def show(records: list[dict]) -> None:
-    """The summary table, the failed inputs, and the downloads."""
+def show(records: list[dict], card: dict | None = None) -> None:
+    """The summary table, its slices and global view, the failed inputs, and the downloads
+    (with ``card``, :func:`~explainers.review.report.run_card`'s, the HTML report too)."""
     params = next((r.get("review_params") for r in records if r.get("review_params")), None)
     if params:
         st.caption("Parameters from the modality's page: " + "; ".join(
@@ -198,7 +242,7 @@ def show(records: list[dict]) -> None:
     if ig and ig.get("n_steps") == "auto":
         st.caption(f"Integrated Gradients: n_steps = auto (rtol {ig.get('rtol')}), the review's default "
                    "unless n_steps is set on the modality's page.")
-    summary = summarize(slim(r) for r in records)
+    summary = review_views.review_summary(records)
     verdict(summary)
     pct = st.column_config.NumberColumn(format="percent")
     columns = {"flipped": pct, "beats random": pct,
@@ -226,12 +270,12 @@ def show(records: list[dict]) -> None:
         with st.expander(f"{len(failed)} input(s) failed"):
             for r in failed:
                 st.markdown(f"- **{render.md(r['id'])}**: {render.md(r['error'])}")
-    c1, c2 = st.columns(2)
+    review_views.slices(summary)
+    review_views.global_view(summary.get("global"))
+    c1, c2, c3 = st.columns(3)
     c1.download_button("Download JSON lines", "\n".join(json.dumps(r, default=str) for r in records) + "\n",
                        file_name="review.jsonl", mime="application/jsonl", key="rv.dl.jsonl")
     c2.download_button("Download summary", summary_table(summary) + "\n", file_name="review_summary.txt",
                        mime="text/plain", key="rv.dl.summary")
+    review_views.report_button(summary, card, records, c3)
 
-
-def load(modality: str):
-    return models.require_model(*models.get_model(modality, modality))

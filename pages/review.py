@@ -14,14 +14,16 @@ st.caption("An internal model review: every input explained by each method, with
 modality = st.segmented_control("Modality", list_views(), default="text", key="rv.modality")
 if modality is None:
     st.stop()
-adapter = review.load(modality)
+view = get_view(modality)
+adapter = view.model()  # the modality page's model picker: defaults, diabetes, uploads, local folders
 items = review.collect_inputs(modality, adapter)[: review.MAX_INPUTS]
 methods, metrics = review.choose(modality)
 st.caption(f"{len(items)} input(s) (at most {review.MAX_INPUTS}).")
 key = f"_review.{modality}"  # private: kept across page switches
 params = review.page_params(modality, adapter, methods)
 if st.button("Run review", type="primary", disabled=not (items and methods), key="rv.run"):
-    st.session_state[key] = review.run_batch(get_view(modality), adapter, items, methods, metrics, params)
+    st.session_state[key + ".card"] = review.run_card(adapter, methods, metrics, params)
+    st.session_state[key] = review.run_batch(view, adapter, items, methods, metrics, params)
 if st.session_state.get(key):
-    review.show(st.session_state[key])
-    review.per_input(modality, st.session_state[key])
+    review.show(st.session_state[key], st.session_state.get(key + ".card"))
+    review.per_input(modality, adapter, st.session_state[key])

@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import streamlit as st
 
-from explainers import Attribution
+from explainers import Attribution, ExplainerError
+from explainers.review import InputSource, Item, ModelInfo
 
 from .. import models, render
 from ..state import BIND
@@ -155,8 +158,10 @@ class ModalityView(ABC):
 
     # -- review ---------------------------------------------------------------------------------------
     @abstractmethod
-    def review_inputs(self, adapter) -> list[tuple[Any, Any]]:
-        """Draw the Review page's input choices; return ``(id, raw input)`` pairs."""
+    def review_inputs(self, adapter) -> list[tuple[Any, Any] | Item]:
+        """Draw the Review page's input choices; return ``(id, raw input)`` pairs, or
+        :class:`~explainers.review.Item` s (with their label, or the error of a row that
+        cannot be read) as :func:`read_review_file` reads an uploaded file."""
 
     def describe_input(self, adapter, ident: Any, raw: Any) -> Any:
         """The input itself as a review line records it (JSON-able): the text, the file
@@ -218,6 +223,34 @@ def list_views() -> list[str]:
 
 
 # == helpers the views share ==========================================================================
+#: file types the Review page's uploaders take (what the CLI's reader reads)
+REVIEW_FILE_TYPES = ["tsv", "txt", "csv", "jsonl", "ndjson", "json"]
+#: where :func:`read_review_file` leaves the reader of the file being reviewed (for the report)
+REVIEW_SOURCE = "_rv.source"
+
+
+def read_review_file(modality: str, adapter, upload) -> list[Item]:
+    """The first :data:`MAX_REVIEW_INPUTS` inputs of an uploaded file, read by the CLI's
+    reader (:class:`~explainers.review.InputSource`: header detection, input, label and id
+    columns, labels checked against the model's classes, an error item for each row that
+    cannot be read), so the page's review of a file is ``review --file`` 's. The reader's
+    one-line description is shown under the uploader; a file that cannot be read at all is a
+    message and no inputs."""
+    suffix = Path(upload.name).suffix.lower() or ".tsv"  # the reader tells the format by it
+    path = models.save_upload(upload.getvalue(), suffix, upload.name)  # the reader streams a file
+    try:
+        source = InputSource(modality, path).check()
+        items = list(itertools.islice(source.items(ModelInfo.from_adapter(adapter)), MAX_REVIEW_INPUTS))
+    except ExplainerError as e:
+        st.session_state.pop(REVIEW_SOURCE, None)
+        st.error(render.md(str(e)))
+        return []
+    st.session_state[REVIEW_SOURCE] = source
+    st.caption(render.md(source.describe()) + (f"; {source.reported} row(s) cannot be read (each is "
+                                               "listed as failed)" if source.reported else ""))
+    return items
+
+
 def prediction_change(original: Input, edited: Input) -> None:
     """One line under the editor: the edited prediction and the original class's change (for
     a score: the value before and after)."""

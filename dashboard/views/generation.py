@@ -25,7 +25,7 @@ from .. import models, render
 from ..inputs import prepare
 from ..state import BIND, digest
 from ..types import Input
-from .base import Apply, ModalityView, PickedInput, model_source, register_view
+from .base import REVIEW_FILE_TYPES, Apply, ModalityView, PickedInput, model_source, read_review_file, register_view
 
 #: what the panels explain (the options are their own labels: Streamlit binds a radio's label
 #: to the URL, so links read ``gen.target_mode=typed+target``)
@@ -273,6 +273,10 @@ class GenerationView(ModalityView):
 
     # -- review ---------------------------------------------------------------------------------
     def review_inputs(self, adapter) -> list[tuple[Any, Any]]:
+        upload = st.file_uploader("Prompts with their expected answers (TSV, CSV or JSON lines, read as "
+                                  "`review --file` reads them)", type=REVIEW_FILE_TYPES, key="rv.gen.file")
+        if upload is not None:
+            return read_review_file(self.modality, adapter, upload)
         default = "\n".join(f"{p}\t{t.strip()}" for p, t in FACT_PROMPTS)
         text = st.text_area("Prompts, one per line (optionally a tab and the expected answer)", default,
                             key="rv.prompts", height=150)

@@ -14,7 +14,8 @@ from ..attention_view import attention_section
 from ..inputs import prepare
 from ..state import BIND, digest
 from ..types import Caveat, Input
-from .base import Apply, ModalityView, PickedInput, model_source, prediction_change, register_view
+from .base import (REVIEW_FILE_TYPES, Apply, ModalityView, PickedInput, model_source, prediction_change,
+                   read_review_file, register_view)
 
 
 #: above this many tokens, the token pills are paged and the disagreement text folds away
@@ -77,7 +78,8 @@ def _use_sample() -> None:
 
 
 def text_lines(data: str) -> list[str]:
-    """Texts from a TSV/TXT (first column; a ``text`` header row is skipped)."""
+    """Typed texts, one per line (the first tab-separated column; a ``text`` header row is
+    skipped). An uploaded file is read by the CLI's reader instead (:func:`read_review_file`)."""
     lines = data.splitlines()
     if lines and lines[0].lower().startswith("text\t"):
         lines = lines[1:]
@@ -232,13 +234,15 @@ class TextView(ModalityView):
                                spans=inp.enc.extra.get("spans"))
 
     def review_inputs(self, adapter) -> list[tuple[Any, Any]]:
-        upload = st.file_uploader("Texts (TSV or TXT; first column, one per line)", type=["tsv", "txt"],
-                                  key="rv.file")
+        upload = st.file_uploader("Texts with their labels (TSV, CSV or JSON lines, read as `review --file` "
+                                  "reads them)", type=REVIEW_FILE_TYPES, key="rv.file",
+                                  help="A header row is detected; the text, label and id columns are found "
+                                       "by name (text, sentence, label, id, ...), labels are matched to the "
+                                       "model's classes, and each row that cannot be read is listed as failed.")
         if upload is not None:
-            texts = text_lines(upload.getvalue().decode("utf-8", errors="replace"))
-        else:
-            texts = text_lines(st.text_area("Or type texts, one per line", "\n".join(self.samples),
-                                            key="rv.texts", height=150))
+            return read_review_file(self.modality, adapter, upload)
+        texts = text_lines(st.text_area("Or type texts, one per line (no labels)", "\n".join(self.samples),
+                                        key="rv.texts", height=150))
         return list(enumerate(texts))
 
     def link_params(self, record: dict) -> dict | None:
