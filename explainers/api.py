@@ -6,6 +6,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from cache.store import default_store
 
+from . import precision as precision_policy
 from .adapters.base import Encoded, ModelAdapter
 from .engine import Progress, check_method, resolve_target, run_method
 from .errors import ExplainerError
@@ -120,7 +121,7 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
             params: dict[str, dict] | None = None, target: Any = None, use_cache: bool = True,
             metrics: Sequence[str] | None = None, metric_params: dict | None = None,
             progress: Progress | None = None, max_cost: int | None = None,
-            store: Any = None, unit: str | None = None) -> Explanation:
+            store: Any = None, unit: str | None = None, precision: str | None = None) -> Explanation:
     """Explain one prediction with several methods side by side.
 
     Args:
@@ -138,10 +139,15 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
         store: an explicit store (default: the process-wide one in the cache directory).
         unit: text only: ``"word"`` (default; word pieces merged, scores summed over a
             word's pieces) or ``"piece"`` (one feature per word piece).
+        precision: ``"fp32"`` (default), ``"bf16-forward"`` or ``"auto"``
+            (:mod:`explainers.precision`): forward-only passes (perturbation methods, the
+            metrics' re-predictions) in bf16 where the device has bf16 units; gradient
+            methods, the prediction and every reported number stay float32.
 
     Returns:
         An :class:`Explanation`; ``to_dict()`` gives the CLI's JSON schema.
     """
+    policy = precision_policy.check(precision) if precision is not None else None
     methods = check_methods(methods)
     params = check_params(params, methods)
     if metrics:
@@ -153,21 +159,24 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
         check_method(model, name, params.get(name))
     if metrics:
         check_metric_options(model, enc, metric_params)
-    prediction = model.predict(enc)
+    with precision_policy.fp32():  # the prediction a user reads is always float32
+        prediction = model.predict(enc)
     target_index = prediction.index if target is None else resolve_target(model, enc, target)
     if use_cache and store is None:
         store = default_store()
-    attributions = {
-        name: run_method(model, enc, name, params.get(name), target_index,
-                         store if use_cache else None, progress, max_cost)
-        for name in methods
-    }
-    result = Explanation(
-        model=model.name, modality=model.modality, features=model.features(enc),
-        prediction=prediction, target={"index": target_index, "label": model.label(target_index)},
-        attributions=attributions, warnings=collect_warnings(model, enc, attributions.values()))
-    if metrics:
-        result.metrics = compute(model, enc, result, list(metrics), metric_params or {},
-                                 params=params, store=store if use_cache else None,
-                                 progress=progress)
+    with precision_policy.use(policy, model.device) as ran_as:
+        attributions = {
+            name: run_method(model, enc, name, params.get(name), target_index,
+                             store if use_cache else None, progress, max_cost)
+            for name in methods
+        }
+        result = Explanation(
+            model=model.name, modality=model.modality, features=model.features(enc),
+            prediction=prediction, target={"index": target_index, "label": model.label(target_index)},
+            attributions=attributions, warnings=collect_warnings(model, enc, attributions.values()),
+            precision=ran_as)
+        if metrics:
+            result.metrics = compute(model, enc, result, list(metrics), metric_params or {},
+                                     params=params, store=store if use_cache else None,
+                                     progress=progress)
     return result

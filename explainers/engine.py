@@ -12,6 +12,7 @@ import torch
 from cache.store import BadRow, StoreFault, make_key
 
 from . import methods  # noqa: F401  importing the package registers every method
+from . import precision
 from .adapters.base import Encoded, ModelAdapter
 from .errors import ExplainerError
 from .params import resolve_params
@@ -119,8 +120,10 @@ def _run_with_oom_retry(adapter: ModelAdapter, fn: Callable[[], Any]) -> Any:
 
 def row_meta(adapter: ModelAdapter, enc: Encoded, name: str, target: int) -> dict:
     """What a stored row promises besides its parameters: the method, the target class, the
-    model (:attr:`ModelAdapter.result_key`) and the encoded input."""
-    return {"method": name, "target": int(target), "model": adapter.result_key, "input": enc.key}
+    model (:attr:`ModelAdapter.result_key`), the encoded input and the precision policy in
+    force (a bf16 result never serves an fp32 request)."""
+    return {"method": name, "target": int(target), "model": adapter.result_key, "input": enc.key,
+            "precision": precision.active()}
 
 
 def check_row(row: Any, meta: dict, params: dict, shape: tuple[int, ...]) -> str | None:
@@ -248,7 +251,8 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
         stats = {k: v for k, v in delta.items() if k != "convergence_delta"}
         delta = delta["convergence_delta"]
     result = Attribution(name, scores, delta, seconds, resolved, warnings=notes,
-                         notes=method.notes(adapter, enc, resolved), delta_stats=stats)
+                         notes=method.notes(adapter, enc, resolved), delta_stats=stats,
+                         precision=meta["precision"])
     if writable:
         write_stored(store, key, result, meta, notes)
     if progress:

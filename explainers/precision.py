@@ -94,8 +94,9 @@ def active() -> str:
 
 @contextlib.contextmanager
 def use(policy: str | None, device: torch.device) -> Iterator[str]:
-    """Run the block under ``policy`` resolved for ``device``; yields what it resolved to."""
-    resolved = resolve(policy, device)
+    """Run the block under ``policy`` resolved for ``device``; yields what it resolved to.
+    ``None`` keeps the policy already in force (``"fp32"`` outside any :func:`use`)."""
+    resolved = active() if policy is None else resolve(policy, device)
     token = _ACTIVE.set(resolved)
     try:
         yield resolved

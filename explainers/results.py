@@ -103,6 +103,8 @@ class Attribution:
             baseline and no noise: "equivalent to stochastic IG ...").
         delta_stats: IG: ``per_baseline`` deltas, ``gaps`` (f(x) - f(b_k)), ``mean_abs``
             and ``max_abs`` of the deltas; GradientSHAP: ``gaps``; else None.
+        precision: what the model's passes ran as (:mod:`explainers.precision`): ``"fp32"``,
+            or ``"bf16-forward"`` (passes without gradients in bf16); part of the store key.
     """
 
     method: str
@@ -114,6 +116,7 @@ class Attribution:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     delta_stats: dict | None = None
+    precision: str = "fp32"
 
     def to_dict(self) -> dict:
         return {
@@ -124,6 +127,7 @@ class Attribution:
             "cache_hit": self.cache_hit,
             "notes": list(self.notes),
             "delta_stats": jsonable(self.delta_stats),
+            "precision": self.precision,
         }
 
     @classmethod
@@ -137,6 +141,7 @@ class Attribution:
             cache_hit=cache_hit,
             notes=list(d.get("notes") or []),
             delta_stats=d.get("delta_stats"),
+            precision=str(d.get("precision", "fp32")),
         )
 
 
@@ -152,6 +157,8 @@ class Explanation:
     attributions: dict[str, Attribution]
     warnings: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
+    #: what the model's passes ran as (see :attr:`Attribution.precision`)
+    precision: str = "fp32"
 
     def to_dict(self) -> dict:
         d = {
@@ -162,6 +169,7 @@ class Explanation:
             "target": self.target,
             "attributions": {k: v.to_dict() for k, v in self.attributions.items()},
             "warnings": list(self.warnings),
+            "precision": self.precision,
         }
         if self.metrics:
             d["metrics"] = jsonable(self.metrics)

@@ -233,6 +233,7 @@ def run_many(model: ModelAdapter, method: Method, encs: Sequence[Encoded], targe
             stats = {key: v for key, v in delta.items() if key != "convergence_delta"}
             delta = delta["convergence_delta"]
         result = Attribution(name, scores, delta, seconds, resolved, warnings=notes[k],
+                             precision=metas[k]["precision"],
                              notes=method.notes(model, enc, resolved), delta_stats=stats)
         if writable[k]:
             write_stored(store, keys[k], result, metas[k], notes[k])
