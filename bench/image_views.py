@@ -1,10 +1,17 @@
 """Draw the gallery under several image-map displays, to choose (and show) the default.
 
     python -m bench.image_views [--out docs/screenshots]
+    python -m bench.image_views --previews
 
 One PNG per gallery image: rows are IG, GradientSHAP and Occlusion (default parameters),
 columns the displays: the old default (signed, sigma 3, 99.5th percentile), signed / positive
 / absolute with sigma 8 and 2 % clipping, and a masked image. The README shows chelsea's.
+
+``--previews``: what the dashboard's first pass (``dashboard.panels.preview_params``) costs
+in fidelity, per gallery image and default method (GradientSHAP: the preview that was tried
+and rejected, a fifth of its samples): Spearman of the preview's 16 x 16 patch
+sums with the full settings', Pearson of the two maps as drawn (positive part, sigma 8),
+the overlap of their top 20 % patches, IG's relative |delta| under both, and the seconds.
 """
 
 from __future__ import annotations
@@ -45,13 +52,54 @@ def grid(model, raw) -> Image.Image:
     return img
 
 
+#: the preview tried for GradientSHAP (a fifth of its samples) and left out of the dashboard
+REJECTED = {"gradient_shap": {"n_samples": 4}}
+
+
+def previews(model, names) -> None:
+    """Print the preview-against-full figures (see the module docstring)."""
+    from scipy.stats import pearsonr, spearmanr
+
+    from cache.models import gallery_image
+    from dashboard import render
+    from dashboard.panels import preview_params
+    from explainers import get_method, run_method
+    print(f"{'image':10s} {'method':22s} {'preview':22s} {'spearman':>8s} {'pearson':>8s} {'top20%':>6s} "
+          f"{'rel|d| p/full':>14s} {'s p/full':>11s}")
+    for name in names:
+        enc = model.encode(gallery_image(name))
+        target = model.predict(enc).index
+        for m in ("integrated_gradients", "gradient_shap", "occlusion"):
+            full_params = {s.name: s.default for s in get_method(m).param_specs(model)}
+            cheap = preview_params(full_params) or {**full_params, **REJECTED[m]}
+            full, fast = (run_method(model, enc, m, p, target) for p in (full_params, cheap))
+            a, b = (model.group_scores(x.scores, enc) for x in (full, fast))
+            k = max(1, len(a) // 5)
+            top = len(set(np.argsort(-a)[:k]) & set(np.argsort(-b)[:k])) / k
+            shown = [render.signed_part(render.smooth(x.scores, 8), "positive").ravel() for x in (full, fast)]
+            rel = ""
+            if full.convergence_delta is not None and fast.convergence_delta is not None:
+                # completeness: sum(scores) = f(x) - f(b) + delta, so the gap is the sum less delta
+                r = [abs(x.convergence_delta) / max(abs(float(np.sum(x.scores)) - x.convergence_delta), 1e-9)
+                     for x in (fast, full)]
+                rel = f"{r[0]:.3f}/{r[1]:.3f}"
+            change = ", ".join(f"{k}={v}" for k, v in cheap.items() if v != full_params[k]) \
+                + ("" if preview_params(full_params) else " (none: rejected)")
+            print(f"{name:10s} {m:22s} {change:22s} {spearmanr(a, b)[0]:8.3f} {pearsonr(*shown)[0]:8.3f} "
+                  f"{top:6.2f} {rel:>14s} {fast.seconds:5.2f}/{full.seconds:5.2f}")
+
+
 def main() -> None:
     from cache.models import IMAGE_GALLERY, gallery_image
     from explainers import load_model
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", default="docs/screenshots")
+    p.add_argument("--previews", action="store_true", help="the dashboard's previews against the full maps")
     args = p.parse_args()
     model = load_model("image")
+    if args.previews:
+        previews(model, IMAGE_GALLERY)
+        return
     for name in IMAGE_GALLERY:
         path = Path(args.out) / f"image_views_{name}.png"
         grid(model, gallery_image(name)).save(path)

@@ -3,11 +3,20 @@ inputs vs batched with adaptive IG vs the same on Ray with 2 local workers (IG +
 GradientSHAP + Occlusion, metrics agreement, faithfulness and flip, no attribution store).
 
     nice -n 10 python -m bench.review_scale [--n 200] [--batch 16] [--ray-workers 2] [--dev ../shared/data/sst2/dev.tsv]
+    nice -n 10 python -m bench.review_scale --control [--n 200] [--batch 16]
 
 The Ray row is ``run_review(..., engine="ray")``: the review driver, Ray started locally
 (its start-up and the workers' model loading are inside the time, and reported apart), each
 worker pooling its micro-batches with adaptive IG, the review default. Its model calls
 happen in the workers, so it has no forward count.
+
+``--control`` (issue 18) measures instead what the random control costs a review, with IG
+at ``n_steps=auto`` and at ``n_steps=50``: per micro-batch, interleaved in one process, the
+attributions alone (no metrics), the review's default metrics (``REVIEW_METRIC_OPTIONS``: 3
+random orders per input, dataset-level test) and the old per-input control (100 orders, all
+drawn). It prints rows at the model's forward (the neutral baseline's search apart) and
+seconds, their ratios to the attributions alone, and per method the dataset-level verdict
+next to the 100-order per-input test's majority verdict.
 
 All rows run in one process on the same model and device (CUDA when present, so on a GPU
 machine the same rows are the GPU's batched vs one-at-a-time figures). A warm-up sentence
@@ -70,18 +79,94 @@ def max_diff(a: list[dict], b: list[dict], method: str) -> float:
     return worst
 
 
+def control(model, items, batch: int) -> None:
+    """The ``--control`` comparison (see the module docstring)."""
+    from explainers import baselines
+    from explainers.metrics.common import review_metric_options
+    from explainers.review import Summary, slim
+    from explainers.review.summary import summary_table
+
+    rows = {"all": 0, "search": 0}
+    in_search = [False]
+
+    def hook(_m, args, kwargs):
+        x = kwargs.get("inputs_embeds") if kwargs.get("inputs_embeds") is not None else args[0]
+        rows["search" if in_search[0] else "all"] += int(x.shape[0])
+
+    search = baselines.neutral_search
+
+    def counted_search(*a, **k):
+        in_search[0] = True
+        try:
+            return search(*a, **k)
+        finally:
+            in_search[0] = False
+
+    baselines.neutral_search = counted_search  # the bench counts the search's rows apart
+    handle = model.module.register_forward_pre_hook(hook, with_kwargs=True)
+    arms = []
+    for ig, params in (("auto", REVIEW_DEFAULT_PARAMS), ("50", {"integrated_gradients": {"n_steps": 50}})):
+        arms += [(ig, "attributions alone", params, [], None),
+                 (ig, "review default metrics", params, METRICS, review_metric_options(None)),
+                 (ig, "old control (100 orders)", params, METRICS,
+                  review_metric_options({"random_orders": 100, "sequential": False}))]
+    stats = {a[:2]: {"seconds": 0.0, "rows": 0, "search": 0, "summary": Summary()} for a in arms}
+    for start in range(0, len(items), batch):
+        chunk = items[start:start + batch]
+        for ig, name, params, metrics, options in arms:
+            st = stats[(ig, name)]
+            rows["all"] = rows["search"] = 0
+            t = time.perf_counter()
+            recs = review_chunk(model, chunk, METHODS, params, metrics, options, use_cache=False)
+            st["seconds"] += time.perf_counter() - t
+            st["rows"] += rows["all"]
+            st["search"] += rows["search"]
+            for r in recs:
+                st["summary"].add(slim(r))
+        print(f"{start + len(chunk)}/{len(items)}", flush=True, end="\r")
+    handle.remove()
+    baselines.neutral_search = search
+    n = len(items)
+    print(f"\n{n} SST-2 dev sentences, batch {batch}, methods {', '.join(METHODS)}, metrics "
+          f"{', '.join(METRICS)}; rows per sentence at the model's forward (+ the neutral search's)")
+    print(f"{'IG':5} {'arm':26} {'rows':>7} {'+search':>8} {'rows x':>7} {'x w/o search':>12} {'seconds':>8} "
+          f"{'sent/min':>9} {'time x':>7}")
+    for ig, name, *_ in arms:
+        st, base = stats[(ig, name)], stats[(ig, "attributions alone")]
+        total, base_total = st["rows"] + st["search"], base["rows"] + base["search"]
+        print(f"{ig:5} {name:26} {st['rows'] / n:7.1f} {st['search'] / n:8.1f} {total / base_total:7.2f} "
+              f"{st['rows'] / base['rows']:12.2f} {st['seconds']:8.1f} {n / st['seconds'] * 60:9.1f} "
+              f"{st['seconds'] / base['seconds']:7.2f}")
+    for ig in ("auto", "50"):
+        new = stats[(ig, "review default metrics")]["summary"].result()
+        old = stats[(ig, "old control (100 orders)")]["summary"].result()
+        speed = stats[(ig, "old control (100 orders)")]["seconds"] / stats[(ig, "review default metrics")]["seconds"]
+        print(f"\nIG n_steps={ig}: review default vs old control, throughput x{speed:.2f}")
+        for m in METHODS:
+            ds = new["dataset"]["methods"][m]
+            share = old["methods"][m]["beats_random_share"]
+            print(f"  {m:22} dataset-level: {'beats' if ds['beats_random'] else 'does not beat'} random "
+                  f"(p {ds['p_value']:.2g}, mean diff {ds['mean_difference']:.3f}, r {ds['effect_size']:.2f}); "
+                  f"100-order per-input tests: {share:.0%} beat -> majority "
+                  f"{'beats' if share > 0.5 else 'does not beat'}")
+        print(summary_table(new))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--batch", type=int, default=16, help="inputs per micro-batch")
     ap.add_argument("--ray-workers", type=int, default=2, help="0: no Ray row")
     ap.add_argument("--dev", default=str(DEV))
+    ap.add_argument("--control", action="store_true", help="the random control's cost (issue 18)")
     args = ap.parse_args()
     from pathlib import Path
     sentences = read_dev(Path(args.dev), args.n)
     items = list(enumerate(sentences))
     model = load_model("text")
     review_one(model, -1, "A warm-up sentence.", METHODS, None, METRICS, None, use_cache=False)
+    if args.control:
+        return control(model, items, args.batch)
     rows = []
     base = None
     calls: list[int] = []  # rows of each forward of the model: a count the machine's load cannot change

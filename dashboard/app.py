@@ -26,6 +26,7 @@ PAGES = [
     st.Page(str(ROOT / "pages" / "text.py"), title="Text", icon=":material/notes:"),
     st.Page(str(ROOT / "pages" / "image.py"), title="Image", icon=":material/image:"),
     st.Page(str(ROOT / "pages" / "tabular.py"), title="Tabular", icon=":material/table_chart:"),
+    st.Page(str(ROOT / "pages" / "generation.py"), title="Generation", icon=":material/chat:"),
     st.Page(str(ROOT / "pages" / "review.py"), title="Review", icon=":material/fact_check:"),
 ]
 

@@ -30,8 +30,8 @@ import streamlit as st
 from explainers import ExplainerError, get_method, metrics
 
 from . import export, render
-from .panels import running, store
-from .types import Apply, Input, PanelRun
+from .panels import metric_eta, running, store
+from .types import Apply, Caveat, Input, PanelRun
 from .state import digest, set_widget
 from .widgets import DEFAULT_MAX_COST
 
@@ -237,7 +237,8 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
         for col, m in zip(cols, on_demand):
             cost = costs.get(m)
             over = cost is not None and cost > cap
-            note = "" if cost is None else f" (≤ {cost:,} forward passes{', over the cap' if over else ''})"
+            note = "" if cost is None else (f" (≤ {cost:,} forward passes{metric_eta(adapter, inp.enc, cost)}"
+                                            f"{', over the cap' if over else ''})")
             if col.button(BUTTONS[m], key=f"cmp.run.{m}", disabled=m in cached or over,
                           help=BUTTON_HELP.get(m, "") + note):
                 clicked.append(m)
@@ -249,7 +250,7 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
         metrics, errors = _compute(engine, adapter, inp, run, auto + cached + clicked, options, base_key,
                                    status)
     with verdict_slot:
-        _verdicts(run.ok, metrics)
+        _verdicts(run.ok, metrics, view.caveat(adapter, inp))
 
     sections = [
         (tabs[0], ["agreement"], lambda: _agreement(view, adapter, inp, metrics["agreement"], stat, shown)),
@@ -289,7 +290,7 @@ def _threshold_input(adapter, target: int, tab) -> float | None:
     (default: the median of the model's scores on its data, or 0.5 for a sigmoid). None for
     a softmax classifier, whose flip is a change of class."""
     kind = getattr(adapter, "output_kind", "softmax")
-    if kind == "softmax":
+    if kind == "softmax" or hasattr(adapter, "flip_rule"):  # the adapter's own flip (generation)
         return None
     if kind == "sigmoid":
         default, note = 0.5, "0.5"
@@ -313,6 +314,15 @@ def _threshold_input(adapter, target: int, tab) -> float | None:
 STEP = {"delete": "deletion", "mask": "masked word", "baseline": "feature set to the baseline"}
 
 
+def p_text(f: dict) -> str:
+    """A method's permutation-test p-value with its resolution and the random orders it used."""
+    out = f"p = {f['p_value']:.2g}"
+    if isinstance(f.get("p_resolution"), (int, float)):
+        out += f" (resolution {f['p_resolution']:.2g}"
+        out += f", {f['orders_used']} random orders)" if f.get("orders_used") is not None else ")"
+    return out
+
+
 def verdict(method: str, metrics: dict) -> list[str]:
     """One short clause per metric computed for ``method`` on this input, from the numbers
     the tabs below show (nothing is computed here)."""
@@ -320,10 +330,10 @@ def verdict(method: str, metrics: dict) -> list[str]:
     faith = metrics.get("faithfulness") or {}
     f, r = (faith.get("methods") or {}).get(method), faith.get("random") or {}
     if f and f.get("deletion_aopc") is not None and r.get("deletion_aopc") is not None:
-        beats = "beats" if f.get("beats_random") else "does **not** beat"
+        beats = {True: "beats", False: "does **not** beat"}.get(f.get("beats_random"), "has no verdict against")
         p = f.get("p_value")
         parts.append(f"{beats} the random control (deletion AOPC {f['deletion_aopc']:.3f} vs "
-                     f"{r['deletion_aopc']:.3f}" + (f", p = {p:.2g}" if isinstance(p, (int, float)) else "") + ")")
+                     f"{r['deletion_aopc']:.3f}" + (f", {p_text(f)}" if isinstance(p, (int, float)) else "") + ")")
     flips = metrics.get("flip") or {}
     fl, fr = (flips.get("methods") or {}).get(method), flips.get("random") or {}
     if fl is not None:
@@ -346,11 +356,17 @@ def verdict(method: str, metrics: dict) -> list[str]:
     return parts
 
 
-def _verdicts(methods: Sequence[str], metrics: dict) -> None:
-    lines = [f"- **{render.md(_title(m))}**: " + "; ".join(parts) + "."
+def _verdicts(methods: Sequence[str], metrics: dict, caveat: Caveat | None = None) -> None:
+    """One line per method; an input the model cannot read (``caveat``) is said above the
+    lines and in each of them, so no line reads as a plain verdict on the words."""
+    qualifier = f" *(on placeholders: {render.md(caveat.short)})*" if caveat else ""
+    lines = [f"- **{render.md(_title(m))}**{qualifier}: " + "; ".join(parts) + "."
              for m in methods if (parts := verdict(m, metrics))]
-    if lines:
-        st.markdown("**On this input**\n" + "\n".join(lines))
+    if not lines:
+        return
+    if caveat is not None:
+        st.warning(caveat.message, icon=":material/visibility_off:")
+    st.markdown("**On this input**\n" + "\n".join(lines))
 
 
 # == renderers ===============================================================================
@@ -459,21 +475,24 @@ def _faithfulness(f: dict) -> None:
         rows.append({"method": _title(m), "deletion AOPC ↑": b.get("deletion_aopc"),
                      "insertion AUC ↑": b.get("insertion_auc"), "comprehensiveness ↑": b.get("comprehensiveness"),
                      "sufficiency ↓": b.get("sufficiency"),
-                     "p-value": b.get("p_value"), "effect size": b.get("effect_size"),
-                     "beats random": "yes" if b.get("beats_random") else "no"})
+                     "p-value": b.get("p_value"), "orders used": b.get("orders_used"),
+                     "effect size": b.get("effect_size"),
+                     "beats random": {True: "yes", False: "no"}.get(b.get("beats_random"), "—")})
     r = f.get("random") or {}
     if r:
         std = r.get("deletion_aopc_std")
         rows.append({"method": "random (control)", "deletion AOPC ↑": r.get("deletion_aopc"),
                      "insertion AUC ↑": r.get("insertion_auc"), "comprehensiveness ↑": r.get("comprehensiveness"),
-                     "sufficiency ↓": r.get("sufficiency"), "p-value": None, "effect size": None,
+                     "sufficiency ↓": r.get("sufficiency"), "p-value": None, "orders used": r.get("orders"),
+                     "effect size": None,
                      "beats random": f"± {std:.3f} (std)" if isinstance(std, (int, float)) else "—"})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="%.3f") for c in
                                 ("deletion AOPC ↑", "insertion AUC ↑", "comprehensiveness ↑", "sufficiency ↓",
                                  "p-value", "effect size")})
     test = f.get("test") or "deletion AOPC against the random orders"
-    st.caption(f"'beats random': {render.md(test)}. Effect size = (AOPC - random mean) / random std. "
+    st.caption(f"'beats random': {render.md(test)}. 'orders used': the random orders a method's p-value "
+               "counts (the control's row: all it drew). Effect size = (AOPC - random mean) / random std. "
                "Comprehensiveness and sufficiency follow ERASER (DeYoung et al. 2020) at its 1/5/10/20/50 % "
                "bins. A method that does not beat random is no better than guessing on this input.")
 

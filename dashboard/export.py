@@ -42,16 +42,20 @@ def scores_csv(adapter, enc, a: Attribution) -> bytes:
 def panel_png(adapter, inp, a: Attribution, scale: float, settings=None) -> bytes:
     """The panel drawn with PIL (same colours as on screen), titled with the method, the
     input, the prediction and the colour scale."""
+    view = get_view(adapter.modality)
+    caveat = view.caveat(adapter, inp)
     title = (f"{get_method(a.method).title} · {inp.name} · predicted {prediction_summary(inp.prediction)} · "
-             f"scale ±{scale:.3g}")
-    return get_view(adapter.modality).panel_png(adapter, inp, a, scale, settings or Settings(0, True), title)
+             f"scale ±{scale:.3g}" + (f" · CAUTION: {caveat.short}" if caveat else ""))
+    return view.panel_png(adapter, inp, a, scale, settings or Settings(0, True), title)
 
 
 def review_json(adapter, inp, target: int, methods: list[str], params: dict, metrics: dict,
                 input_id: Any) -> bytes:
-    """The metrics of this input, with what is needed to reproduce them."""
+    """The metrics of this input, with what is needed to reproduce them, and the input's
+    warnings (as the result JSON carries them: text the model cannot read says so)."""
     return json.dumps(jsonable({
         "model": adapter.name, "modality": adapter.modality, "input": input_id,
         "prediction": inp.prediction.to_dict(), "target": {"index": target, "label": adapter.label(target)},
         "methods": methods, "params": params, "metrics": metrics,
+        "warnings": list(adapter.warnings) + list(inp.enc.warnings),
     }), indent=1).encode()

@@ -18,7 +18,10 @@ PAGES = (("text", "Text", ":material/notes:", "a sentiment classifier (MiniLM-L6
          ("image", "Image", ":material/image:", "EfficientNet-Lite0 on ImageNet: heat maps over the "
           "gallery or your upload, erase a rectangle"),
          ("tabular", "Tabular", ":material/table_chart:", "an MLP on the breast-cancer data (30 "
-          "features) or your CSV + TorchScript model: what-if values"),
+          "features), a diabetes regression, or your CSV + model (a torch.export .pt2 or TorchScript): "
+          "what-if values"),
+         ("generation", "Generation", ":material/chat:", "a small chat LM (SmolLM2-135M, offline): which "
+          "prompt words made it answer, per output token; delete words, see the new answer"),
          ("review", "Review", ":material/fact_check:", "a batch of inputs explained with metrics: "
           "which method is most faithful across all of them"))
 
@@ -55,6 +58,12 @@ TRUST = {
                  "them (IG: 81 %), its word ranking barely follows IG's (Spearman 0.23), and "
                  "rollout was close to random (6 %). Read it next to an attribution panel and "
                  "its Compare numbers, never alone.",
+    "shapley_sampling": "Averages each feature's marginal effect over random orders: noisy with few "
+                        "n_samples (rerun with another seed), costs a forward per feature and sample.",
+    "target_attention": "Where the language model reads while producing the target, not what "
+                        "changes its answer: weights are non-negative, and what lands on the first "
+                        "token or the chat template is not shown. See BENCHMARKS.md for where it ranks "
+                        "the fact word.",
     "attention_x_gradient": "Class-specific, and on the default (mean-pooled) model only slightly "
                             "more faithful than raw attention: it beat the random control on 34 % "
                             "of 100 SST-2 sentences (IG: 81 %). Trust it on an input only where "
@@ -67,6 +76,7 @@ EXAMPLES = {
     "text": {"text": "The plot was predictable, but the acting kept me watching."},
     "image": {"img": "coffee"},
     "tabular": {"row": "13"},
+    "generation": {"gen.target_mode": "typed target"},
     "review": {"rv.modality": "tabular"},
 }
 
@@ -83,8 +93,8 @@ def page_links() -> None:
     cols = st.columns(len(PAGES))
     for col, (name, title, icon, text) in zip(cols, PAGES):
         with col.container(border=True):
-            _link(name, f"Open {title} with an example", icon)
-            st.caption(text)
+            _link(name, f"Open {title}", icon)  # short: a card is a quarter of the width
+            st.caption(f"{text[0].upper()}{text[1:]}. Opens on an example.")
 
 
 def first_explanation() -> None:
@@ -100,7 +110,8 @@ def first_explanation() -> None:
                     "The prediction and every map update: did the model change its mind?")
     with c3.container(border=True):
         st.markdown("**3. Check.** In *Compare methods*, the one-line verdicts say which maps beat "
-                    "a random guess on this input. Trust those; question the others.")
+                    "a random guess on this input. Trust those; question the others (and all of them where "
+                    "the page says the model cannot read the input).")
 
 
 def methods_table() -> None:
@@ -133,8 +144,11 @@ switches between the two, and the legend under the panels says which one is in u
 
 **Under each panel.** :material/timer: seconds of the computation (of the original run when the result came
 from the cache) · `δ` the convergence delta (IG, GradientSHAP): how far the scores' sum is from
-f(input) − f(baseline), in logits; small relative to `Σ` (the sum of the scores) means the
+f(input) − f(baseline); small relative to `Σ` (the sum of the scores) means the
 integral converged · `cache hit` when the attribution store answered without running the model.
+Scores, `Σ` and `δ` are in the explained output's own units: logits for a classifier (the
+output before the softmax or sigmoid), the score itself for a score model (regression,
+ranking), as the legend under the panels says.
 
 **Cost.** Each panel shows the forward passes its settings need before it runs. Anything above
 the cap in the sidebar is refused with a message instead of tying up the machine.

@@ -16,7 +16,12 @@ def modality_page(view: ModalityView) -> None:
     Args:
         view: the modality's view, from ``dashboard.views.get_view(modality)``.
     """
-    status = st.empty()  # "Running … Stop" while panels or metrics compute
+    status = st.empty()  # "Running … Stop" while the page computes
+    with panels.running(status, "preparing the input and the panels", "page"):  # from the first moment
+        _draw(view, status)
+
+
+def _draw(view: ModalityView, status) -> None:
     settings = widgets.sidebar_settings(view)
     settings.status = status
     adapter = view.model()
@@ -28,9 +33,11 @@ def modality_page(view: ModalityView) -> None:
     st.subheader("What if…")
     edited = view.what_if(adapter, original)
     with strip:
-        target = panels.prediction_strip(adapter, original, edited)
+        target = view.prediction_strip(adapter, original, edited)
+        if target is None:
+            target = panels.prediction_strip(adapter, original, edited, view.caveat(adapter, original))
     st.subheader("Attributions side by side")
-    methods = widgets.method_picker(view.modality)
+    methods = widgets.method_picker(view.modality, view.default_methods)
     run = panels.explain_panels(view, adapter, original, edited, methods, target, settings)
     view.extra_sections(adapter, original, edited)
     metrics = compare.compare_section(view, adapter, original, run, apply=view.apply_flip(adapter, original),

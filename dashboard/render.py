@@ -251,6 +251,27 @@ def tabular_chart(features: Sequence[str], scores: np.ndarray, values: dict | No
     ).properties(height=alt.Step(20))
 
 
+def signed(value: float, spec: str = ".1f") -> str:
+    """``value`` formatted with its sign (``spec`` without the sign), except that a value that
+    rounds to zero is shown unsigned: an edit that moves nothing reads "0.0", never "-0.0"."""
+    text = format(float(value), "+" + spec)
+    return format(0.0, spec) if float(text) == 0 else text
+
+
+#: what attribution scores are measured in, by output kind: every method explains the raw
+#: output, so for the additive ones their sum is f(input) - f(baseline) in these units
+OUTPUT_UNITS = {
+    "softmax": "logits of the explained class (the output before the softmax)",
+    "sigmoid": "logits of the explained output (before the sigmoid)",
+    "score": "the score's own units (the model's raw output)",
+}
+
+
+def output_units(kind: str) -> str:
+    """The unit of attribution scores (and of Σ, δ) for a model of output ``kind``."""
+    return OUTPUT_UNITS.get(kind, OUTPUT_UNITS["softmax"])
+
+
 def fmt_score(v: float) -> str:
     """A raw score for display: four significant digits."""
     return f"{float(v):.4g}"

@@ -14,7 +14,9 @@ import streamlit as st
 
 from explainers import DEFAULT_METHODS, get_method, list_methods
 from explainers.metrics import METRICS
+from explainers.metrics.common import review_metric_options
 from explainers.review import COLUMNS, DEFAULT_BATCH, review_chunk, review_params, slim, summarize, summary_table
+from explainers.review.summary import verdict_caption, verdict_rows
 
 from . import models, render
 from .state import left_values, param_key
@@ -35,7 +37,8 @@ def choose(modality: str) -> tuple[list[str], list[str]]:
     """Methods and metrics for the batch."""
     names = list_methods(modality)
     c1, c2 = st.columns(2)
-    methods = c1.multiselect("Methods", names, default=[m for m in DEFAULT_METHODS if m in names],
+    default = get_view(modality).default_methods or DEFAULT_METHODS
+    methods = c1.multiselect("Methods", names, default=[m for m in default if m in names],
                              format_func=lambda n: get_method(n).title, key="rv.methods",
                              help="Each with the parameters last set on the modality's page "
                                   "(its defaults if you have not changed them there).")
@@ -67,6 +70,7 @@ def run_batch(view, adapter, items: list[tuple[Any, Any]], methods: list[str], m
     records = []
     total = len(items)
     run_params = review_params(methods, params) or None  # adaptive IG unless the page sets n_steps
+    options = review_metric_options(None)  # a few random orders per input: the dataset-level test
     for start in range(0, total, batch):
         chunk = items[start:start + batch]
 
@@ -75,11 +79,11 @@ def run_batch(view, adapter, items: list[tuple[Any, Any]], methods: list[str], m
             bar.progress(min(1.0, done / total), text=f"reviewing {start + 1}-{start + n} of {total}: {stage}")
 
         for (ident, raw), rec in zip(chunk, review_chunk(adapter, chunk, methods, run_params, metrics,
-                                                         None, progress=step)):
+                                                         options, progress=step)):
             rec["input"] = view.describe_input(adapter, ident, raw)
             rec["true_label"] = view.true_label(adapter, ident, raw)
-            if rec["true_label"] is not None and "prediction" in rec:  # the CLI's wrong/correct split
-                rec["correct"] = rec["prediction"]["label"] == rec["true_label"]
+            if view.correct(rec) is not None:  # the CLI's wrong/correct split
+                rec["correct"] = view.correct(rec)
             rec["review_params"] = params or {}
             records.append(rec)
         bar.progress(min(1.0, (start + len(chunk)) / total), text=f"reviewed {start + len(chunk)}/{total}")
@@ -105,7 +109,7 @@ def input_frame(records: list[dict]) -> pd.DataFrame:
         if prediction.get("output_kind") == "score" and prediction.get("value") is not None:
             pred = f"{pred} = {float(prediction['value']):.4g}"  # a score: its value, not its name
         rows.append({"#": i, "id": str(r.get("id")), "input": _short(r.get("input")), "predicted": pred,
-                     "true label": truth, "correct": None if truth is None else truth == pred,
+                     "true label": truth, "correct": r.get("correct"),
                      "disagreement": 1 - sum(pairs) / len(pairs) if pairs else None,
                      "fewest flips": min(counts) if counts else None})
     return pd.DataFrame(rows)
@@ -165,6 +169,23 @@ def summary_frame(summary: dict) -> pd.DataFrame:
                          for name, vals in rows.items()])
 
 
+def verdict(summary: dict) -> None:
+    """The dataset-level verdict: does each method beat the random control on these inputs?"""
+    rows = verdict_rows(summary)
+    if not rows:
+        return
+    st.markdown("**Does each method beat the random control on these inputs?** " + "; ".join(
+        f"{render.md(r['method'])}: "
+        f"{'**beats random**' if r['verdict'] == 'beats random' else 'does **not** beat random'}"
+        for r in rows) + ".")
+    num = st.column_config.NumberColumn
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={"AOPC - random": num(format="%.3f"), "95% CI low": num(format="%.3f"),
+                                "95% CI high": num(format="%.3f"), "effect r": num(format="%.2f"),
+                                "p": num(format="%.2g")})
+    st.caption(render.md(verdict_caption(summary)) + ". The table below gives the per-input figures.")
+
+
 def show(records: list[dict]) -> None:
     """The summary table, the failed inputs, and the downloads."""
     params = next((r.get("review_params") for r in records if r.get("review_params")), None)
@@ -178,6 +199,7 @@ def show(records: list[dict]) -> None:
         st.caption(f"Integrated Gradients: n_steps = auto (rtol {ig.get('rtol')}), the review's default "
                    "unless n_steps is set on the modality's page.")
     summary = summarize(slim(r) for r in records)
+    verdict(summary)
     pct = st.column_config.NumberColumn(format="percent")
     columns = {"flipped": pct, "beats random": pct,
                "del. AOPC": st.column_config.NumberColumn(format="%.3f"),
@@ -192,6 +214,7 @@ def show(records: list[dict]) -> None:
         for tab, name in zip(tabs, ("wrong", "correct")):
             with tab:
                 if outcomes[name]["inputs"]:
+                    verdict(outcomes[name])
                     st.dataframe(summary_frame(outcomes[name]), hide_index=True, width="stretch",
                                  column_config=columns)
                 else:

@@ -24,6 +24,15 @@ class Input:
     edit: dict = field(default_factory=dict)  # the edit itself, as the JSON download records it
 
 
+@dataclass(frozen=True)
+class Caveat:
+    """A warning that undermines every explanation of one input (text the model cannot
+    read): shown at the prediction, and attached to each verdict and export of the input."""
+
+    short: str    # a few words for verdict lines and PNG titles: "18 of 29 tokens are [UNK]"
+    message: str  # the whole warning, with the rule that raised it
+
+
 @dataclass
 class PanelRun:
     """Everything the panels computed on this rerun (the Compare section and the exports

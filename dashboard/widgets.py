@@ -42,9 +42,11 @@ def sidebar_settings(view) -> Settings:
     """Cost cap, colour-scale mode and the view's own display options (in the sidebar)."""
     with st.sidebar:
         st.subheader("Run settings")
-        live = st.toggle("Live updates", value=True, key="live", bind=BIND,
+        # not bound to the URL: a link copied after Stop must not open the view paused
+        live = st.toggle("Live updates", value=True, key="live",
                          help="On: every change re-runs the panels at once. Off: make several changes, "
-                              "then press 'Apply changes' for one run. 'Stop' switches it off.")
+                              "then press 'Apply changes' for one run. 'Stop' switches it off. A "
+                              "setting of this session, never part of a shared link.")
         cap = st.number_input(
             "Cost cap (forward passes per method)", min_value=1, max_value=10_000_000,
             value=DEFAULT_MAX_COST, step=1000, key="cap", bind=BIND,
@@ -60,11 +62,11 @@ def sidebar_settings(view) -> Settings:
     return Settings(int(cap), scale == "shared", options, live=bool(live))
 
 
-def method_picker(modality: str) -> list[str]:
-    """Multiselect of the registered methods for ``modality`` (default IG, GradientSHAP,
-    Occlusion); one panel per selected method, in the order picked."""
+def method_picker(modality: str, default_methods=None) -> list[str]:
+    """Multiselect of the registered methods for ``modality`` (default ``default_methods``,
+    else IG, GradientSHAP, Occlusion); one panel per selected method, in the order picked."""
     names = list_methods(modality)
-    default = [m for m in DEFAULT_METHODS if m in names]
+    default = [m for m in (default_methods or DEFAULT_METHODS) if m in names]
     return st.multiselect(
         "Methods (one panel each)", names, default=default, key="methods", bind=BIND,
         format_func=lambda n: get_method(n).title,

@@ -15,19 +15,21 @@ from typing import Any, Iterator, Sequence
 
 from cache.models import DEFAULT_LOADERS, read_csv
 
-from .adapters.tabular import check_frame
+from .adapters.generation_units import Prompt
+from .adapters.tabular import check_column_names, check_frame, csv_header
 from .api import check_text, explain
 from .errors import ExplainerError
 from .registry import get_method, list_methods
 from .review import InputSource, ModelInfo, ModelSpec, run_review
+from .review.outputs import check_out
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--modality", required=True, choices=["text", "image", "tabular"])
+    p.add_argument("--modality", required=True, choices=["text", "image", "tabular", "generation"])
     p.add_argument("--model", help="HF id or directory (text), timm name (image), torch.export "
                                    "(.pt2) or TorchScript file (tabular), or 'diabetes' (the "
-                                   "regression default for tables); default: the modality's "
-                                   "default model")
+                                   "regression default for tables), a causal-LM folder or .gguf "
+                                   "file (generation); default: the modality's default model")
     p.add_argument("--checkpoint", help="image: local .safetensors or state-dict file for --model")
     p.add_argument("--csv", help="tabular: CSV with a header row; with --model, the model's "
                                  "reference rows; without, rows for the default model")
@@ -49,14 +51,28 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--text")
     e.add_argument("--image", help="image file path")
     e.add_argument("--row", type=int, help="tabular: row index of the data")
-    e.add_argument("--methods", default="integrated_gradients,gradient_shap,occlusion")
-    e.add_argument("--target", help="class index or label (default: predicted class)")
+    e.add_argument("--methods", help="comma list (default: integrated_gradients,gradient_shap,occlusion; "
+                                     "generation: feature_ablation,integrated_gradients)")
+    e.add_argument("--target", help="class index or label (default: predicted class); generation: "
+                                    "the continuation to explain (default: the greedy one)")
+    e.add_argument("--contrast", help="generation: a second continuation B; explains "
+                                      "log p(target) - log p(B)")
+    e.add_argument("--template", help="generation: a prompt template with {name} fields (the units); "
+                                      "values and baselines from --values / --baselines (JSON)")
+    e.add_argument("--values", help="generation: the template's field values, a JSON object or list")
+    e.add_argument("--baselines", help="generation: what a removed field becomes, a JSON object or "
+                                       "list (default: deleted)")
+    e.add_argument("--max-new-tokens", type=int, help="generation: length of the greedy continuation")
+    e.add_argument("--no-chat", action="store_true", help="generation: the prompt as plain text, "
+                                                          "without the tokenizer's chat template")
     e.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE")
     e.add_argument("--metrics", default="", help="comma list of agreement,faithfulness,flip,"
                                                  "stability,sanity,robustness")
     e.add_argument("--metric-param", action="append", default=[], metavar="NAME=VALUE")
     e.add_argument("--no-cache", action="store_true")
-    e.add_argument("--unit", choices=["word", "piece"], help="text features: words (default) or word pieces")
+    e.add_argument("--unit", choices=["word", "piece", "token", "sentence", "field"],
+                   help="text: words (default) or word pieces; generation: token, word (default), "
+                        "sentence or field (templates)")
 
     p = sub.add_parser("predict", help="predict every row of a file, one JSON line each")
     _add_model_args(p)
@@ -78,15 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--explain", choices=["predicted", "true"], default="predicted",
                    help="explain the predicted class (default) or the ground-truth label")
     r.add_argument("--limit", type=int, default=None, help="first N inputs only")
-    r.add_argument("--methods", default="integrated_gradients,gradient_shap,occlusion")
+    r.add_argument("--methods", help="comma list (default: integrated_gradients,gradient_shap,occlusion; "
+                                     "generation: feature_ablation,integrated_gradients)")
     r.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE")
     r.add_argument("--metrics", default="agreement,faithfulness,flip")
     r.add_argument("--metric-param", action="append", default=[], metavar="NAME=VALUE")
-    r.add_argument("--out", help="write the JSON lines here instead of stdout; an existing file is "
-                                 "resumed (its ids are skipped)")
+    r.add_argument("--out", help="write the JSON lines here instead of stdout (and OUT.meta.json beside "
+                                 "it); an existing review of the same inputs, model and settings is "
+                                 "resumed (its ids are skipped), anything else is refused")
     r.add_argument("--overwrite", action="store_true", help="start --out over instead of resuming it")
+    r.add_argument("--strict", action="store_true",
+                   help="stop at the first row that cannot be read (bad UTF-8, a broken line, an unknown "
+                        "label); default: it gets an error line and the run goes on")
+    r.add_argument("--multiline", action="store_true",
+                   help="CSV: accept quoted fields that hold line breaks (default: such a row is reported, "
+                        "as an unmatched quote would swallow the lines after it)")
     r.add_argument("--no-cache", action="store_true")
-    r.add_argument("--unit", choices=["word", "piece"], help="text features: words (default) or word pieces")
+    r.add_argument("--unit", choices=["word", "piece", "token", "sentence"],
+                   help="text: words (default) or word pieces; generation: token, word or sentence")
     r.add_argument("--batch-size", type=int, default=8, help="inputs per task (default 8)")
     r.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this process (default); ray: workers on a Ray cluster")
@@ -126,8 +151,46 @@ def parse_metric_params(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def split_list(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+def split_list(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def methods_from_args(args: argparse.Namespace) -> list[str]:
+    """``--methods`` (:func:`method_list`), or the modality's default list when the flag is
+    left out."""
+    if args.methods is not None:
+        return method_list(args.methods)
+    if args.modality == "generation":
+        return ["feature_ablation", "integrated_gradients"]
+    return ["integrated_gradients", "gradient_shap", "occlusion"]
+
+
+def _json_arg(flag: str, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as e:
+        raise ExplainerError(f"{flag} must be JSON (an object or a list): {e}") from None
+
+
+def prompt_from_args(args: argparse.Namespace) -> Any:
+    """A generation prompt: ``--text``, or ``--template`` with ``--values`` / ``--baselines``."""
+    if args.template is None and args.text is None:
+        raise ExplainerError("--text (or --template with --values) is required for --modality generation")
+    return Prompt(text=args.text or "", template=args.template, values=_json_arg("--values", args.values),
+                  baselines=_json_arg("--baselines", args.baselines),
+                  chat=False if args.no_chat else None, max_new_tokens=args.max_new_tokens)
+
+
+def method_list(value: str) -> list[str]:
+    """``--methods a,b``: the names; an empty list is refused rather than read as "the
+    defaults" (leave the flag out for those)."""
+    names = split_list(value)
+    if not names:
+        raise ExplainerError(f"--methods {value!r} names no method; leave the flag out for the defaults "
+                             "(python -m explainers methods lists them)")
+    return names
 
 
 def load_from_args(args: argparse.Namespace):
@@ -135,7 +198,9 @@ def load_from_args(args: argparse.Namespace):
 
 
 def csv_rows(model, path: str):
-    """Rows of a CSV checked against ``model``'s feature names (missing/extra/NaN refused)."""
+    """Rows of a CSV checked against ``model``'s feature names (missing/extra/NaN and
+    repeated column names refused)."""
+    check_column_names(csv_header(path), os.path.basename(path))
     return check_frame(read_csv(path), model.feature_names)
 
 
@@ -145,6 +210,8 @@ def input_from_args(args: argparse.Namespace, model) -> Any:
         if args.row is None or not 0 <= args.row < len(frame):
             raise ExplainerError(f"--row must index the CSV's {len(frame)} rows")
         return frame.iloc[args.row].to_dict()
+    if args.modality == "generation":
+        return prompt_from_args(args)
     given = {"text": args.text, "image": args.image, "tabular": args.row}[args.modality]
     if given is None:
         flag = {"text": "--text", "image": "--image", "tabular": "--row"}[args.modality]
@@ -152,12 +219,13 @@ def input_from_args(args: argparse.Namespace, model) -> Any:
     return given
 
 
-def iter_inputs(model, modality: str, file: str | None) -> Iterator[tuple[Any, Any]]:
-    """``(id, input)`` pairs from a table of texts, a folder of images or a CSV of rows
-    (read by :class:`explainers.review.InputSource`: header detected, streamed)."""
+def iter_inputs(model, modality: str, file: str | None) -> Iterator[tuple[Any, Any, str | None]]:
+    """``(id, input, error)`` from a table of texts, a folder of images or a CSV of rows
+    (read by :class:`explainers.review.InputSource`: header detected, streamed); ``error``
+    names the line of a row that cannot be read (its input is then None)."""
     source = InputSource(modality, file, label_column="none").check()
     for item in source.items(ModelInfo.from_adapter(model)):
-        yield item.id, item.raw
+        yield item.id, item.raw, item.error
 
 
 def spec_from_args(args: argparse.Namespace):
@@ -185,7 +253,8 @@ def review_source(args: argparse.Namespace):
     header = {"auto": None, "yes": True, "no": False}[args.header]
     source = InputSource(args.modality, file, text_column=args.text_column, image_column=args.image_column,
                          label_column=args.label_column, id_column=args.id_column, header=header,
-                         model_csv=args.csv if args.model else None).check()
+                         model_csv=args.csv if args.model else None, strict=args.strict,
+                         multiline=args.multiline).check()
     if args.explain == "true" and not source.has_labels:
         raise ExplainerError("--explain true needs ground-truth labels: name their column with "
                              "--label-column")
@@ -204,29 +273,44 @@ def check_args(args: argparse.Namespace) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> None:
     check_args(args)
+    methods = methods_from_args(args)  # before the model loads
     model = load_from_args(args)
-    result = explain(model, input_from_args(args, model), methods=split_list(args.methods),
+    result = explain(model, input_from_args(args, model), methods=methods,
                      params=parse_params(args.param), target=args.target,
                      use_cache=not args.no_cache, metrics=split_list(args.metrics),
-                     metric_params=parse_metric_params(args.metric_param), unit=args.unit)
+                     metric_params=parse_metric_params(args.metric_param), unit=args.unit,
+                     contrast=args.contrast)
     print(json.dumps(result.to_dict()))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    if args.file:
+        InputSource(args.modality, args.file, label_column="none").check()  # an empty file or folder: before loading
     model = load_from_args(args)
-    for ident, raw in iter_inputs(model, args.modality, args.file):
+    for ident, raw, error in iter_inputs(model, args.modality, args.file):
+        if error is not None:
+            print(json.dumps({"index": ident, "error": error}), flush=True)
+            continue
         try:
-            p = model.predict(model.encode(raw))
+            if isinstance(raw, str) and args.modality in ("text", "generation"):
+                check_text(raw)
+            enc = model.encode(raw)
+            p = model.predict(enc)
             d = p.to_dict()  # probabilities (classifiers) or value and values (scores)
             line = {"index": ident, "label": p.label, "class_index": p.index,
                     **{k: v for k, v in d.items() if k not in ("index", "label")}}
+            if hasattr(model, "output_info"):  # generation: the greedy continuation it scored
+                line["continuation"] = model.output_info(enc)["continuation"]["text"]
         except ExplainerError as e:
             line = {"index": ident, "error": str(e)}
         print(json.dumps(line), flush=True)
 
 
 def cmd_review(args: argparse.Namespace) -> None:
+    methods = methods_from_args(args)
     source = review_source(args)
+    if args.out:
+        check_out(args.out, source.file)  # before the model loads
     spec = spec_from_args(args)
     ray_args = {"workers": args.workers, "address": args.address, "cpus_per_worker": args.cpus_per_worker,
                 "gpus_per_worker": args.gpus_per_worker}
@@ -236,11 +320,11 @@ def cmd_review(args: argparse.Namespace) -> None:
             raise ExplainerError(f"{', '.join(given)} need(s) --engine ray")
         ray_args = {}
     model = spec if args.engine == "ray" else spec.load()  # ray: each worker loads the spec
-    run_review(model, source, methods=split_list(args.methods), params=parse_params(args.param),
+    run_review(model, source, methods=methods, params=parse_params(args.param),
                metrics=split_list(args.metrics), metric_params=parse_metric_params(args.metric_param),
                limit=args.limit, out=args.out, use_cache=not args.no_cache, unit=args.unit,
                explain=args.explain, engine=args.engine, batch_size=args.batch_size,
-               resume=not args.overwrite, **ray_args)
+               resume=not args.overwrite, strict=args.strict, **ray_args)
 
 
 def cmd_methods(args: argparse.Namespace) -> None:

@@ -1,10 +1,15 @@
-"""Running methods: parameter checks, locking, progress, GPU OOM retry and the store."""
+"""Running methods: parameter checks, locking, progress, GPU OOM retry, the store, and cost
+estimates in seconds calibrated on this machine."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import json
+import threading
 import time
-from typing import Any, Callable, Mapping
+import weakref
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -14,6 +19,7 @@ from cache.store import BadRow, StoreFault, make_key
 from . import methods  # noqa: F401  importing the package registers every method
 from . import precision
 from .adapters.base import Encoded, ModelAdapter
+from .baselines import prepare_baselines
 from .errors import ExplainerError
 from .params import resolve_params
 from .pooling import shares_per_batch
@@ -84,18 +90,259 @@ def estimate_work(adapter: ModelAdapter, enc: Encoded, name: str, params: dict |
     return estimate_cost(adapter, enc, name, params) * adapter.work_per_pass(enc)
 
 
-def calibrate(adapter: ModelAdapter, enc: Encoded, passes: int = 8) -> float:
-    """Seconds per unit of :func:`estimate_work` on this machine, measured with one batched
-    forward + backward of ``passes`` copies of ``enc`` (gradient passes, the dearer kind), so
-    ``estimate_work(...) * calibrate(...)`` estimates a method's seconds."""
-    x = enc.inputs.expand((passes,) + tuple(enc.inputs.shape[1:])).clone().requires_grad_(True)
+def calibrate(adapter: ModelAdapter, enc: Encoded, passes: int | None = None) -> float:
+    """Seconds per unit of :func:`estimate_work` on this machine, measured with a batched
+    forward + backward of copies of ``enc`` (gradient passes, the dearer kind), so
+    ``estimate_work(...) * calibrate(...)`` estimates a method's seconds. A warm-up call goes
+    first: the first gradient call of a process costs many times a warm one."""
+    return measure_rates(adapter, enc, passes, kinds=("grad",))["grad"]
+
+
+# -- cost estimates in seconds ---------------------------------------------------------------
+#: the kinds of model work priced apart: rows with a backward pass, forward-only rows (an
+#: attribution's perturbations and deltas) and a metric's re-predictions (text: re-tokenised)
+WORK_KINDS = ("grad", "forward", "metric")
+#: the newest run's weight in a running rate (an exponential moving average)
+EWMA_WEIGHT = 0.5
+#: seconds of a gradient row per forward-only row, assumed only until both are measured
+GRAD_TO_FORWARD = 3.0
+#: estimates are shown to this resolution ("under 0.1 s"); below it both agree
+ESTIMATE_RESOLUTION = 0.1
+#: a calibration batch holds about this much work (units of ``work_per_pass``), up to the
+#: run's batch size: batches as large as the methods' own, without seconds on an image
+CALIBRATION_WORK = 1500
+
+
+def fold(rate: float | None, seconds: float, units: float, weight: float = EWMA_WEIGHT) -> float | None:
+    """The running rate (seconds per unit of work) after one measured run: an exponential
+    moving average giving the run ``weight``; the first run sets it. Runs without work
+    leave it as it is."""
+    if units <= 0:
+        return rate
+    new = seconds / units
+    return new if rate is None else (1.0 - weight) * rate + weight * new
+
+
+def split_seconds(seconds: float, work: Mapping[str, float], rates: Mapping[str, float | None]
+                  ) -> dict[str, float]:
+    """A run's seconds shared among the kinds of work it did, in proportion to what each
+    should have cost at ``rates``; a kind without a rate yet gets what the known kinds leave
+    (all of it if none is known, split :data:`GRAD_TO_FORWARD` : 1 between gradient and
+    forward rows)."""
+    work = {k: float(u) for k, u in work.items() if u > 0}
+    known = {k: rates[k] * u for k, u in work.items() if rates.get(k) is not None}
+    unknown = [k for k in work if k not in known]
+    if not unknown:
+        total = sum(known.values())
+        return {k: seconds * v / total for k, v in known.items()} if total > 0 else \
+            {k: seconds / len(work) for k in work}
+    if not known:
+        weight = {k: work[k] * (GRAD_TO_FORWARD if k == "grad" else 1.0) for k in unknown}
+        total = sum(weight.values())
+        return {k: seconds * w / total for k, w in weight.items()}
+    out = {k: min(v, seconds) for k, v in known.items()}
+    left = max(seconds - sum(out.values()), 0.0)
+    out.update({k: left * work[k] / sum(work[u] for u in unknown) for k in unknown})
+    return out
+
+
+def predict_seconds(rates: Mapping[str, float | None], work: Mapping[str, float]) -> float | None:
+    """Seconds ``work`` (units per kind) takes at ``rates``; None if a kind it needs has no rate."""
+    need = [k for k, u in work.items() if u > 0]
+    if any(rates.get(k) is None for k in need):
+        return None
+    return float(sum(rates[k] * work[k] for k in need))
+
+
+class CostModel:
+    """Measured rates per model: seconds per unit of work per kind (:data:`WORK_KINDS`),
+    calibrated once, then refreshed from every computed run; and per method the seconds per
+    unit of its own estimate (its mix of kinds, overheads and batching included), once it
+    has run. Thread-safe; a model's rates go with its module.
+
+    An estimate (:func:`estimate_seconds`) is the method's own rate when it has run on this
+    model, else the kinds' rates on its split of gradient and forward rows."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._models: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+    def _state(self, adapter: ModelAdapter) -> dict:
+        # "runs": the kinds some computed run has measured (a calibration is only a stand-in)
+        return self._models.setdefault(adapter.module, {"kinds": {}, "methods": {}, "runs": set()})
+
+    def rates(self, adapter: ModelAdapter) -> dict[str, float | None]:
+        with self._lock:
+            kinds = dict(self._state(adapter)["kinds"])
+        return {k: kinds.get(k) for k in WORK_KINDS}
+
+    def method_rate(self, adapter: ModelAdapter, name: str) -> float | None:
+        with self._lock:
+            return self._state(adapter)["methods"].get(name)
+
+    def calibrated(self, adapter: ModelAdapter, enc: Encoded, kinds: Sequence = WORK_KINDS) -> dict:
+        """The kinds' rates, measuring those never measured nor learned (:func:`measure_rates`)."""
+        have = self.rates(adapter)
+        missing = [k for k in kinds if have[k] is None]
+        if missing:
+            measured = measure_rates(adapter, enc, kinds=missing)
+            with self._lock:
+                state = self._state(adapter)["kinds"]
+                for k, v in measured.items():
+                    state.setdefault(k, v)
+            have = self.rates(adapter)
+        return have
+
+    def record(self, adapter: ModelAdapter, seconds: float, work: Mapping[str, float],
+               method: str | None = None, units: float | None = None) -> None:
+        """Fold one computed run in: its seconds shared among the kinds of ``work`` it did
+        (:func:`split_seconds`), and, for a method, ``seconds / units`` into its own rate
+        (``units``: the work its estimate counts). A kind's first run replaces its
+        calibration; later runs are averaged in (:func:`fold`)."""
+        with self._lock:
+            state = self._state(adapter)
+            kinds = state["kinds"]
+            for k, secs in split_seconds(seconds, work, {k: kinds.get(k) for k in work}).items():
+                kinds[k] = fold(kinds.get(k) if k in state["runs"] else None, secs, work[k])
+                state["runs"].add(k)
+            if method is not None and units:
+                state["methods"][method] = fold(state["methods"].get(method), seconds, units)
+
+    def forget(self, adapter: ModelAdapter) -> None:
+        with self._lock:
+            self._models.pop(adapter.module, None)
+
+
+#: the process's measured rates (every session's runs refresh them)
+COSTS = CostModel()
+
+
+def measure_rates(adapter: ModelAdapter, enc: Encoded, passes: int | None = None,
+                  kinds: Sequence[str] = WORK_KINDS) -> dict[str, float]:
+    """Seconds per unit of work (:meth:`ModelAdapter.work_per_pass`) of each kind, measured
+    on ``enc``: ``passes`` copies with a backward (``grad``; default: about
+    :data:`CALIBRATION_WORK` units, at most the run's gradient batch, as large as the
+    methods' batches, whose rows cost less the larger the batch), twice as many forward only
+    (``forward``) and, for ``metric``, as many re-predictions the way metrics make them
+    (text: edited texts, tokenised again; elsewhere a forward-only batch). Each is timed
+    after one untimed warm-up call, the median of three timings (one is at the mercy of a
+    busy machine's moment)."""
     run = adapter.for_run(enc)
+    per = adapter.work_per_pass(enc)
+    if passes is None:
+        passes = max(2, min(run.grad_batch_size, -(-CALIBRATION_WORK // per)))
+
+    def timed(fn: Callable[[], Any]) -> float:
+        fn()
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            fn()
+            if enc.inputs.is_cuda:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        return sorted(times)[1]
+
     forward = adapter.locked_each_batch(run.forward_fn(enc))
-    start = time.perf_counter()
-    torch.autograd.grad(forward(x)[:, 0].sum(), x)
-    if x.is_cuda:
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / (passes * adapter.work_per_pass(enc))
+
+    def grad() -> None:
+        x = enc.inputs.expand((passes,) + tuple(enc.inputs.shape[1:])).clone().requires_grad_(True)
+        torch.autograd.grad(forward(x)[:, 0].sum(), x)
+
+    def fwd() -> None:
+        with torch.inference_mode():
+            forward(enc.inputs.expand((2 * passes,) + tuple(enc.inputs.shape[1:])))
+
+    def metric() -> None:
+        texts = getattr(adapter, "predict_texts", None)
+        if texts is not None and isinstance(enc.raw, str):
+            with adapter.lock:
+                texts([enc.raw] * (2 * passes))
+        else:
+            fwd()
+
+    rows = {"grad": passes, "forward": 2 * passes, "metric": 2 * passes}
+    jobs = {"grad": grad, "forward": fwd, "metric": metric}
+    return {k: timed(jobs[k]) / (rows[k] * per) for k in kinds}
+
+
+_splits: "collections.OrderedDict[tuple, float]" = collections.OrderedDict()
+_splits_lock = threading.Lock()
+
+
+def grad_share(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | None = None) -> float:
+    """The share of a method's rows that take a backward pass, found by running the method
+    once against a forward that only counts (and answers zeros): exact for methods whose
+    control flow never reads the outputs (``defer_model_calls``); other methods (hooks on
+    the model) count as all gradient. Kept per method, parameters and input shape."""
+    method, resolved = check_method(adapter, name, params)
+    key = (name, json.dumps(jsonable(resolved), sort_keys=True), tuple(enc.inputs.shape), enc.n_features)
+    with _splits_lock:
+        if key in _splits:
+            _splits.move_to_end(key)
+            return _splits[key]
+    share = 1.0
+    if method.defer_model_calls:
+        counts = {"grad": 0, "forward": 0}
+        n_out = len(adapter.labels)
+
+        def counting(x: torch.Tensor) -> torch.Tensor:
+            grad = torch.is_grad_enabled() and x.requires_grad
+            counts["grad" if grad else "forward"] += int(x.shape[0])
+            out = x.new_zeros((x.shape[0], n_out))
+            return out + 0 * x.flatten(1).sum(1, keepdim=True) if grad else out
+
+        try:
+            prepare_baselines(adapter, enc, resolved.get("baselines"))  # no search inside the RNG lock
+            # seeded runs take the model lock before the RNG lock, as run_method does
+            with contextlib.nullcontext() if shares_per_batch(method, resolved) else adapter.guarded():
+                method.run(adapter.for_run(enc), enc, 0, resolved, counting)
+            total = counts["grad"] + counts["forward"]
+            share = counts["grad"] / total if total else 1.0
+        except Exception:  # noqa: BLE001 - an estimate is optional: count every row as gradient
+            share = 1.0
+    with _splits_lock:
+        _splits[key] = share
+        while len(_splits) > 256:
+            _splits.popitem(last=False)
+    return share
+
+
+def method_work(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | None = None,
+                inputs: int = 1) -> dict[str, float]:
+    """The units of work (passes x :meth:`ModelAdapter.work_per_pass`) per kind a method's
+    run on ``enc`` does, ``inputs`` times: :func:`estimate_work` split by :func:`grad_share`."""
+    units = float(estimate_work(adapter, enc, name, params)) * inputs
+    share = grad_share(adapter, enc, name, params)
+    return {"grad": units * share, "forward": units * (1.0 - share)}
+
+
+def estimate_seconds(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | None = None,
+                     inputs: int = 1, costs: CostModel = COSTS) -> float:
+    """Seconds a method should take on ``enc`` (``inputs`` times: the original and an edit):
+    its own measured rate once it has run on this model (refreshed by every computed run),
+    else the calibrated rates of gradient and forward rows (measured once per model, on
+    ``enc``, if no run taught them yet)."""
+    units = float(estimate_work(adapter, enc, name, params)) * inputs
+    rate = costs.method_rate(adapter, name)
+    if rate is not None:
+        return rate * units
+    work = method_work(adapter, enc, name, params, inputs)
+    return float(predict_seconds(costs.calibrated(adapter, enc, ("grad", "forward")), work) or 0.0)
+
+
+def estimate_metric_seconds(adapter: ModelAdapter, enc: Encoded, rows: int,
+                            costs: CostModel = COSTS) -> float:
+    """Seconds ``rows`` metric re-predictions of ``enc`` should take (``rows``: the metric's
+    forward passes, :func:`explainers.metrics.metric_costs`), at the measured metric rate."""
+    rates = costs.calibrated(adapter, enc, ("metric",))
+    return float(rates["metric"] * rows * adapter.work_per_pass(enc))
+
+
+def record_metric_run(adapter: ModelAdapter, enc: Encoded, rows: int, seconds: float,
+                      costs: CostModel = COSTS) -> None:
+    """Fold a computed metrics run (``rows`` estimated re-predictions) into the metric rate."""
+    costs.record(adapter, seconds, {"metric": float(rows * adapter.work_per_pass(enc))})
 
 
 def _run_with_oom_retry(adapter: ModelAdapter, fn: Callable[[], Any]) -> Any:
@@ -126,11 +373,14 @@ def row_meta(adapter: ModelAdapter, enc: Encoded, name: str, target: int) -> dic
             "precision": precision.active()}
 
 
-def check_row(row: Any, meta: dict, params: dict, shape: tuple[int, ...]) -> str | None:
+def check_row(row: Any, meta: dict, params: dict, shape: tuple[int, ...],
+              matrix_rows: int = 0) -> str | None:
     """Why a row read from the store must not be served, or None when it may be.
 
     A row is served only if it carries the ``meta`` and the resolved ``params`` its key
-    promised, and finite scores of the expected ``shape`` (one per feature, or H x W).
+    promised, and finite scores of the expected ``shape`` (one per feature, or H x W); with
+    ``matrix_rows`` (generation: one per target token), a finite ``matrix`` of that many
+    rows of ``shape``.
     """
     if not isinstance(row, dict) or not {"scores", "params", "seconds", "meta"} <= set(row):
         return "fields missing"
@@ -148,6 +398,13 @@ def check_row(row: Any, meta: dict, params: dict, shape: tuple[int, ...]) -> str
         return "scores or timings are not numbers"
     if scores.shape != tuple(shape):
         return f"scores have shape {scores.shape}, expected {tuple(shape)}"
+    if matrix_rows:
+        try:
+            matrix = np.asarray(row.get("matrix"), dtype=np.float64)
+        except (TypeError, ValueError):
+            return "the matrix is not numbers"
+        if matrix.shape != (matrix_rows,) + tuple(shape) or not np.all(np.isfinite(matrix)):
+            return f"the matrix has shape {matrix.shape}, expected {(matrix_rows,) + tuple(shape)}"
     if not np.all(np.isfinite(scores)) or (delta is not None and not np.isfinite(delta)) \
             or not np.isfinite(seconds):
         return "values are not finite"
@@ -155,7 +412,8 @@ def check_row(row: Any, meta: dict, params: dict, shape: tuple[int, ...]) -> str
 
 
 def read_stored(store: Any, key: str, name: str, meta: dict, params: dict,
-                shape: tuple[int, ...], notes: list[str]) -> tuple[Attribution | None, bool]:
+                shape: tuple[int, ...], notes: list[str], matrix_rows: int = 0
+                ) -> tuple[Attribution | None, bool]:
     """The stored attribution if a valid row exists, and whether the store may be written.
 
     A fault appends one note; a bad row is dropped and appends a note too."""
@@ -169,7 +427,7 @@ def read_stored(store: Any, key: str, name: str, meta: dict, params: dict,
         return None, False
     if row is None:
         return None, True
-    why = check_row(row, meta, params, shape)
+    why = check_row(row, meta, params, shape, matrix_rows)
     if why is not None:
         store.discard(key)
         notes.append(f"attribution store: a stored result was not served ({why}); recomputed")
@@ -182,6 +440,13 @@ def write_stored(store: Any, key: str, result: Attribution, meta: dict, notes: l
         store.put(key, {**result.to_dict(), "meta": meta})
     except StoreFault as e:
         notes.append(f"attribution store unavailable, result not saved: {e}")
+
+
+def matrix_columns(adapter: ModelAdapter, enc: Encoded) -> list[int]:
+    """The output columns an adapter wants attributed besides the target, one matrix row
+    each (generation: one per target token); none for classifiers."""
+    columns = getattr(adapter, "matrix_columns", None)
+    return list(columns(enc)) if callable(columns) else []
 
 
 def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | None = None,
@@ -204,15 +469,19 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
 
     Returns:
         The :class:`Attribution`, from the store when an identical request was seen before.
+        Where the adapter has :func:`matrix_columns` (generation), its ``matrix`` holds one
+        row of per-feature scores per column (per target token), from the same run.
     """
     method, resolved = check_method(adapter, name, params)
     target_index = resolve_target(adapter, enc, target)
     meta = row_meta(adapter, enc, name, target_index)
     key = make_key(meta, resolved)
+    columns = matrix_columns(adapter, enc)
     notes: list[str] = []
     writable = store is not None
     if store is not None:
-        hit, writable = read_stored(store, key, name, meta, resolved, adapter.score_shape(enc), notes)
+        hit, writable = read_stored(store, key, name, meta, resolved, adapter.score_shape(enc), notes,
+                                    len(columns))
         if hit is not None:
             if progress:
                 progress(name, 1.0)
@@ -232,17 +501,30 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
             progress(name, min(1.0, done[0] / cost))
 
     run = adapter.for_run(enc)  # batch sizes bounded by the input's size, private to this run
+    prepare_baselines(adapter, enc, resolved.get("baselines"))  # searched here: not the method's time
     per_batch = shares_per_batch(method, resolved)
-    forward = run.forward_fn(enc, on_batch)
+    rows = {"grad": 0, "forward": 0}
+    counted = run.forward_fn(enc, on_batch)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:  # rows by kind, for the cost estimates
+        rows["grad" if torch.is_grad_enabled() and x.requires_grad else "forward"] += int(x.shape[0])
+        return counted(x)
+
     if per_batch:
-        forward = adapter.locked_each_batch(forward)
+        forward = run.locked_each_batch(forward)  # the run's cut of batches into locked calls
     with contextlib.nullcontext() if per_batch else adapter.guarded():
         start = time.perf_counter()
         attr, delta = _run_with_oom_retry(
             run, lambda: method.run(run, enc, target_index, resolved, forward))
+        # one more run per matrix column; the adapter's run remembers every row it scored
+        # (and its gradients), so these reuse the model work of the run above
+        column_scores = [_run_with_oom_retry(run, lambda c=c: method.run(run, enc, c, resolved, forward))[0]
+                         for c in columns]
         if attr.is_cuda:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
+    per = adapter.work_per_pass(enc)
+    COSTS.record(adapter, seconds, {k: float(n * per) for k, n in rows.items()}, name, float(cost * per))
     scores = adapter.reduce(attr.float(), enc).astype(np.float64)
     if not np.all(np.isfinite(scores)):
         raise ExplainerError(f"{method.title} produced non-finite scores; try other parameters")
@@ -250,8 +532,12 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
     if isinstance(delta, dict):
         stats = {k: v for k, v in delta.items() if k != "convergence_delta"}
         delta = delta["convergence_delta"]
+    matrix = (np.stack([adapter.reduce(r.float(), enc).astype(np.float64) for r in column_scores])
+              if column_scores else None)
+    if matrix is not None and not np.all(np.isfinite(matrix)):
+        raise ExplainerError(f"{method.title} produced non-finite per-token scores; try other parameters")
     result = Attribution(name, scores, delta, seconds, resolved, warnings=notes,
-                         notes=method.notes(adapter, enc, resolved), delta_stats=stats,
+                         notes=method.notes(adapter, enc, resolved), delta_stats=stats, matrix=matrix,
                          precision=meta["precision"])
     if writable:
         write_stored(store, key, result, meta, notes)

@@ -54,15 +54,14 @@ def shares_per_batch(method: Any, params: dict) -> bool:
 
     Safe when nothing outlives a batch on the shared model: every registered method
     attributes through the adapter's forward (text against ``inputs_embeds``), with no
-    hooks. Two kinds keep the whole-run lock: a method that sets ``exclusive_model`` (one
-    that hooks the model), and a run that draws random numbers (a ``seed`` parameter, or a
-    noise tunnel switched on), which holds the process-wide RNG lock for the run; the
-    metrics take the model lock before the RNG lock, so such a run must too, or the two
-    could deadlock.
+    hooks. Only a method that sets ``exclusive_model`` (one that hooks the model) keeps the
+    whole-run lock. Seeded runs (a ``seed`` parameter, a noise tunnel) share per batch too:
+    their seeded section lets go of the RNG lock while it waits for the model or runs a
+    batch and resumes with its generators where they were (:func:`explainers.rng.paused`),
+    so they draw the same numbers as alone, and never hold the RNG lock while waiting for
+    the model lock (the metrics take the model lock first: no deadlock).
     """
-    if getattr(method, "exclusive_model", False):
-        return False
-    return "seed" not in params and params.get("noise_tunnel", "none") in (None, "none")
+    return not getattr(method, "exclusive_model", False)
 
 
 class ReplayMismatch(RuntimeError):
@@ -238,15 +237,14 @@ def deferred(method: Runs, adapter: ModelAdapter, encs: Sequence[Encoded], targe
 def looped(method: Runs, adapter: ModelAdapter, encs: Sequence[Encoded], targets: Sequence[int],
            params: dict, pool: Pool, offset: int = 0) -> list[Any]:
     """:meth:`Method.run` one input at a time, locked as :func:`explainers.engine.run_method`
-    locks it (per batch, or for the whole run when it hooks the model or draws random
-    numbers)."""
+    locks it (per batch, or for the whole run when it hooks the model)."""
     out: list[Any] = []
     for enc, t in zip(encs, targets):
         run = adapter.for_run(enc)
         forward = run.forward_fn(enc, pool.on_rows)
         per_batch = shares_per_batch(method, params)
         if per_batch:
-            forward = adapter.locked_each_batch(forward)
+            forward = run.locked_each_batch(forward)
         try:
             with contextlib.nullcontext() if per_batch else adapter.guarded():
                 out.append(method.run(run, enc, t, params, forward))

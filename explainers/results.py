@@ -6,7 +6,11 @@
      prediction: {index, label, output_kind, probabilities}      (softmax, sigmoid)
                | {index, label, output_kind, value, values}       (score),
      target: {index, label}, attributions: {method: {scores, convergence_delta, seconds,
-     params, cache_hit, notes, delta_stats}}, warnings: [...], metrics: {...}}
+     params, cache_hit, notes, delta_stats, [matrix]}}, baseline_seconds, warnings: [...],
+     [output: {...}], metrics: {...}}
+
+Each method's ``seconds`` is its own work; searching a baseline (``neutral``) is reported
+apart, as ``baseline_seconds`` (0 when the search was remembered from an earlier input).
 """
 
 from __future__ import annotations
@@ -103,6 +107,8 @@ class Attribution:
             baseline and no noise: "equivalent to stochastic IG ...").
         delta_stats: IG: ``per_baseline`` deltas, ``gaps`` (f(x) - f(b_k)), ``mean_abs``
             and ``max_abs`` of the deltas; GradientSHAP: ``gaps``; else None.
+        matrix: generation only: ``[target tokens, features]``, row ``j`` the scores for the
+            log-probability of target token ``j`` (``scores`` are for their sum); else None.
         precision: what the model's passes ran as (:mod:`explainers.precision`): ``"fp32"``,
             or ``"bf16-forward"`` (passes without gradients in bf16); part of the store key.
     """
@@ -117,9 +123,10 @@ class Attribution:
     notes: list[str] = field(default_factory=list)
     delta_stats: dict | None = None
     precision: str = "fp32"
+    matrix: np.ndarray | None = None
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "scores": jsonable(self.scores),
             "convergence_delta": jsonable(self.convergence_delta),
             "seconds": round(float(self.seconds), 6),
@@ -129,6 +136,9 @@ class Attribution:
             "delta_stats": jsonable(self.delta_stats),
             "precision": self.precision,
         }
+        if self.matrix is not None:
+            d["matrix"] = jsonable(self.matrix)
+        return d
 
     @classmethod
     def from_dict(cls, method: str, d: dict, cache_hit: bool = False) -> "Attribution":
@@ -142,12 +152,20 @@ class Attribution:
             notes=list(d.get("notes") or []),
             delta_stats=d.get("delta_stats"),
             precision=str(d.get("precision", "fp32")),
+            matrix=None if d.get("matrix") is None else np.asarray(d["matrix"], dtype=np.float64),
         )
 
 
 @dataclass
 class Explanation:
-    """Everything shown for one input: prediction, target and each method's attribution."""
+    """Everything shown for one input: prediction, target and each method's attribution.
+
+    ``baseline_seconds``: time spent searching baselines for this input (the ``neutral``
+    one; 0 when the search was remembered), kept out of every method's ``seconds``.
+    ``output`` is what the adapter says about the explained output beyond the prediction
+    (generation: the prompt, the target and contrast tokens, the greedy continuation and the
+    matrix's column labels); empty for classifiers, and then left out of the JSON.
+    """
 
     model: str
     modality: str
@@ -159,6 +177,8 @@ class Explanation:
     metrics: dict = field(default_factory=dict)
     #: what the model's passes ran as (see :attr:`Attribution.precision`)
     precision: str = "fp32"
+    baseline_seconds: float = 0.0
+    output: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = {
@@ -168,9 +188,12 @@ class Explanation:
             "prediction": self.prediction.to_dict(),
             "target": self.target,
             "attributions": {k: v.to_dict() for k, v in self.attributions.items()},
+            "baseline_seconds": round(float(self.baseline_seconds), 6),
             "warnings": list(self.warnings),
             "precision": self.precision,
         }
+        if self.output:
+            d["output"] = jsonable(self.output)
         if self.metrics:
             d["metrics"] = jsonable(self.metrics)
         return d

@@ -7,7 +7,8 @@ from dashboard.views import get_view, list_views
 
 st.title("Review")
 st.caption("An internal model review: every input explained by each method, with agreement, "
-           "faithfulness against a random control and flips, summarised per method. The same "
+           "faithfulness against a random control and flips, summarised per method, starting "
+           "with whether each method beats the random control across the inputs. The same "
            "report as `python -m explainers review`.")
 
 modality = st.segmented_control("Modality", list_views(), default="text", key="rv.modality")

@@ -114,3 +114,58 @@ def tiny_adapters(tiny_text, tiny_image, tiny_tabular, tiny_image_input):
         "image": (tiny_image, tiny_image_input),
         "tabular": (tiny_tabular, 5),
     }
+
+
+#: the tiny causal LMs' tokenizer corpus: its BPE merges make words of these sentences
+LM_CORPUS = ("Maria was born in Lisbon and studied chemistry in Berlin. Which city was Maria born in?",
+             "the soup was bland and the service was terrible", "Tom lives in Oslo. He likes fish.",
+             "Paris is the capital of France. Rome is in Italy.")
+
+
+def tiny_lm_folder(folder, arch: str = "llama", seed: int = 0):
+    """A 2-layer random-weight causal LM (Llama or GPT-2) and a byte-level BPE tokenizer
+    trained on :data:`LM_CORPUS` (with a chat template), saved as safetensors to ``folder``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM,
+                              PreTrainedTokenizerFast)
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.post_processor = processors.ByteLevel(trim_offsets=False)
+    bpe.train_from_iterator(list(LM_CORPUS) * 4, trainers.BpeTrainer(
+        vocab_size=420, special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    tok.chat_template = ("{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
+                         "{% if add_generation_prompt %}<s>assistant\n{% endif %}")
+    torch.manual_seed(seed)
+    if arch == "llama":  # initializer_range 0.2: log-probabilities that move with the prompt
+        model = LlamaForCausalLM(LlamaConfig(
+            vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=160,
+            initializer_range=0.2, bos_token_id=1, eos_token_id=2))
+    else:
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4,
+                                           n_positions=160, initializer_range=0.2, bos_token_id=1,
+                                           eos_token_id=2))
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory):
+    return tiny_lm_folder(tmp_path_factory.mktemp("tiny_llama"), "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tiny_lm_dir):
+    """The tiny Llama through the user-model loader (a local folder of safetensors)."""
+    from cache.models import causal_lm
+    return causal_lm(str(tiny_lm_dir))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory):
+    from cache.models import causal_lm
+    return causal_lm(str(tiny_lm_folder(tmp_path_factory.mktemp("tiny_gpt2"), "gpt2")))

@@ -13,6 +13,7 @@ from .base import (Apply, ModalityView, PickedInput, get_view, list_views, regis
 from . import text  # noqa: F401  isort: skip
 from . import image  # noqa: F401  isort: skip
 from . import tabular  # noqa: F401  isort: skip
+from . import generation  # noqa: F401  isort: skip
 
 __all__ = ["Apply", "ModalityView", "PickedInput", "get_view", "list_views", "register_view",
            "unregister_view"]

@@ -34,7 +34,7 @@ from explainers import Attribution
 
 from .. import models, render
 from ..state import BIND
-from ..types import Apply, Input
+from ..types import Apply, Caveat, Input
 from ..widgets import Settings
 
 
@@ -62,6 +62,8 @@ class ModalityView(ABC):
     #: full colour at this percentile of |score| (None: at the maximum). Images use 99.5, so
     #: one hot pixel does not wash a map out.
     scale_percentile: ClassVar[float | None] = None
+    #: the methods the page opens with (None: the engine's ``DEFAULT_METHODS``)
+    default_methods: ClassVar[tuple[str, ...] | None] = None
 
     # -- sidebar and input -------------------------------------------------------------------
     @abstractmethod
@@ -82,6 +84,18 @@ class ModalityView(ABC):
         """Encode a raw input the way this view shows it (text: words or word pieces). The
         picked input's ``key`` must name every choice that changes the encoding."""
         return adapter.encode(raw)
+
+    def caveat(self, adapter, inp: Input) -> Caveat | None:
+        """A warning that undermines every explanation of ``inp`` (text: the model cannot
+        read it), or None. The page shows it at the prediction and qualifies each verdict
+        and export with it."""
+        return None
+
+    def prediction_strip(self, adapter, original: Input, edited: Input | None) -> int | None:
+        """Draw the model's output above the panels and return the output every panel
+        explains; None (the default) leaves it to the shared strip (class bars, a score's
+        range). Generation draws its continuation and target tokens instead."""
+        return None
 
     # -- what-if ---------------------------------------------------------------------------------
     @abstractmethod
@@ -153,6 +167,14 @@ class ModalityView(ABC):
         """The ground-truth label of a review input, where the data has one."""
         return None
 
+    def correct(self, record: dict) -> bool | None:
+        """Whether a review line's prediction matches its ``true_label`` (None: no label):
+        the predicted label equals it (generation: the continuation contains it)."""
+        truth = record.get("true_label")
+        if truth is None or "prediction" not in record:
+            return None
+        return record["prediction"]["label"] == truth
+
     def link_params(self, record: dict) -> dict | None:
         """URL parameters that open a review line's input on the modality's page (None:
         it cannot be linked, for example an upload)."""
@@ -203,7 +225,7 @@ def prediction_change(original: Input, edited: Input) -> None:
     if getattr(p, "output_kind", "softmax") == "score":
         before, after = p.value, q.outputs[p.index]
         st.markdown(f"Prediction on the edit: **{render.md(p.label)}** {render.fmt_score(before)} → "
-                    f"{render.fmt_score(after)} (**{after - before:+.4g}**)")
+                    f"{render.fmt_score(after)} (**{render.signed(after - before, '.4g')}**)")
         return
     before, after = p.probabilities[p.index], q.probabilities[p.index]
     flipped = q.index != p.index
@@ -211,7 +233,7 @@ def prediction_change(original: Input, edited: Input) -> None:
                else f"still **{render.md(q.label)}**")
     st.markdown(f"Prediction on the edit: {verdict} ({q.probabilities[q.index]:.1%}) · "
                 f"P({render.md(p.label)}) {before:.1%} → {after:.1%} "
-                f"(**{(after - before) * 100:+.1f}** pts)")
+                f"(**{render.signed((after - before) * 100)}** pts)")
 
 
 def model_source(label: str, own: str, own_caption: str, modality: str) -> str:

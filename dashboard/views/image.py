@@ -104,7 +104,7 @@ class ImageView(ModalityView):
                 path = None
                 if ckpt is not None:
                     suffix = ".safetensors" if ckpt.name.endswith(".safetensors") else ".pt"
-                    path = models.save_upload(ckpt.getvalue(), suffix)
+                    path = models.save_upload(ckpt.getvalue(), suffix, ckpt.name)
                 adapter, err = models.get_model(arch, "image", checkpoint=path, labels=class_names(names))
         return models.require_model(adapter, err)
 

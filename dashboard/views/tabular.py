@@ -113,8 +113,8 @@ class TabularView(ModalityView):
                     st.info("Upload both files to use your own model.")
                     st.stop()
                 suffix = ".pt2" if model_file.name.lower().endswith(".pt2") else ".pt"
-                adapter, err = models.get_model(models.save_upload(model_file.getvalue(), suffix), "tabular",
-                                                data=models.save_upload(csv.getvalue(), ".csv"),
+                adapter, err = models.get_model(models.save_upload(model_file.getvalue(), suffix, model_file.name),
+                                                "tabular", data=models.save_upload(csv.getvalue(), ".csv", csv.name),
                                                 labels=class_names(names), label_column=label_col,
                                                 output=None if output == "auto" else output)
         adapter = models.require_model(adapter, err)
@@ -156,12 +156,12 @@ class TabularView(ModalityView):
             if r2 is not None:
                 st.caption(f"model R² on held-out rows: {r2:.2f}")
         self._data_table(adapter)
-        unit = ("score" if adapter.output_kind == "score"
-                else "logit (the score before the sigmoid)" if adapter.output_kind == "sigmoid" else "logit")
-        st.caption("Attributions are in **standardised units**: each column is measured in standard "
-                   "deviations of the reference data (the model itself still sees the raw values), so "
-                   "columns whose scales differ by 10,000x compare fairly. Each score is that column's "
-                   f"share of the change in the explained output's {unit}, in its own units.")
+        st.caption(f"Scores are in **{render.output_units(adapter.output_kind)}**: each is the column's "
+                   "share of the change in the explained output from the baseline to this row, so for the "
+                   "additive methods Σ (under each panel) is f(row) − f(baseline) in the same units. "
+                   "Columns enter the methods standardised (z-scores of the reference data; the model "
+                   "itself still sees the raw values), so Saliency and SmoothGrad, which are gradients, "
+                   "read as output units per standard deviation of the column.")
         self.row = row = int(row)
         return PickedInput(row, ("row", row), row)
 

@@ -7,12 +7,13 @@ from typing import Any, Sequence
 import streamlit as st
 
 from cache.models import TEXT_SAMPLES
+from explainers.adapters.text import UNK_WARN_SHARE
 
 from .. import models, render
 from ..attention_view import attention_section
 from ..inputs import prepare
 from ..state import BIND, digest
-from ..types import Input
+from ..types import Caveat, Input
 from .base import Apply, ModalityView, PickedInput, model_source, prediction_change, register_view
 
 
@@ -122,6 +123,23 @@ class TextView(ModalityView):
 
     def encode(self, adapter, raw: Any):
         return adapter.encode(raw, unit=self.text_unit)
+
+    def caveat(self, adapter, inp: Input) -> Caveat | None:
+        """Text the model cannot read: more than :data:`UNK_WARN_SHARE` of its content
+        tokens (and at least 2) are the unknown token (the adapter's rule,
+        ``unknown_warning``); its maps are then about [UNK] placeholders, not the words."""
+        ids = inp.enc.context["input_ids"][0].tolist()
+        found = adapter.unknown_warning(ids)
+        if not found:
+            return None
+        name = adapter.tokenizer.unk_token or "[UNK]"
+        content = [i for i in ids if i not in adapter.special_ids]
+        n_unk = sum(1 for i in content if i == adapter.tokenizer.unk_token_id)
+        return Caveat(f"{n_unk} of {len(content)} tokens are {name}",  # markdown-escaped where shown
+                      f"**The model cannot read this text.** {render.md(found[0])}. Every map, verdict "
+                      f"and export of it below is about {render.md(name)} placeholders. (The rule: more "
+                      f"than {UNK_WARN_SHARE:.0%} of the content tokens, and at least 2, are "
+                      f"{render.md(name)}.)")
 
     def input_picker(self, adapter) -> PickedInput:
         c1, c2 = st.columns([3, 1])

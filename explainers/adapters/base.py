@@ -32,6 +32,7 @@ import torch
 from ..errors import ExplainerError
 from ..precision import autocast_for
 from ..results import OUTPUT_KINDS, Prediction
+from ..rng import paused
 
 
 @dataclass
@@ -292,6 +293,10 @@ class FairLock:
     run that locks once per batch could starve everyone else. Here a thread that asks while
     others wait joins the end of the queue, so each waiter gets the model after at most one
     batch of every session ahead of it.
+
+    A thread that must wait pauses its seeded sections meanwhile (:func:`explainers.rng.paused`):
+    the metrics take this lock and then the RNG lock, so a thread never waits here while
+    holding the RNG lock, and the two cannot deadlock.
     """
 
     def __init__(self) -> None:
@@ -313,6 +318,7 @@ class FairLock:
                 return True
             if not blocking:
                 return False
+        with paused(), self._cond:
             return self._wait_turn(me, None if timeout is None or timeout < 0 else timeout)
 
     def _wait_turn(self, me: int, timeout: float | None) -> bool:
@@ -352,10 +358,29 @@ class FairLock:
         self.release()
 
 
+
+def sum_over_groups(attr: torch.Tensor, enc: Encoded) -> np.ndarray:
+    """Per-feature scores of a token sequence: each position's attribution summed over the
+    embedding, then over the feature's positions (``enc.groups[:, 0]``; -1: no feature, such
+    as special tokens)."""
+    per_pos = attr[0].sum(dim=-1).detach().float()
+    group = enc.groups[:, 0].to(per_pos.device)
+    valid = group >= 0
+    out = torch.zeros(enc.n_features, dtype=per_pos.dtype, device=per_pos.device)
+    out.index_add_(0, group[valid], per_pos[valid])
+    return out.cpu().numpy()
+
 #: text batches hold at most the default batch size x this many tokens per example, so one
-#: batch of a 512-token input takes about as long as one of a typical sentence, and another
-#: session waits at most about that long for the model (see :meth:`ModelAdapter.for_run`)
+#: batch of a 512-token input takes about as long as one of a typical sentence (see
+#: :meth:`ModelAdapter.for_run`)
 REFERENCE_WORK = {"text": 128}
+#: one locked model call holds at most the default forward batch size x this many tokens of
+#: text (rows x tokens: 4 rows of a 512-token input): a run's batches are cut into such calls
+#: and the lock handed over between them (:meth:`ModelAdapter.locked_each_batch`), so another
+#: session waits about one short call at each of its own batches. Cutting the calls, not
+#: the batches, keeps Captum's batches (and a long run's speed); 128 let a short request
+#: wait 9 x (32 rows x 512 tokens): 7-18x its time alone, where the goal is 5x (BENCHMARKS.md)
+LOCKED_WORK = {"text": 16}
 
 
 class ModelAdapter:
@@ -383,6 +408,8 @@ class ModelAdapter:
     distribution_baselines: Sequence[str] = ()
     #: metric perturbations that edit the raw input instead of filling in a baseline
     edit_perturbations: Sequence[str] = ()
+    #: rows per locked model call (None: a whole batch); set per run by :meth:`for_run`
+    locked_rows: int | None = None
     #: what the outputs mean (:data:`~explainers.results.OUTPUT_KINDS`); set by the loader
     #: or :meth:`set_output_kind`. Attributions always explain the raw output (the logit).
     output_kind: str = "softmax"
@@ -453,6 +480,9 @@ class ModelAdapter:
         if reference and work > reference:
             run.grad_batch_size = max(1, self.grad_batch_size * reference // work)
             run.eval_batch_size = max(1, self.eval_batch_size * reference // work)
+        locked = LOCKED_WORK.get(self.modality)
+        if locked:
+            run.locked_rows = max(1, self.eval_batch_size * locked // max(1, work))
         return run
 
     def label(self, index: int) -> str:
@@ -543,11 +573,21 @@ class ModelAdapter:
 
     def locked_each_batch(self, forward: Callable[[torch.Tensor], torch.Tensor]
                           ) -> Callable[[torch.Tensor], torch.Tensor]:
-        """``forward`` holding :meth:`guarded` for each call (one batch) only, so sessions
-        sharing the model take turns batch by batch (the lock is FIFO)."""
-        def fn(x: torch.Tensor) -> torch.Tensor:
-            with self.guarded():
+        """``forward`` holding :meth:`guarded` for each call (one batch, cut into calls of at
+        most :attr:`locked_rows` rows, the same cut whoever waits) only, so sessions sharing
+        the model take turns call by call (the lock is FIFO). A seeded run lets go of the RNG
+        lock for each call too (:func:`explainers.rng.paused`), so another session's seeded
+        method waits about one call for it, not its whole run."""
+        rows = self.locked_rows
+
+        def call(x: torch.Tensor) -> torch.Tensor:
+            with paused(), self.guarded():
                 return forward(x)
+
+        def fn(x: torch.Tensor) -> torch.Tensor:
+            if rows is None or x.shape[0] <= rows:
+                return call(x)
+            return torch.cat([call(part) for part in torch.split(x, rows)])
         return fn
 
     # -- several inputs in one batch (explainers.pooling) ------------------------------------

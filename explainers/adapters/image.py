@@ -211,6 +211,11 @@ class ImageAdapter(ModelAdapter):
     def neutral_candidate_tensors(self, enc: Encoded) -> dict[str, torch.Tensor]:
         return {kind: self.baseline(enc, kind) for kind in self.neutral_candidates}
 
+    def neutral_key(self, enc: Encoded) -> str:
+        """The neutral search depends on the image itself (the ``blur`` candidate is made
+        from it), so it is kept per image (:func:`explainers.baselines.memo_key`)."""
+        return enc.key
+
     def describe_baseline(self, kind: str) -> str:
         return {"black": "an all-black image", "blur": "the image under a wide Gaussian blur",
                 "noise": "uniform random pixels (seed 0)",

@@ -8,7 +8,9 @@ while the model still sees exactly the raw row.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -21,6 +23,27 @@ from .base import Encoded, ModelAdapter, probe_logits
 N_BASELINE_SAMPLES = 16
 #: the model runs in float32: larger magnitudes become infinity
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_column_names(names: Sequence[str], where: str) -> None:
+    """Refuse a header row whose names repeat (pandas would rename the second ``a`` to
+    ``a.1`` without a word, and the model would read a column nobody named)."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            raise ExplainerError(f"{where}: column name {name!r} appears twice in the header row "
+                                 f"(columns {seen[name] + 1} and {i + 1}); column names must be unique")
+        seen[name] = i
+
+
+def csv_header(path: str | Path) -> list[str]:
+    """The names in a CSV file's first row, as pandas reads them (a UTF-8 byte-order mark
+    dropped); [] for an unreadable or empty file (the CSV reader reports those)."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            return next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
 
 
 def check_frame(df: pd.DataFrame, feature_names: Sequence[str] | None = None) -> pd.DataFrame:
@@ -80,6 +103,9 @@ class TabularAdapter(ModelAdapter):
                  output: str | None = None) -> None:
         super().__init__(name, module, labels, device)
         self.data = check_frame(data)
+        if len(self.data) < 2:
+            raise ExplainerError(f"the reference data has {len(self.data)} row; it needs at least 2, since "
+                                 "each column's spread over them standardises the features")
         self.feature_names = [str(c) for c in self.data.columns]
         self.data_hash = hashlib.sha256(
             pd.util.hash_pandas_object(self.data, index=False).to_numpy().tobytes()

@@ -19,7 +19,7 @@ import torch
 from ..baselines import neutral_baseline
 from ..errors import ExplainerError
 from ..precision import autocast_for
-from .base import Encoded, ModelAdapter
+from .base import Encoded, ModelAdapter, sum_over_groups
 from .words import edit_spans, group_words, merge_spans, piece_text
 
 #: interpretable units of text: whole words (default) or the tokenizer's word pieces
@@ -53,7 +53,10 @@ class TextAdapter(ModelAdapter):
     eval_batch_size = 128
     occlusion_window_default = 1
     occlusion_window_max = 32
-    feature_unit = "token"  # occlusion windows slide over token positions
+    feature_unit = "token"
+    #: Occlusion windows count words (or pieces, with ``unit="piece"``), never token
+    #: positions: hiding a word hides all of its pieces at once
+    occludes_features = True
 
     def __init__(self, name: str, module: torch.nn.Module, tokenizer: Any,
                  labels: Sequence[str], device: torch.device | None = None) -> None:
@@ -70,6 +73,7 @@ class TextAdapter(ModelAdapter):
         self.special_ids = {getattr(tokenizer, f"{t}_token_id", None)
                             for t in ("cls", "sep", "pad", "bos", "eos")} - {None}
         self._sample_average: torch.Tensor | None = None
+        self._neutral_reference: tuple[str, np.ndarray] | None = None
 
     def check_unit(self, unit: str | None) -> str:
         """``unit`` or the default (``"word"``), checked against :data:`UNITS`."""
@@ -230,8 +234,9 @@ class TextAdapter(ModelAdapter):
 
     def baseline(self, enc: Encoded, kind: str) -> torch.Tensor:
         """Every content token replaced by [PAD]/[MASK]/[UNK] or a zero vector, specials
-        kept; ``neutral``: the candidate or mix whose prediction is closest to uniform
-        (see :func:`explainers.baselines.neutral_search`)."""
+        kept; ``neutral``: the candidate or mix whose prediction is the most neutral for the
+        output kind (see :func:`explainers.baselines.neutral_search`), searched once per
+        model and text length."""
         if kind == "neutral":
             return neutral_baseline(self, enc)
         if kind == "zero":
@@ -257,6 +262,28 @@ class TextAdapter(ModelAdapter):
                 self._sample_average = self.embeddings(flat).float().mean(0, keepdim=True)
         return self._sample_average
 
+    def neutral_key(self, enc: Encoded) -> tuple:
+        """What the neutral search of ``enc`` depends on (:func:`explainers.baselines.memo_key`):
+        every candidate replaces all content tokens and keeps the rest, so only the length,
+        the kept tokens and where they sit, and the attention mask matter; two texts of one
+        length share their search."""
+        ids = enc.context["input_ids"][0].tolist()
+        content = enc.context["content_positions"].tolist()
+        replaced = set(content)
+        kept = tuple((i, t) for i, t in enumerate(ids) if i not in replaced)
+        return len(ids), kept, tuple(content), tuple(enc.context["attention_mask"][0].tolist())
+
+    def neutral_reference_outputs(self) -> tuple[np.ndarray, str]:
+        """A text score model has no data to place a score in: its neutrality is measured
+        against its scores on the shipped everyday sentences (:func:`sample_sentences`),
+        computed once per output kind."""
+        cached = self._neutral_reference
+        if cached is None or cached[0] != self.output_kind:
+            with self.lock:
+                out = self.predict_texts(list(sample_sentences())).double().numpy()
+            cached = self._neutral_reference = (self.output_kind, out)
+        return cached[1], f"its scores on {len(sample_sentences())} shipped everyday sentences"
+
     def neutral_candidate_tensors(self, enc: Encoded) -> dict[str, torch.Tensor]:
         out = {}
         for kind in self.neutral_candidates:
@@ -270,20 +297,10 @@ class TextAdapter(ModelAdapter):
     def config(self) -> dict:
         return {"max_length": self.max_length, "samples": sample_hash()}
 
-    def sliding_window(self, enc: Encoded, window: int, stride: int) -> tuple[tuple, tuple]:
-        hidden = enc.inputs.shape[-1]
-        window = min(window, enc.inputs.shape[1])
-        return (window, hidden), (stride, hidden)
-
     def reduce(self, attr: torch.Tensor, enc: Encoded) -> np.ndarray:
         """Per-feature scores: each position's attribution summed over the embedding, then
         summed over the feature's positions (a word's pieces)."""
-        per_pos = attr[0].sum(dim=-1).detach().float()
-        group = enc.groups[:, 0].to(per_pos.device)
-        valid = group >= 0
-        out = torch.zeros(enc.n_features, dtype=per_pos.dtype, device=per_pos.device)
-        out.index_add_(0, group[valid], per_pos[valid])
-        return out.cpu().numpy()
+        return sum_over_groups(attr, enc)
 
     # -- counterfactual edits --------------------------------------------------------------
     def _check_indices(self, enc: Encoded, name: str, indices: Sequence[int], n: int, unit: str) -> set[int]:

@@ -11,7 +11,9 @@ from . import (  # noqa: F401
     integrated_gradients,
     occlusion,
     saliency,
+    shapley,
     smoothgrad,
     surrogates,
+    target_attention,
 )
 from .base import Method  # noqa: F401

@@ -46,6 +46,10 @@ class Method:
     additive: bool = True
     #: gradient methods can be smoothed through Captum's NoiseTunnel (see ``noise_tunnel``)
     supports_noise_tunnel: bool = False
+    #: the method evaluates points between the input and a baseline (IG's path,
+    #: GradientSHAP's samples), so it is offered only baselines that are points of the
+    #: input space: not an adapter's ``edit_baselines`` (generation's deleted words)
+    interpolates: bool = False
     #: the method's control flow never depends on the model's outputs and it reaches the
     #: model only through the ``forward`` it is given (no hooks), so
     #: :meth:`attribute_many` may record its model calls and pool them across inputs
@@ -61,7 +65,7 @@ class Method:
         """The parameters of this method for ``adapter``'s modality."""
         specs = self.own_params(adapter)
         if self.uses_baselines:
-            specs.append(baseline_spec(adapter, self.default_baselines(adapter)))
+            specs.append(baseline_spec(adapter, self.default_baselines(adapter), self.interpolates))
         if self.supports_noise_tunnel:
             specs.extend(noise_tunnel.specs())
         return specs
@@ -122,11 +126,20 @@ class Method:
         raise NotImplementedError
 
 
-def baseline_spec(adapter: "ModelAdapter", default: Sequence[str] | None = None) -> ParamSpec:
+def baseline_spec(adapter: "ModelAdapter", default: Sequence[str] | None = None,
+                  interpolates: bool = False) -> ParamSpec:
+    """The ``baselines`` parameter. For a method that ``interpolates``, the adapter's
+    ``edit_baselines`` (edits of the raw input, no point to interpolate toward) are left out
+    and the default is the adapter's ``path_baselines`` where it declares them."""
+    kinds = tuple(adapter.baseline_kinds)
+    if interpolates:
+        edits = set(getattr(adapter, "edit_baselines", ()))
+        kinds = tuple(k for k in kinds if k not in edits)
+        default = default or tuple(getattr(adapter, "path_baselines", ())) or None
     return ParamSpec(
         "baselines", "multichoice", list(adapter.default_baselines if default is None else default),
         "reference input(s); several are averaged (IG, occlusion) or sampled (GradientSHAP)",
-        choices=tuple(adapter.baseline_kinds), cost=True)
+        choices=kinds, cost=True)
 
 
 def seed_spec() -> ParamSpec:

@@ -51,6 +51,7 @@ class GradientShap(Method):
     paper = "Lundberg, Lee. A Unified Approach to Interpreting Model Predictions. NeurIPS 2017."
     has_convergence_delta = True
     supports_noise_tunnel = True
+    interpolates = True  # offered no edit baselines (generation's "delete")
     defer_model_calls = True  # Captum never branches on outputs: pooled across inputs
 
     def default_baselines(self, adapter):

@@ -38,7 +38,7 @@ from .cost import metric_costs
 
 METRICS = ("agreement", "faithfulness", "flip", "stability", "sanity", "robustness")
 
-__all__ = ["METRICS", "OPTION_HELP", "compute", "check_names", "metric_costs"]
+__all__ = ["METRICS", "OPTION_HELP", "compute", "check_names", "flip_chunk", "metric_costs"]
 
 
 def check_names(names: Sequence[str]) -> list[str]:
@@ -61,7 +61,8 @@ def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names
         explanation: the :class:`Explanation` (its attributions and target are used).
         names: metric names from :data:`METRICS`.
         options: metric options (see :data:`~explainers.metrics.common.OPTION_HELP`):
-            ``k``, ``perturbation``, ``baseline``, ``random_orders``, ``alpha``, ``seed``,
+            ``k``, ``perturbation``, ``baseline``, ``random_orders``, ``sequential``,
+            ``alpha``, ``seed``,
             ``tolerance``,
             ``ig_steps``, ``seeds``, ``sanity_stages``, ``sanity_threshold``,
             ``n_perturb_samples``, ``sensitivity_samples``, ``sensitivity_radius``.
@@ -110,7 +111,7 @@ def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names
         elif name == "faithfulness":
             out[name] = faithfulness.faithfulness(scores, target, repredict(), enc.n_features, opts["baseline"],
                                      opts["random_orders"], opts["seed"], opts["alpha"],
-                                     opts["perturbation"], opts["perturbation_note"])
+                                     opts["perturbation"], opts["perturbation_note"], opts["sequential"])
             # the curves follow the target's probability (softmax, sigmoid) or raw score
             out[name]["output_kind"] = adapter.output_kind
             out[name]["measure"] = "score" if adapter.output_kind == "score" else "probability"
@@ -123,7 +124,7 @@ def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names
             toward = target == original
             ordered = scores if toward else {m: -s for m, s in scores.items()}
             out[name] = flip.flip(ordered, original, repredict(), enc.feature_labels, adapter.labels,
-                             opts["seed"], chunk=max(1, adapter.eval_batch_size),
+                             opts["seed"], chunk=flip_chunk(len(ordered)),
                              edited=repredict().edited, perturbation=opts["perturbation"],
                              perturbation_note=opts["perturbation_note"])
             out[name]["order"] = ("most support for the target first" if toward
@@ -141,6 +142,17 @@ def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names
         if progress:
             progress(name, 1.0)
     return jsonable(out)
+
+
+#: prefixes per deletion order in one round of the flip search: the search stops at the
+#: first flip (a median of 4-5 words on SST-2), so small rounds predict few prefixes past it;
+#: a review pools every input's round into one batch (:mod:`explainers.metrics.batched`)
+FLIP_STEPS_PER_ROUND = 2
+
+
+def flip_chunk(methods: int) -> int:
+    """Masks per round of the flip search over ``methods`` orders and the random one."""
+    return FLIP_STEPS_PER_ROUND * (methods + 1)
 
 
 def default_threshold(adapter: ModelAdapter, target: int, predictor: Repredictor) -> tuple[float, str]:
@@ -161,15 +173,19 @@ def _threshold_flip(adapter: ModelAdapter, enc: Encoded, scores: dict[str, np.nd
     :func:`explainers.metrics.flip.flip_threshold`). Features that hold the output on its
     side go first: the most positive when it is at or above the threshold, else the most
     negative."""
+    label = adapter.label(target)
+    rule = getattr(adapter, "flip_rule", None)
+    if callable(rule):  # the adapter says which output decides (generation: the first-token margin)
+        target, threshold, label, source = rule(enc)
     if opts.get("threshold") is not None:
         threshold, source = float(opts["threshold"]), "set by the user"
-    else:
+    elif not callable(rule):
         threshold, source = default_threshold(adapter, target, predictor)
     value = float(predictor(np.ones((1, enc.n_features), dtype=bool))[0][target])
     above = value >= threshold
     ordered = scores if above else {m: -s for m, s in scores.items()}
-    block = flip.flip_threshold(ordered, target, threshold, predictor, enc.feature_labels, adapter.label(target),
-                           adapter.output_kind, opts["seed"], chunk=max(1, adapter.eval_batch_size),
+    block = flip.flip_threshold(ordered, target, threshold, predictor, enc.feature_labels, label,
+                           adapter.output_kind, opts["seed"], chunk=flip_chunk(len(ordered)),
                            edited=predictor.edited, perturbation=opts["perturbation"],
                            perturbation_note=opts["perturbation_note"], threshold_source=source)
     block["order"] = ("most positive first (they hold the output above the threshold)" if above

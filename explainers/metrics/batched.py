@@ -1,8 +1,9 @@
-"""The metrics of many inputs at once: the re-predictions of faithfulness and flips (round
-by round) are predicted for all inputs together into each input's memo, then each input's
-metrics are computed as :func:`explainers.metrics.compute` computes them alone and find
-their predictions there. Agreement needs no model; stability, sanity and robustness run per
-input.
+"""The metrics of many inputs at once: the re-predictions of faithfulness and flips (each
+round by round: the sequential random control draws more orders where a decision is open,
+the flip search extends the orders not yet flipped) are predicted for all inputs together
+into each input's memo, then each input's metrics are computed as
+:func:`explainers.metrics.compute` computes them alone and find their predictions there.
+Agreement needs no model; stability, sanity and robustness run per input.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import torch
 from ..adapters.base import Encoded, ModelAdapter
 from ..pooling import Pool
 from ..results import Explanation
-from . import compute
+from . import compute, flip_chunk
 from .common import Repredictor, feature_scores, resolve_options
-from .faithfulness import faithfulness_masks
+from .faithfulness import ControlRun
 from .flip import FlipSearch, search_orders
 
 
@@ -71,9 +72,17 @@ def metrics_many(model: ModelAdapter, encs: Sequence[Encoded], explanations: Seq
             preds.append(None), opts.append(None), scores.append(None)
     live = [i for i, p in enumerate(preds) if p is not None]
     if "faithfulness" in names:
-        prefetch(model, [preds[i] for i in live],
-                 [faithfulness_masks(scores[i], encs[i].n_features, opts[i]["random_orders"], opts[i]["seed"])
-                  for i in live])
+        runs = {i: ControlRun(scores[i], encs[i].n_features, opts[i]["random_orders"], opts[i]["seed"],
+                              opts[i]["alpha"], opts[i]["sequential"]) for i in live}
+        target = {i: int(explanations[i].target["index"]) for i in live}
+        while True:  # round by round: a sequential control draws more orders where undecided
+            active = [i for i, r in runs.items() if not r.done]
+            if not active:
+                break
+            masks = {i: runs[i].masks() for i in active}
+            prefetch(model, [preds[i] for i in active], [masks[i] for i in active])
+            for i in active:
+                runs[i].feed(preds[i](masks[i])[:, target[i]] if len(masks[i]) else np.zeros(0))
     if "flip" in names and model.output_kind == "softmax":
         # score and sigmoid flips search across a threshold (compute() runs them per input)
         searches = {}
@@ -82,7 +91,7 @@ def metrics_many(model: ModelAdapter, encs: Sequence[Encoded], explanations: Seq
             toward = int(explanations[i].target["index"]) == original
             ordered = scores[i] if toward else {m: -s for m, s in scores[i].items()}
             searches[i] = FlipSearch(search_orders(ordered, encs[i].n_features, opts[i]["seed"]),
-                                     original, encs[i].n_features, chunk=max(1, model.eval_batch_size))
+                                     original, encs[i].n_features, chunk=flip_chunk(len(ordered)))
         while True:
             active = [i for i, s in searches.items() if not s.done]
             if not active:

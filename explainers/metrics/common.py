@@ -21,9 +21,9 @@ from ..results import Explanation
 Progress = Callable[[str, float], None]
 
 #: up to this many features the deletion/insertion curves take one step per feature;
-#: above it they take steps at 0 %, 10 %, ..., 100 % of the features. Ten steps keep the
-#: permutation test (100 random orders, each a whole curve of re-predictions) affordable:
-#: a 40-word sentence costs 100 x 11 re-predictions instead of 100 x 41.
+#: above it they take steps at 0 %, 10 %, ..., 100 % of the features. Eleven points keep the
+#: random control affordable: each random order is a whole curve of re-predictions (a
+#: 40-word sentence costs 9 re-predictions per order instead of 39).
 PER_FEATURE_MAX = 10
 #: the bins comprehensiveness and sufficiency average over (DeYoung et al. 2020, ERASER):
 #: the top 1, 5, 10, 20 and 50 % of the features
@@ -32,6 +32,15 @@ ERASER_FRACTIONS = (0.01, 0.05, 0.1, 0.2, 0.5)
 #: [MASK] in the text, or replace their values by a baseline (the only one for images/tables)
 PERTURBATIONS = ("delete", "mask", "baseline")
 DEFAULT_IG_STEPS = (8, 16, 32, 64, 128)
+
+#: the most random orders the per-input permutation test draws: 19 orders resolve
+#: p = 1/20 = 0.05, the default alpha (BENCHMARKS.md, "The random control, made cheap")
+RANDOM_ORDERS = 19
+#: what a review runs the metrics with unless the user sets them: a few random orders per
+#: input, all drawn (no per-input stopping rule), for the dataset-level paired test across
+#: inputs (:mod:`explainers.metrics.paired`); ``random_orders=19`` (or 100 with
+#: ``sequential=false``, the test before issue 18) gives every input its own test again
+REVIEW_METRIC_OPTIONS: dict[str, Any] = {"random_orders": 3, "sequential": False}
 
 #: every metric option, with its help line (the dashboard can show these)
 OPTION_HELP: dict[str, str] = {
@@ -44,8 +53,12 @@ OPTION_HELP: dict[str, str] = {
                     "always use this)",
     "baseline": "baseline kind that replaces removed features under the 'baseline' "
                 "perturbation, and in infidelity (default: the model's first default baseline)",
-    "random_orders": "random deletion orders in the permutation test of faithfulness "
-                     "(default 100)",
+    "random_orders": "random deletion orders of faithfulness's random control: the most the "
+                     f"permutation test draws (default {RANDOM_ORDERS}; its p-value resolves "
+                     "1 / (random_orders + 1)); with 'sequential' off, exactly this many",
+    "sequential": "draw the random orders sequentially and stop once the permutation test's "
+                  "decision at alpha is settled (Besag & Clifford 1991; default true); false: "
+                  "every order is drawn",
     "alpha": "significance level of the permutation test: beats_random when its p-value "
              "is <= alpha (default 0.05)",
     "seed": "random seed of the metrics (default 0)",
@@ -97,6 +110,23 @@ def _as_float(name: str, value: Any, lo: float, hi: float, lo_open: bool = False
     return f
 
 
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ExplainerError(f"metric option '{name}' must be true or false, got {value!r}")
+
+
+def review_metric_options(options: dict | None) -> dict:
+    """``options`` over :data:`REVIEW_METRIC_OPTIONS`, the user's values winning: the metric
+    options a review runs with."""
+    return {**REVIEW_METRIC_OPTIONS, **(options or {})}
+
+
 def _as_int_list(name: str, value: Any, lo: int, hi: int, min_len: int = 1) -> list[int]:
     if isinstance(value, str):
         value = [v for v in value.replace("+", ",").split(",") if v.strip()]
@@ -138,7 +168,8 @@ def resolve_options(options: dict | None, adapter: ModelAdapter, enc: Encoded) -
     out["baseline"] = baseline
     out["perturbation"], out["perturbation_note"] = resolve_perturbation(
         given.get("perturbation"), adapter, baseline)
-    out["random_orders"] = _as_int("random_orders", given.get("random_orders", 100), 1, 10000)
+    out["random_orders"] = _as_int("random_orders", given.get("random_orders", RANDOM_ORDERS), 1, 10000)
+    out["sequential"] = _as_bool("sequential", given.get("sequential", True))
     out["alpha"] = _as_float("alpha", given.get("alpha", 0.05), 0.0, 1.0, lo_open=True)
     out["seed"] = _as_int("seed", given.get("seed", 0), 0, 2**31 - 1)
     out["margin"] = _as_float("margin", given.get("margin", 1.0), 0.0, 100.0)
@@ -186,6 +217,8 @@ def resolve_perturbation(value: Any, adapter: ModelAdapter, baseline: str) -> tu
                        "(ERASER's definition)")
     if value == "mask":
         return value, "removed words are replaced by one [MASK] each, and the text re-tokenised"
+    if baseline in tuple(getattr(adapter, "edit_baselines", ())):  # an edit, not a value (generation)
+        return value, f"removed features: {adapter.describe_baseline(baseline)}"
     what = "embeddings" if adapter.modality == "text" else ("pixels" if adapter.modality == "image"
                                                             else "values")
     return value, f"removed features' {what} are replaced by the '{baseline}' baseline"
@@ -220,12 +253,18 @@ def random_orders(n: int, count: int, seed: int) -> list[np.ndarray]:
 def curve_steps(n: int) -> list[int]:
     """Numbers of removed/inserted features at which the curves are evaluated.
 
-    One step per feature (0, 1, ..., n) when ``n <= PER_FEATURE_MAX``; otherwise
-    ``floor(f * n)`` for f = 0, 0.1, ..., 1.0.
+    One step per feature (0, 1, ..., n) when ``n <= PER_FEATURE_MAX``; otherwise the tenths
+    of ``n``: ``floor(f * n)`` for f = 0, 0.1, ..., 0.5 and ``n - floor((1 - f) * n)`` above,
+    so the steps are symmetric (``k`` is a step when ``n - k`` is; for odd ``n`` but the
+    middle one, ``floor(n / 2)``). Keeping ``k`` features of a random order is removing the
+    other ``n - k``, so the random control's insertion curve costs no re-predictions of its
+    own (see :mod:`explainers.metrics.faithfulness`).
     """
     if n <= PER_FEATURE_MAX:
         return list(range(n + 1))
-    return sorted({int(math.floor(f * n + 1e-9)) for f in [i / 10 for i in range(11)]})
+    low = [int(math.floor(i * n / 10 + 1e-9)) for i in range(6)]
+    high = [n - int(math.floor((10 - i) * n / 10 + 1e-9)) for i in range(6, 11)]
+    return sorted(set(low + high))
 
 
 def deletion_masks(order: np.ndarray, steps: Sequence[int], n: int) -> np.ndarray:

@@ -12,7 +12,7 @@ from ..adapters.base import Encoded, ModelAdapter
 from ..engine import estimate_cost as method_cost
 from ..registry import get_method
 from .common import curve_steps, resolve_options
-from .faithfulness import INSERTION_ORDERS, eraser_steps
+from .faithfulness import ERASER_ORDERS, eraser_steps
 
 
 def _with(params: dict | None, **changes) -> dict:
@@ -36,16 +36,20 @@ def metric_costs(adapter: ModelAdapter, enc: Encoded, names: Sequence[str],
     opts = resolve_options(options, adapter, enc)
     n, m = enc.n_features, len(methods)
     steps = curve_steps(n)
-    curve = len(steps) + len(set(eraser_steps(n)) - set(steps))  # + ERASER sizes off the curve
     cost = {name: lambda p, name=name: method_cost(adapter, enc, name, p) for name in methods}
     out: dict[str, int] = {}
     for metric in names:
         if metric == "agreement":
             out[metric] = 0
         elif metric == "faithfulness":
+            # a method: removed and kept at every step and ERASER size; a random order: removed
+            # at the steps and their complements (its insertion curve), the first ones at the
+            # ERASER sizes and their complements too; at most random_orders orders are drawn
+            sizes = set(steps) | set(eraser_steps(n))
+            plain = len(set(steps) | {n - k for k in steps})
+            full = len(sizes | {n - k for k in sizes})
             r = opts["random_orders"]
-            with_insertion = min(r, INSERTION_ORDERS)  # the other orders: deletion curve only
-            out[metric] = (m + with_insertion) * 2 * curve + (r - with_insertion) * curve
+            out[metric] = m * 2 * len(sizes) + min(r, ERASER_ORDERS) * full + max(0, r - ERASER_ORDERS) * plain
         elif metric == "flip":
             out[metric] = (m + 1) * max(n - 1, 0) + 1  # proper prefixes, and the empty input
         elif metric == "stability":

@@ -69,9 +69,9 @@ def parameter_layers(module: torch.nn.Module, run: Callable[[], Any] | None = No
 def cascade_stages(n_layers: int, n_stages: int) -> list[int]:
     """Cumulative numbers of top layers randomized at each stage.
 
-    Stage 1 re-initializes only the output layer; the last stage re-initializes all
-    ``n_layers``; stages in between are evenly spaced. Fewer stages when there are fewer
-    layers than stages.
+    Stage 1 re-initializes only the output layer (with a single stage, all of them); the
+    last stage re-initializes all ``n_layers``; stages in between are evenly spaced. Fewer
+    stages when there are fewer layers than stages.
     """
     if n_layers <= 0:
         return []

@@ -164,7 +164,8 @@ def baseline_sensitivity(adapter: ModelAdapter, enc: Encoded, target: int, name:
     Returns:
         ``{"baselines": [kinds], "spearman": [[...]]}``.
     """
-    kinds = list(adapter.baseline_kinds)
+    spec = next((s for s in get_method(name).param_specs(adapter) if s.name == "baselines"), None)
+    kinds = list(spec.choices) if spec is not None else list(adapter.baseline_kinds)  # the method's own
     vectors = []
     for i, kind in enumerate(kinds):
         a = run_method(adapter, enc, name, {**params, "baselines": [kind]}, target, store)

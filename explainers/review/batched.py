@@ -14,7 +14,7 @@ the model run one input at a time. The metrics' re-predictions are pooled by
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -22,20 +22,22 @@ import torch
 from cache.store import default_store, make_key
 
 from ..adapters.base import Encoded, ModelAdapter
-from ..api import (check_metric_options, check_methods, check_params, check_text, collect_warnings, encode,
-                   explain)
+from ..api import (check_metric_names, check_metric_options, check_methods, check_params, check_text,
+                   collect_warnings, encode, explain)
+from ..baselines import prepare_baselines
 from ..engine import Progress, check_method, read_stored, resolve_target, row_meta, write_stored
 from ..errors import ExplainerError
-from ..metrics import check_names
 from ..metrics.batched import metrics_many
 from ..methods.base import Method
 from ..pooling import Pool
 from ..results import Attribution, Explanation, Prediction
 
-#: the method parameters ``review`` should use unless the user sets them: adaptive IG, where
-#: cost matters most (a median of 25 path points on SST-2 dev instead of 52 forwards, at the
-#: same 1 % tolerance; BENCHMARKS.md). Merged under the user's ``--param`` values.
-REVIEW_DEFAULT_PARAMS: dict[str, dict] = {"integrated_gradients": {"n_steps": "auto"}}
+#: the method parameters ``review`` should use unless the user sets them, merged under the
+#: user's ``--param`` values: fixed 50-step Gauss-Legendre IG again. Adaptive IG that is right
+#: word by word (``n_steps="auto"``) needs a median of 49 path points on SST-2 dev, no saving
+#: over 50 steps (+2 forwards), and still misses 1e-3 per-word accuracy on some sentences
+#: (BENCHMARKS.md, "Adaptive IG"); it stays an option.
+REVIEW_DEFAULT_PARAMS: dict[str, dict] = {"integrated_gradients": {"n_steps": 50}}
 
 def review_params(methods: Sequence[str] | None, params: dict | None) -> dict[str, dict]:
     """``params`` over :data:`REVIEW_DEFAULT_PARAMS`, for the selected ``methods`` only
@@ -83,7 +85,8 @@ def explain_many(model: ModelAdapter, raws: Sequence[Any], methods: Sequence[str
 
     Args:
         model: from :func:`explainers.load_model`.
-        raws: the inputs (as for ``explain``; an :class:`Encoded` is used as is).
+        raws: a list of inputs (each as for ``explain``; an :class:`Encoded` is used as is).
+            One string (bytes, a mapping) is refused, not read as a list of characters.
         methods, params, metrics, metric_params, unit, use_cache, store: as for ``explain``.
         targets: one per input (None: the predicted class), or None for all predicted.
         batch_size: inputs per micro-batch (default :data:`DEFAULT_BATCH`).
@@ -97,11 +100,12 @@ def explain_many(model: ModelAdapter, raws: Sequence[Any], methods: Sequence[str
         ExplainerError: for arguments that fail every input alike (unknown method or
             metric, bad parameters), before any model work.
     """
+    if isinstance(raws, (str, bytes, Mapping, Encoded)) or not hasattr(raws, "__iter__"):
+        raise ExplainerError(f"explain_many takes a list of inputs, not one {type(raws).__name__} "
+                             "(explain_many(m, [x]) for one input, or explain(m, x))")
     methods = check_methods(methods)
     params = check_params(params, methods)
-    metrics = list(metrics or [])
-    if metrics:
-        metrics = check_names(metrics)
+    metrics = check_metric_names(metrics)
     checked = {name: check_method(model, name, params.get(name)) for name in methods}
     raws = list(raws)
     if targets is not None and len(targets) != len(raws):
@@ -173,7 +177,8 @@ def _explain_chunk(model, raws, targets, methods, params, checked, metrics, metr
             model=model.name, modality=model.modality, features=model.features(encs[k]),
             prediction=preds[k], target={"index": target_of[k], "label": model.label(target_of[k])},
             attributions=attributions[k],
-            warnings=collect_warnings(model, encs[k], attributions[k].values()))
+            warnings=collect_warnings(model, encs[k], attributions[k].values()),
+            baseline_seconds=encs[k].extra.get("baseline_seconds", 0.0))
     if metrics and done:
         step("metrics", len(methods) / total_methods)
         blocks = metrics_many(model, [encs[k] for k in done], [explanations[k] for k in done],
@@ -194,7 +199,8 @@ def run_many(model: ModelAdapter, method: Method, encs: Sequence[Encoded], targe
              resolved: dict, store: Any = None) -> list[Attribution | Exception]:
     """One method on many inputs: stored results served per input (each input's own key),
     the rest attributed together by :meth:`Method.attribute_many`; ``seconds`` is the
-    batch's time shared evenly among the inputs it computed."""
+    batch's time shared evenly among the inputs it computed, the baselines' search excluded
+    (:func:`explainers.baselines.prepare_baselines`, reported as ``baseline_seconds``)."""
     name = method.name
     out: list[Any] = [None] * len(encs)
     metas, keys, notes, writable = [], [], [], []
@@ -212,6 +218,11 @@ def run_many(model: ModelAdapter, method: Method, encs: Sequence[Encoded], targe
     todo = [k for k in range(len(encs)) if out[k] is None]
     if not todo:
         return out
+    for k in todo:  # searched baselines (neutral) are not the method's time
+        try:
+            prepare_baselines(model, encs[k], resolved.get("baselines"))
+        except Exception:  # noqa: BLE001 - the method meets the same error and reports it per input
+            pass
     pool = Pool(model, [encs[k] for k in todo])
     start = time.perf_counter()
     raw = method.attribute_many(model, [encs[k] for k in todo], [targets[k] for k in todo], resolved, pool)
@@ -268,6 +279,10 @@ def review_chunk(model: ModelAdapter, items: Sequence[tuple[Any, Any]], methods:
     and the others go on; an error that fails every input alike (bad parameters) is
     every line's error."""
     items = list(items)
+    if not getattr(model, "poolable", True):  # generation: every prompt has its own target
+        return [review_one(model, ident, raw, methods, params, metrics, metric_params, use_cache, unit,
+                           target=None if targets is None else targets[i])
+                for i, (ident, raw) in enumerate(items)]
     try:
         results = explain_many(model, [raw for _, raw in items], methods, params, metrics,
                                metric_params, targets=targets, unit=unit, use_cache=use_cache,

@@ -1,24 +1,42 @@
 """Review inputs read the way data people write them: TSV, CSV or JSON lines, with or
-without a header row, streamed in chunks with pandas.
+without a header row, streamed one line at a time.
 
 :class:`InputSource` says what to read (the file, its columns); :meth:`InputSource.items`
-yields :class:`Item` ``(id, raw input, label or None)`` one at a time, so a million-row file
-never sits in memory. Labels stay as written (a class name or an index);
+yields :class:`Item` ``(id, raw input, label or None, error or None)`` one at a time, so a
+million-row file never sits in memory. Labels stay as written (a class name or an index);
 :func:`label_index` maps them to the model's classes.
+
+Every row knows the physical lines it came from. The file is read as bytes and decoded line
+by line (Python's ``csv`` module for TSV/CSV, ``json`` for JSON lines), so a row that cannot
+be read (bad UTF-8, a line over :data:`MAX_LINE_BYTES`, a JSON line that is no object, a
+quoted field that runs over several lines, an unknown label) becomes an :class:`Item` with
+its ``error`` naming the line: the review writes an error line for it and goes on, or stops
+there with ``strict``. Lines in = rows out + rows reported; only blank lines and the
+header row are not rows.
 """
 
 from __future__ import annotations
 
+import bz2
+import codecs
 import csv
+import gzip
+import hashlib
+import itertools
+import json
+import lzma
 import math
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import IO, Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..adapters.tabular import check_frame
+from ..adapters.tabular import FLOAT32_MAX, check_column_names
+from ..api import MAX_TEXT_CHARS
 from ..errors import ExplainerError
 
 #: column names that say "this is the input" / "this is the ground truth" (case-insensitive)
@@ -27,41 +45,59 @@ TEXT_NAMES = ("text", "sentence", "review", "content", "document", "comment", "b
 IMAGE_NAMES = ("image", "image_path", "path", "file", "filename", "file_name", "filepath")
 LABEL_NAMES = ("label", "labels", "target", "class", "gold", "y", "sentiment", "category")
 ID_NAMES = ("id", "idx", "index", "guid", "uid")
+#: generation: the prompt column, and the expected answer (the greedy answer should contain it)
+PROMPT_NAMES = ("prompt",) + TEXT_NAMES
+ANSWER_NAMES = ("answer", "expected", "expected_answer") + LABEL_NAMES
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 COMPRESSION = (".gz", ".bz2", ".xz", ".zst", ".zip")
-#: rows per pandas chunk: big enough to amortise the parser, small enough to stay flat
-CHUNK_ROWS = 2048
 #: rows read to decide whether the first line is a header
 SNIFF_ROWS = 50
+#: one physical line (and one CSV field) may hold at most this many bytes: a longer one is
+#: reported, never read whole (a 50 MB one-line "text" would take gigabytes to tokenize)
+MAX_LINE_BYTES = 1 << 20
+#: bytes of the input file hashed for its identity (:meth:`InputSource.identity`)
+HEAD_BYTES = 1 << 20
+#: repeated ids named in the error
+SHOWN_REPEATS = 5
 NONE_WORDS = ("none", "")
 
 
 class Item(NamedTuple):
     """One review input: its id (row number, file name or ``--id-column`` value), the raw
-    input :func:`explainers.explain` takes, and the ground-truth label as written (or None)."""
+    input :func:`explainers.explain` takes, the ground-truth label as written (or None),
+    and, for a row that could not be read, why (naming its line; ``raw`` is then None)."""
     id: Any
     raw: Any
     label: Any = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
 class ModelInfo:
     """What reading inputs needs to know of a model: small, so a Ray worker can send it to
-    the driver (which never loads the model itself)."""
+    the driver (which never loads the model itself). ``key`` names the model (its class,
+    code, weights and settings, not the device) for the resume check."""
     modality: str
     labels: tuple[str, ...]
     feature_names: tuple[str, ...] | None = None
     n_rows: int | None = None
     true_labels: tuple[int, ...] | None = None
+    key: str | None = None
+    #: labels are expected answers as text (generation), not classes
+    free_labels: bool = False
 
     @classmethod
     def from_adapter(cls, model: Any) -> "ModelInfo":
         data = getattr(model, "data", None)
         truth = getattr(model, "true_labels", None)
+        key = hashlib.sha256(json.dumps(
+            [type(model).__qualname__, model.name, model.source or {}, model.fingerprint,
+             model.code_fingerprint, model.config()], sort_keys=True, default=str).encode()).hexdigest()
         return cls(modality=model.modality, labels=tuple(model.labels),
                    feature_names=tuple(model.feature_names) if model.modality == "tabular" else None,
                    n_rows=len(data) if data is not None else None,
-                   true_labels=tuple(int(v) for v in truth) if truth is not None else None)
+                   true_labels=tuple(int(v) for v in truth) if truth is not None else None, key=key,
+                   free_labels=getattr(model, "label_kind", "class") == "answer")
 
 
 def label_index(value: Any, classes: Sequence[str], ident: Any = None) -> int | None:
@@ -109,9 +145,14 @@ def label_index(value: Any, classes: Sequence[str], ident: Any = None) -> int | 
 def _label_error(value: Any, classes: Sequence[str], ident: Any) -> ExplainerError:
     where = f" (input {ident!r})" if ident is not None else ""
     shown = list(classes[:10]) + (["..."] if len(classes) > 10 else [])
-    return ExplainerError(f"label {value!r}{where} is neither one of the model's classes {shown} "
+    return ExplainerError(f"label {_short(value)}{where} is neither one of the model's classes {shown} "
                           f"nor a class index 0-{len(classes) - 1}; recode the label column "
                           "(or pass the model's class names with --labels)")
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 # -- files ---------------------------------------------------------------------------------------
@@ -128,40 +169,164 @@ def file_format(path: str | Path) -> str:
         return "csv"
     if last in (".jsonl", ".ndjson", ".json"):
         return "jsonl"
-    with open(path, encoding="utf-8", errors="replace") as f:
-        first = f.readline()
+    first = next((text for _, text, _ in physical_lines(Path(path))), "")
     if first.lstrip().startswith("{"):
         return "jsonl"
     return "tsv" if "\t" in first or "," not in first else "csv"
 
 
-def _csv_options(fmt: str) -> dict:
-    # TSV as GLUE writes it: no quoting, so a review's own quote marks stay in the text
-    if fmt == "tsv":
-        return {"sep": "\t", "quoting": csv.QUOTE_NONE}
-    return {"sep": ","}
-
-
-def _is_number(value: Any) -> bool:
+def _open(path: Path) -> IO[bytes]:
+    """The file's bytes, decompressed by its suffix (a ``.zip`` holds exactly one file)."""
+    suffix = path.suffix.lower()
     try:
-        float(str(value))
-    except ValueError:
-        return False
-    return True
+        if suffix == ".gz":
+            return gzip.open(path, "rb")
+        if suffix == ".bz2":
+            return bz2.open(path, "rb")
+        if suffix == ".xz":
+            return lzma.open(path, "rb")
+        if suffix == ".zip":
+            archive = zipfile.ZipFile(path)
+            names = [n for n in archive.namelist() if not n.endswith("/")]
+            if len(names) != 1:
+                raise ExplainerError(f"{path.name} holds {len(names)} files; a .zip input holds exactly one")
+            return archive.open(names[0])
+        if suffix == ".zst":
+            try:
+                import zstandard  # third-party and optional: only a .zst input needs it
+            except ImportError:
+                raise ExplainerError(f"reading {path.name} needs the zstandard package "
+                                     "(pip install zstandard), or decompress it first") from None
+            return zstandard.open(path, "rb")
+        return open(path, "rb")
+    except (OSError, zipfile.BadZipFile) as e:
+        raise ExplainerError(f"could not open {path.name}: {getattr(e, 'strerror', None) or e}") from None
 
 
-def detect_header(first: Sequence[Any], rest: Sequence[Sequence[Any]]) -> bool:
-    """Whether a first row is a header: one of its cells is a known column name (``text``,
-    ``sentence``, ``label``, ...), or a column is numeric in every later row but not in the
-    first (``label`` over ``0``/``1``)."""
-    known = set(TEXT_NAMES + IMAGE_NAMES + LABEL_NAMES + ID_NAMES)
-    if any(str(c).strip().lower() in known for c in first):
-        return True
-    for j, head in enumerate(first):
-        later = [row[j] for row in rest if j < len(row) and str(row[j]).strip()]
-        if later and all(_is_number(v) for v in later) and not _is_number(head):
-            return True
-    return False
+def physical_lines(path: Path) -> Iterator[tuple[int, str, str | None]]:
+    """``(line number, text, problem)`` for each physical line, 1-based, the text with its
+    ``\\n`` (``\\r\\n`` becomes ``\\n``). Bad UTF-8 is decoded with replacement characters
+    and named as the line's problem; a line over :data:`MAX_LINE_BYTES` is skipped unread
+    (its text empty) and named too. A UTF-8 byte-order mark is dropped."""
+    number = 0
+    try:
+        with _open(path) as f:
+            while True:
+                raw = f.readline(MAX_LINE_BYTES + 1)
+                if not raw:
+                    return
+                number += 1
+                if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                    size = len(raw)
+                    while not raw.endswith(b"\n"):  # skip the rest in bounded pieces
+                        raw = f.readline(MAX_LINE_BYTES)
+                        if not raw:
+                            break
+                        size += len(raw)
+                    yield number, "\n", (f"the line has {size:,} bytes, over the limit of "
+                                         f"{MAX_LINE_BYTES:,} for one input")
+                    continue
+                if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8):]
+                problem = None
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    text = raw.decode("utf-8", errors="replace")
+                    problem = f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at byte {e.start + 1} of the line)"
+                if text.endswith("\r\n"):
+                    text = text[:-2] + "\n"
+                yield number, text, problem
+    except (OSError, EOFError, zlib.error, lzma.LZMAError) as e:
+        raise ExplainerError(f"could not read {path.name} after line {number}: {e}") from None
+
+
+class Record(NamedTuple):
+    """One row of a table (``fields`` a list) or JSON-lines file (a dict), the physical
+    lines it spans, and why it cannot be read (``fields`` may then be None)."""
+    first: int
+    last: int
+    fields: list | dict | None
+    error: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"line {self.first}" if self.first == self.last else f"lines {self.first}-{self.last}"
+
+
+def records(path: Path, fmt: str, multiline: bool = False) -> Iterator[Record]:
+    """The file's rows, blank lines skipped (see :func:`physical_lines` for what a line's
+    problem can be). Tables: TSV unquoted (as GLUE writes it), CSV with ``"`` quotes; a
+    row whose quoted field runs over several lines is reported unless ``multiline``.
+    JSON lines: one object per line."""
+    if fmt == "jsonl":
+        yield from _json_records(path)
+    else:
+        yield from _table_records(path, fmt, multiline)
+
+
+def _json_records(path: Path) -> Iterator[Record]:
+    for number, text, problem in physical_lines(path):
+        if problem:
+            yield Record(number, number, None, problem)
+            continue
+        if not text.strip():
+            continue
+        try:
+            value = json.loads(text)
+        except RecursionError:
+            yield Record(number, number, None, "the JSON is nested too deeply")
+            continue
+        except ValueError as e:
+            yield Record(number, number, None, f"not JSON ({str(e).splitlines()[0][:120]})")
+            continue
+        if not isinstance(value, dict):
+            yield Record(number, number, None, f"a JSON line must be an object such as "
+                                               f'{{"text": ...}}, not {_json_kind(value)} {_short(value, 40)}')
+            continue
+        yield Record(number, number, value)
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(value), "a number")
+
+
+def _table_records(path: Path, fmt: str, multiline: bool) -> Iterator[Record]:
+    problems: dict[int, str] = {}
+    lines = physical_lines(path)
+
+    def feed() -> Iterator[str]:
+        for number, text, problem in lines:
+            if problem:
+                problems[number] = problem
+            yield text
+
+    # one field may hold at most one line's worth, so an unmatched quote cannot swallow the file
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE_BYTES))
+    options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {"delimiter": ","}
+    reader = csv.reader(feed(), **options)
+    done = 0
+    while True:
+        try:
+            row: list | None = next(reader)
+            error = None
+        except StopIteration:
+            return
+        except csv.Error as e:
+            row, error = None, str(e)
+        first, last = done + 1, reader.line_num
+        done = last
+        found = [problems.pop(n) for n in range(first, last + 1) if n in problems]
+        if found:
+            error = found[0]
+        elif error is None and last > first and not multiline:
+            error = (f"one quoted field runs over lines {first}-{last}, {last - first + 1} lines "
+                     "(an unmatched quote?); fix the quoting, or pass --multiline if the file's "
+                     "fields hold line breaks")
+        if error is None and not row:
+            continue  # a blank line
+        yield Record(first, last, row, error)
 
 
 @dataclass
@@ -179,11 +344,15 @@ class InputSource:
             :data:`IMAGE_NAMES`, else the first one.
         label_column: the ground truth; default: a column named like one of
             :data:`LABEL_NAMES` (with a header); ``"none"`` reads no labels.
-        id_column: the row id; default: the row number (0-based, header excluded).
+        id_column: the row id; default: the row number (0-based, header and blank lines
+            excluded). Its values must be unique (checked before any model is loaded).
         header: True/False, or None to detect (:func:`detect_header`).
         model_csv: tabular with no ``file``: the CSV the model was loaded with, where
             ``label_column`` holds the ground truth of its rows.
-        chunk_rows: rows per pandas chunk.
+        strict: stop at the first row that cannot be read (or has an unknown label)
+            instead of reporting it and going on.
+        multiline: accept CSV rows whose quoted fields hold line breaks (by default such a
+            row is reported: it is what an unmatched quote looks like).
     """
     modality: str
     file: str | None = None
@@ -193,17 +362,22 @@ class InputSource:
     id_column: str | None = None
     header: bool | None = None
     model_csv: str | None = None
-    chunk_rows: int = CHUNK_ROWS
+    strict: bool = False
+    multiline: bool = False
+    #: rows reported so far by :meth:`items` (the count, and the first few messages)
+    reported: int = field(default=0, repr=False)
+    examples: list[str] = field(default_factory=list, repr=False)
     _plan: dict | None = field(default=None, repr=False)
 
     # -- checks that need no model -------------------------------------------------------------
     def check(self) -> "InputSource":
         """Resolve the format, header and columns from the file's first rows, before any
-        model is loaded. Raises ExplainerError for a missing file or an unknown column."""
-        if self.modality not in ("text", "image", "tabular"):
+        model is loaded. Raises ExplainerError for a missing or empty file, an empty image
+        folder, an unknown or repeated column, or repeated ids."""
+        if self.modality not in ("text", "image", "tabular", "generation"):
             raise ExplainerError(f"unknown modality {self.modality!r}")
-        if self.modality == "text" and not self.file:
-            raise ExplainerError("--file is required for text")
+        if self.modality in ("text", "generation") and not self.file:
+            raise ExplainerError(f"--file is required for {self.modality}")
         if self.modality == "image":
             if not self.file:
                 raise ExplainerError("--file must be a folder of images, or a table with a column "
@@ -212,6 +386,9 @@ class InputSource:
                 if self.label_column not in (None, "none"):
                     raise ExplainerError("a folder of images carries no labels; list the images in a "
                                          "table with an image and a label column instead")
+                if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in Path(self.file).iterdir()):
+                    raise ExplainerError(f"no images in folder {self.file} (looked for "
+                                         f"{', '.join(IMAGE_SUFFIXES)})")
                 self._plan = {"folder": True}
                 return self
         if not self.file:  # tabular: the model's own rows
@@ -219,14 +396,17 @@ class InputSource:
             return self
         path = Path(self.file)
         if not path.is_file():
-            raise ExplainerError(f"file not found: {self.file}")
+            raise ExplainerError(f"{'a folder, not a file' if path.is_dir() else 'file not found'}: {self.file}")
         fmt = file_format(path)
         plan: dict = {"format": fmt}
+        sample = [r for r in itertools.islice(records(path, fmt, self.multiline), SNIFF_ROWS)]
+        good = [r for r in sample if r.error is None]
+        if not sample:
+            raise ExplainerError(f"{path.name} holds no rows")
         if fmt == "jsonl":
-            columns = list(self._sample_jsonl(path).columns)
+            columns = list(dict.fromkeys(k for r in good for k in r.fields))
             plan["header"] = True
         else:
-            sample = self._sample_table(path, fmt)
             given_names = [c for c in (self.text_column, self.image_column, self.label_column,
                                        self.id_column) if c not in (None, "none") and not str(c).isdigit()]
             if self.header is not None:
@@ -234,44 +414,34 @@ class InputSource:
             elif self.modality == "tabular" or given_names:
                 plan["header"] = True  # feature names, or columns asked for by name
             else:
-                rows = sample.values.tolist()
-                plan["header"] = bool(rows) and detect_header(rows[0], rows[1:])
-            columns = ([str(c).strip() for c in sample.iloc[0]] if plan["header"] and len(sample)
-                       else list(range(sample.shape[1])))
+                rows = [r.fields for r in good]
+                plan["header"] = bool(rows) and sample[0].error is None and detect_header(rows[0], rows[1:])
+            if plan["header"]:
+                if sample[0].error:
+                    raise ExplainerError(f"{path.name}, {sample[0].where} (the header row): {sample[0].error}")
+                columns = [str(c).strip() for c in sample[0].fields]
+                check_column_names(columns, path.name)
+                if len(sample) == 1:
+                    raise ExplainerError(f"{path.name} has a header row and no rows below it")
+            else:
+                columns = list(range(len(good[0].fields) if good else 1))
         plan["columns"] = columns
-        plan["label"] = self._pick(columns, self.label_column, LABEL_NAMES, "label", plan["header"],
-                                   required=False)
+        plan["label"] = self._pick(columns, self.label_column,
+                                   ANSWER_NAMES if self.modality == "generation" else LABEL_NAMES,
+                                   "label", plan["header"], required=False)
         plan["id"] = self._pick(columns, self.id_column, (), "id", plan["header"], required=False)
-        if self.modality in ("text", "image"):
-            given = self.text_column if self.modality == "text" else self.image_column
-            names = TEXT_NAMES if self.modality == "text" else IMAGE_NAMES
-            plan["input"] = self._pick(columns, given, names, self.modality, plan["header"], required=True,
+        if self.modality in ("text", "image", "generation"):
+            given = self.image_column if self.modality == "image" else self.text_column
+            names = {"text": TEXT_NAMES, "image": IMAGE_NAMES, "generation": PROMPT_NAMES}[self.modality]
+            plan["input"] = self._pick(columns, given, names, "image" if self.modality == "image" else "text",
+                                       plan["header"], required=True,
                                        exclude=(plan["label"], plan["id"]))
         if self.modality == "tabular" and self.label_column not in (None, "none") and plan["label"] is None:
             raise ExplainerError(f"--label-column {self.label_column!r} is not in {path.name}")
         self._plan = plan
+        if plan["id"] is not None:
+            self._check_unique_ids()
         return self
-
-    def _sample_table(self, path: Path, fmt: str):
-        try:
-            return pd.read_csv(path, header=None, nrows=SNIFF_ROWS, dtype=str, keep_default_na=False,
-                               **_csv_options(fmt))
-        except (OSError, ValueError, pd.errors.ParserError) as e:
-            raise ExplainerError(f"could not read {path.name}: {str(e).splitlines()[0][:200]}") from None
-
-    def _sample_jsonl(self, path: Path):
-        try:
-            return next(iter(self._json_reader(path, SNIFF_ROWS)))
-        except StopIteration:
-            return pd.DataFrame()
-        except (OSError, ValueError) as e:
-            raise ExplainerError(f"could not read {path.name} as JSON lines: "
-                                 f"{str(e).splitlines()[0][:200]}") from None
-
-    @staticmethod
-    def _json_reader(path: Path, chunk_rows: int):
-        # dtype=False, convert_dates=False: values stay as written ("01" is not 1)
-        return pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False, convert_dates=False)
 
     def _pick(self, columns: list, given: str | None, names: Sequence[str], what: str, header: bool,
               required: bool, exclude: Sequence[Any] = ()) -> Any:
@@ -298,6 +468,30 @@ class InputSource:
             raise ExplainerError(f"{Path(self.file).name} has no column left for the {what} input")
         return free[0]
 
+    def _check_unique_ids(self) -> None:
+        """Resume skips inputs by id, so a repeated id would silently skip rows: refuse them
+        up front, naming the first repeats and their lines (one pass over the file)."""
+        seen: dict[Any, int] = {}
+        repeats: list[str] = []
+        n_repeats = 0
+        for rec in self._data_records():
+            if rec.fields is None:
+                continue
+            ident = _native(self._cell(rec, self._plan["id"]))
+            key = json.dumps(ident, default=str)
+            if key in seen:
+                n_repeats += 1
+                if len(repeats) < SHOWN_REPEATS:
+                    repeats.append(f"{_short(ident, 40)} (lines {seen[key]} and {rec.first})")
+            else:
+                seen[key] = rec.first
+        if n_repeats:
+            more = f" and {n_repeats - len(repeats)} more" if n_repeats > len(repeats) else ""
+            raise ExplainerError(f"ids repeat in column {self._plan['id']!r} of {Path(self.file).name}: "
+                                 f"{', '.join(repeats)}{more}; a resumed review skips inputs by id, so "
+                                 "ids must be unique: fix the column, or leave out --id-column to use "
+                                 "row numbers")
+
     def describe(self) -> str:
         """One line saying what is read (shown on stderr, so a wrong guess is seen at once)."""
         plan = self._plan or self.check()._plan
@@ -315,6 +509,26 @@ class InputSource:
         if plan.get("id") is not None:
             parts.append(f"ids from column {plan['id']!r}")
         return ", ".join(parts)
+
+    def identity(self) -> dict:
+        """What the inputs are, for the resume check: the file's resolved path, size and the
+        SHA-256 of its first :data:`HEAD_BYTES` (its mtime too, not compared), the format
+        and columns read; or the image folder and its image names; or the model's rows."""
+        plan = self._plan or self.check()._plan
+        if plan.get("model_rows"):
+            return {"model_rows": True, "label_column": self.label_column,
+                    "model_csv": str(Path(self.model_csv).resolve()) if self.model_csv else None}
+        path = Path(self.file).resolve()
+        if plan.get("folder"):
+            names = sorted(p.name for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            return {"folder": str(path), "images": len(names),
+                    "names_sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()}
+        with open(path, "rb") as f:
+            head = hashlib.sha256(f.read(HEAD_BYTES)).hexdigest()
+        stat = path.stat()
+        return {"file": str(path), "size": stat.st_size, "head_sha256": head, "mtime": stat.st_mtime,
+                "format": plan["format"], "header": plan["header"], "input": plan.get("input"),
+                "label": plan["label"], "id": plan["id"], "multiline": self.multiline}
 
     def estimate_rows(self) -> int | None:
         """About how many inputs there are (lines of the file less its header; exact unless
@@ -342,26 +556,19 @@ class InputSource:
         return plan.get("label") is not None
 
     # -- streaming -----------------------------------------------------------------------------
-    def frames(self) -> Iterator[Any]:
-        """The file as pandas DataFrames of at most ``chunk_rows`` rows, with the header
-        row's names as columns (or positions without one)."""
+    def _data_records(self) -> Iterator[Record]:
+        """The file's rows below the header row."""
         plan = self._plan or self.check()._plan
-        path = Path(self.file)
-        if plan["format"] == "jsonl":
-            reader = self._json_reader(path, self.chunk_rows)
-        else:
-            text_like = self.modality != "tabular"
-            reader = pd.read_csv(path, header=0 if plan["header"] else None, chunksize=self.chunk_rows,
-                                 dtype=str if text_like else None, keep_default_na=not text_like,
-                                 **_csv_options(plan["format"]))
-        try:
-            with reader:
-                for frame in reader:
-                    if plan["header"] and plan["format"] != "jsonl":
-                        frame.columns = [str(c).strip() for c in frame.columns]
-                    yield frame
-        except (ValueError, pd.errors.ParserError) as e:
-            raise ExplainerError(f"could not read {path.name}: {str(e).splitlines()[0][:200]}") from None
+        rows = records(Path(self.file), plan["format"], self.multiline)
+        if plan["header"] and plan["format"] != "jsonl":
+            next(rows, None)
+        return rows
+
+    def _cell(self, rec: Record, column: Any) -> Any:
+        if isinstance(rec.fields, dict):
+            return rec.fields.get(column)
+        index = self._plan["columns"].index(column) if self._plan["header"] else int(column)
+        return rec.fields[index] if index < len(rec.fields) else None
 
     def items(self, info: ModelInfo) -> Iterator[Item]:
         """The inputs one at a time, streamed.
@@ -370,8 +577,14 @@ class InputSource:
             info: the model's classes and (tabular) feature names and rows.
 
         Yields:
-            :class:`Item` ``(id, raw, label)``; the label as written in the file (map it
-            with :func:`label_index`).
+            :class:`Item` ``(id, raw, label, error)``; the label as written in the file (map
+            it with :func:`label_index`). A row that cannot be read, or whose label is none
+            of ``info.labels``, comes with ``error`` set (naming its line) and ``raw`` None;
+            with ``strict`` it raises instead.
+
+        Raises:
+            ExplainerError: for problems of the whole file (its columns do not match the
+                model's features), and with ``strict`` for the first bad row.
         """
         plan = self._plan or self.check()._plan
         if plan.get("folder"):
@@ -382,26 +595,74 @@ class InputSource:
         if plan.get("model_rows"):
             yield from self._model_rows(info)
             return
-        row = 0
+        if self.modality == "tabular":
+            self._check_features(info.feature_names or ())
+        name = Path(self.file).name
         base = Path(self.file).resolve().parent
-        for frame in self.frames():
-            labels = frame[plan["label"]].tolist() if plan["label"] is not None else [None] * len(frame)
-            ids = (frame[plan["id"]].tolist() if plan["id"] is not None
-                   else list(range(row, row + len(frame))))
-            ids = [_native(v) for v in ids]
-            labels = [_native(v) for v in labels]
-            if self.modality == "tabular":
-                drop = [c for c in (plan["label"], plan["id"]) if c is not None]
-                values = check_frame(frame.drop(columns=drop), info.feature_names)
-                for ident, rec, label in zip(ids, values.to_dict("records"), labels):
-                    yield Item(ident, rec, label)
-            else:
-                for ident, raw, label in zip(ids, frame[plan["input"]].tolist(), labels):
-                    raw = "" if raw is None or (isinstance(raw, float) and math.isnan(raw)) else str(raw)
-                    if self.modality == "image" and raw and not Path(raw).is_absolute():
-                        raw = str(base / raw)
-                    yield Item(ident, raw.strip() if self.modality == "text" else raw, label)
-            row += len(frame)
+        for row, rec in enumerate(self._data_records()):
+            ident = row if plan["id"] is None else (
+                _native(self._cell(rec, plan["id"])) if rec.fields is not None else f"line {rec.first}")
+            label = None
+            error = rec.error
+            if error is None and isinstance(rec.fields, list) and len(rec.fields) > len(plan["columns"]):
+                error = (f"{len(rec.fields)} fields where the {'header has' if plan['header'] else 'first row has'} "
+                         f"{len(plan['columns'])} (a stray {'tab' if plan['format'] == 'tsv' else 'comma'}?)")
+            if error is None:
+                label = _native(self._cell(rec, plan["label"])) if plan["label"] is not None else None
+                try:
+                    raw = self._raw(rec, info, base)
+                    if label is not None and not info.free_labels:
+                        label_index(label, info.labels, ident)
+                except ExplainerError as e:
+                    error = str(e)
+            if error is None:
+                yield Item(ident, raw, label)
+                continue
+            message = f"{name}, {rec.where}: {error}"
+            if self.strict:
+                raise ExplainerError(f"{message} (--strict stops at the first such row)")
+            self.reported += 1
+            if len(self.examples) < 3:
+                self.examples.append(f"{rec.where}: {error[:100]}")
+            yield Item(ident, None, label, message)
+
+    def _check_features(self, names: Sequence[str]) -> None:
+        plan = self._plan
+        columns = [c for c in plan["columns"] if c not in (plan["label"], plan["id"])]
+        missing = [c for c in names if c not in columns]
+        extra = [c for c in columns if c not in names]
+        if missing or extra:
+            raise ExplainerError(f"{Path(self.file).name}: columns do not match the model: missing "
+                                 f"{missing}, extra {extra}")
+
+    def _raw(self, rec: Record, info: ModelInfo, base: Path) -> Any:
+        """The row's input: a text, an image path or a ``{feature: value}`` mapping; an
+        ExplainerError says why a value cannot be one."""
+        plan = self._plan
+        if self.modality == "tabular":
+            if isinstance(rec.fields, dict):
+                extra = [k for k in rec.fields if k not in info.feature_names and k not in (plan["label"], plan["id"])]
+                if extra:
+                    raise ExplainerError(f"key(s) {extra[:5]} are none of the model's features")
+            return {c: _number(self._cell(rec, c), c) for c in info.feature_names}
+        column = plan["input"]
+        value = self._cell(rec, column)
+        if value is None:
+            value = ""
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        elif not isinstance(value, str):
+            raise ExplainerError(f"the {column!r} value is {_json_kind(value)}, not a "
+                                 f"{'path' if self.modality == 'image' else 'text'}: {_short(value, 40)}")
+        if self.modality != "image":
+            value = value.strip()
+            if len(value) > MAX_TEXT_CHARS:
+                raise ExplainerError(f"the text has {len(value):,} characters, over the limit of "
+                                     f"{MAX_TEXT_CHARS:,}")
+            return value
+        if value and not Path(value).is_absolute():
+            value = str(base / value)
+        return value
 
     def _model_rows(self, info: ModelInfo) -> Iterator[Item]:
         truth: Sequence[Any] | None = None
@@ -415,6 +676,43 @@ class InputSource:
             truth = info.true_labels
         for i in range(info.n_rows or 0):
             yield Item(i, i, None if truth is None or i >= len(truth) else _native(truth[i]))
+
+
+def _number(value: Any, column: str) -> float:
+    """A table cell as a finite float32-sized number, or an ExplainerError naming it."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ExplainerError(f"column {column!r} is empty")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ExplainerError(f"column {column!r} is {_short(value, 40)}, not a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ExplainerError(f"column {column!r} is {_short(value, 40)}, not a number") from None
+    if not math.isfinite(number) or abs(number) > FLOAT32_MAX:
+        raise ExplainerError(f"column {column!r} is {value}: not a finite float32 number")
+    return number
+
+
+def detect_header(first: Sequence[Any], rest: Sequence[Sequence[Any]]) -> bool:
+    """Whether a first row is a header: one of its cells is a known column name (``text``,
+    ``sentence``, ``label``, ...), or a column is numeric in every later row but not in the
+    first (``label`` over ``0``/``1``)."""
+    known = set(PROMPT_NAMES + IMAGE_NAMES + ANSWER_NAMES + ID_NAMES)
+    if any(str(c).strip().lower() in known for c in first):
+        return True
+    for j, head in enumerate(first):
+        later = [row[j] for row in rest if j < len(row) and str(row[j]).strip()]
+        if later and all(_is_number(v) for v in later) and not _is_number(head):
+            return True
+    return False
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 def _native(value: Any) -> Any:

@@ -30,7 +30,8 @@ def review_items(model: Any, items: Sequence[Item | tuple], options: ReviewOptio
     for pos, item in enumerate(items):
         ident, raw, label = (tuple(item) + (None,))[:3]
         try:
-            truth = label_index(label, model.labels, ident)
+            answers = getattr(model, "label_kind", "class") == "answer"  # generation: expected text
+            truth = (None if label in (None, "") else str(label)) if answers else label_index(label, model.labels, ident)
         except ExplainerError as e:
             out[pos] = {"id": ident, "error": str(e)}
             continue
@@ -48,13 +49,20 @@ def review_items(model: Any, items: Sequence[Item | tuple], options: ReviewOptio
     return out  # type: ignore[return-value]
 
 
-def with_label(record: dict, raw: Any, truth: int | None, classes: Sequence[str]) -> dict:
-    """``record`` with the input (a text or a path) after its id, and the ground truth."""
+def with_label(record: dict, raw: Any, truth: int | str | None, classes: Sequence[str]) -> dict:
+    """``record`` with the input (a text or a path) after its id, and the ground truth. An
+    expected answer (generation, a string) is ``correct`` when the greedy continuation
+    contains it, ignoring case."""
     rec = {"id": record.get("id")}
     if isinstance(raw, str):
         rec["input"] = raw
     rec.update((k, v) for k, v in record.items() if k != "id")
-    if truth is not None:
+    if isinstance(truth, str):
+        rec["expected"] = truth
+        if "output" in record:
+            said = record["output"]["continuation"]["text"]
+            rec["correct"] = truth.strip().casefold() in said.casefold()
+    elif truth is not None:
         rec["true_label"] = classes[truth] if 0 <= truth < len(classes) else str(truth)
         rec["true_index"] = truth
         if "prediction" in record:

@@ -1,11 +1,16 @@
 """A review's summary: per-method figures over its JSON lines, kept as running sums so a
-million-line review stays small, and the plain-text table the CLI prints."""
+million-line review stays small, and the plain-text table the CLI prints. The verdict comes
+first: per method, whether it beats the random control across the inputs (a paired test of
+the per-input differences, :mod:`explainers.metrics.paired`), overall and within the wrong
+and the correct predictions."""
 
 from __future__ import annotations
 
 import math
 from array import array
 from typing import Any, Iterable, Sequence
+
+from ..metrics.paired import TEST, paired_test
 
 COLUMNS = (
     ("deletion_aopc", "del. AOPC", "{:.3f}"),
@@ -56,8 +61,8 @@ class _Share:
         return self.yes / self.n if self.n else None
 
 
-class _Median:
-    """Every finite value in a compact float array (8 bytes each): the median needs them."""
+class _Values:
+    """Every finite value in a compact float array (8 bytes each)."""
     __slots__ = ("values",)
 
     def __init__(self) -> None:
@@ -67,6 +72,11 @@ class _Median:
         v = _finite(v)
         if v is not None:
             self.values.append(v)
+
+
+class _Median(_Values):
+    """The median of the values added."""
+    __slots__ = ()
 
     def value(self) -> float | None:
         vals = sorted(self.values)
@@ -91,6 +101,7 @@ class _Stats:
         self.aopc, self.flip_count, self.agreement, self.seconds = _Mean(), _Mean(), _Mean(), _Mean()
         self.flipped, self.beats = _Share(), _Share()
         self.effect = _Median()
+        self.differences = _Values()  # AOPC - random AOPC, one per input: the paired test's data
         self.n = 0
 
     def row(self) -> dict:
@@ -110,6 +121,8 @@ class Summary:
         self.methods: dict[str, _Stats] = {}
         self.random = _Stats()
         self.random_aopc_n = 0
+        self.alpha: float | None = None
+        self.paired_orders: set[int] = set()
         self.n_ok = self.n_err = 0
         self.outcomes = {"wrong": Summary(split=False), "correct": Summary(split=False)} if split else None
 
@@ -134,6 +147,7 @@ class Summary:
                 d.aopc.add(fm.get("deletion_aopc"))
                 d.beats.add(fm.get("beats_random"))
                 d.effect.add(fm.get("effect_size"))
+                d.differences.add(_difference(fm, faith))
             fl = (flips.get("methods") or {}).get(name)
             if fl:
                 d.flip_count.add(fl.get("count"))
@@ -143,6 +157,11 @@ class Summary:
         if faith.get("random"):
             self.random.aopc.add(faith["random"].get("deletion_aopc"))
             self.random_aopc_n += 1
+            orders = faith["random"].get("paired_orders") or faith["random"].get("orders")
+            if orders:
+                self.paired_orders.add(int(orders))
+        if self.alpha is None and _finite(faith.get("alpha")) is not None:
+            self.alpha = float(faith["alpha"])
         if flips.get("random"):
             self.random.flip_count.add(flips["random"].get("count"))
             self.random.flipped.add(flips["random"].get("count") is not None)
@@ -154,7 +173,7 @@ class Summary:
                       "flipped_share": rand.flipped.value(), "agreement": None,
                       "beats_random_share": None, "seconds": None, "effect_size": None,
                       "n": self.random_aopc_n}
-        out = {"inputs": self.n_ok, "errors": self.n_err,
+        out = {"dataset": self.dataset(), "inputs": self.n_ok, "errors": self.n_err,
                "methods": {name: d.row() for name, d in self.methods.items()}, "random": random_row}
         if self.outcomes is not None:
             wrong, correct = self.outcomes["wrong"], self.outcomes["correct"]
@@ -166,6 +185,24 @@ class Summary:
         return out
 
 
+    def dataset(self) -> dict:
+        """The dataset-level verdict per method (:func:`explainers.metrics.paired.paired_test`)."""
+        alpha = self.alpha if self.alpha is not None else 0.05
+        orders = sorted(self.paired_orders)
+        return {"test": TEST, "alpha": alpha, "random_orders_per_input": orders,
+                "methods": {name: paired_test(d.differences.values, alpha)
+                            for name, d in self.methods.items() if len(d.differences.values)}}
+
+
+def _difference(method: dict, faith: dict) -> float | None:
+    """A method's AOPC less the random control's on one input: the line's own
+    ``aopc_minus_random``, or (lines written before it) the AOPC less the random mean."""
+    if method.get("aopc_minus_random") is not None:
+        return _finite(method["aopc_minus_random"])
+    a, r = _finite(method.get("deletion_aopc")), _finite((faith.get("random") or {}).get("deletion_aopc"))
+    return None if a is None or r is None else a - r
+
+
 def slim(record: dict) -> dict:
     """The parts of an explanation line :func:`summarize` reads (keeps memory flat)."""
     if "error" in record:
@@ -174,7 +211,7 @@ def slim(record: dict) -> dict:
     faith = metrics.get("faithfulness") or {}
     flips = metrics.get("flip") or {}
     agree = metrics.get("agreement") or {}
-    keep_f = ("deletion_aopc", "beats_random", "effect_size", "p_value")
+    keep_f = ("deletion_aopc", "beats_random", "effect_size", "p_value", "aopc_minus_random")
     attrs = record.get("attributions") or {}
     out = {
         "id": record.get("id"),
@@ -183,7 +220,9 @@ def slim(record: dict) -> dict:
             "faithfulness": {
                 "methods": {m: {k: v.get(k) for k in keep_f}
                             for m, v in (faith.get("methods") or {}).items()},
-                "random": {"deletion_aopc": (faith.get("random") or {}).get("deletion_aopc")},
+                "random": {k: (faith.get("random") or {}).get(k)
+                           for k in ("deletion_aopc", "orders", "paired_orders")},
+                "alpha": faith.get("alpha"),
             } if faith else {},
             "flip": {
                 "methods": {m: {"count": v.get("count")} for m, v in (flips.get("methods") or {}).items()},
@@ -207,10 +246,16 @@ def summarize(records: Iterable[dict]) -> dict:
     permutation test), median effect size (AOPC - random mean) / random std, and mean
     attribution seconds. The ``random`` row holds the random control's values.
 
+    First, ``dataset``: per method the dataset-level verdict, a paired test across the inputs
+    of its per-input difference AOPC - random AOPC (:func:`explainers.metrics.paired.paired_test`:
+    ``n``, ``mean_difference``, ``ci95``, ``p_value``, ``effect_size``, ``beats_random``), with
+    the ``test``, ``alpha`` and ``random_orders_per_input``.
+
     Returns:
-        ``{"inputs", "errors", "methods": {m: {deletion_aopc, flip_count, flipped_share,
+        ``{"dataset", "inputs", "errors", "methods": {m: {deletion_aopc, flip_count, flipped_share,
         agreement, beats_random_share, effect_size, seconds, n}}, "random": {...}}``; a value is None
-        where the metric was not computed. Where lines carry a ground truth (``correct``),
+        where the metric was not computed (``beats_random_share`` also where the per-input
+        test had too few orders to reach alpha, as in a review by default). Where lines carry a ground truth (``correct``),
         also ``labelled`` (their count), ``accuracy`` and ``outcomes``: ``{"wrong": {...},
         "correct": {...}}``, each the same dict over those lines only.
     """
@@ -239,16 +284,59 @@ def _table(summary: dict) -> list[str]:
     return lines
 
 
+def verdict_rows(summary: dict) -> list[dict]:
+    """The dataset-level verdict of :func:`summarize`'s output, one dict per method (the
+    Review page shows these as a table)."""
+    rows = []
+    for name, v in ((summary.get("dataset") or {}).get("methods") or {}).items():
+        low, high = v.get("ci95") or (None, None)
+        rows.append({"method": name, "verdict": ("beats random" if v.get("beats_random")
+                                                 else "does not beat random"),
+                     "inputs": v.get("n"), "AOPC - random": v.get("mean_difference"),
+                     "95% CI low": low, "95% CI high": high, "effect r": v.get("effect_size"),
+                     "p": v.get("p_value")})
+    return rows
+
+
+def verdict_caption(summary: dict) -> str:
+    """What the dataset-level verdict tests, in one line."""
+    ds = summary.get("dataset") or {}
+    orders = ds.get("random_orders_per_input") or []
+    per = ("/".join(str(o) for o in orders) + " random order(s) per input") if orders else "random orders"
+    return (f"{ds.get('test', 'paired test across inputs')} ({per}); beats random when p <= "
+            f"{ds.get('alpha', 0.05):g}; effect r: matched-pairs rank-biserial; CI: of the mean difference")
+
+
+def _verdict_table(summary: dict) -> list[str]:
+    rows = verdict_rows(summary)
+    if not rows:
+        return []
+
+    def num(v: Any, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    header = ["method", "verdict", "inputs", "AOPC - random", "95% CI", "effect r", "p"]
+    body = [[r["method"], r["verdict"], str(r["inputs"]), num(r["AOPC - random"], ".3f"),
+             f"[{num(r['95% CI low'], '.3f')}, {num(r['95% CI high'], '.3f')}]",
+             num(r["effect r"], ".2f"), num(r["p"], ".2g")] for r in rows]
+    widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in [header] + body]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return ["Does each method beat the random control on these inputs?"] + lines + [verdict_caption(summary), ""]
+
+
 def summary_table(summary: dict) -> str:
-    """A plain-text table of :func:`summarize`'s output, one row per method and the control;
-    with ground-truth labels, the same table for the wrong predictions and for the correct
-    ones after it. The last two lines are always the count and the column notes."""
-    lines = _table(summary)
+    """A plain-text report of :func:`summarize`'s output: the dataset-level verdict first,
+    then the per-input figures, one row per method and the control; with ground-truth
+    labels, the same for the wrong predictions and for the correct ones after it. The last
+    two lines are always the count and the column notes."""
+    lines = _verdict_table(summary) + _table(summary)
     for name in ("wrong", "correct"):
         part = (summary.get("outcomes") or {}).get(name)
         if part is not None:
             lines += ["", f"{name} predictions: {part['inputs']} input(s)"]
-            lines += _table(part) if part["inputs"] else ["(none)"]
+            lines += (_verdict_table(part) + _table(part)) if part["inputs"] else ["(none)"]
     tail = f"{summary.get('inputs', 0)} input(s) explained"
     if summary.get("errors"):
         tail += f", {summary['errors']} failed"
@@ -257,6 +345,7 @@ def summary_table(summary: dict) -> str:
         tail += (f"; accuracy {summary['accuracy']:.1%} on {summary['labelled']} labelled "
                  f"({wrong} wrong)")
     notes = ("flip count: mean over inputs that flipped; agreement: mean Spearman to the other "
-             "methods; beats random: permutation test of deletion AOPC against the random orders, "
-             "p <= alpha; effect: (AOPC - random mean) / random std")
+             "methods; beats random: share of inputs whose own permutation test of deletion AOPC "
+             "against the random orders gives p <= alpha ('-' where too few orders to reach alpha); "
+             "effect: (AOPC - random mean) / random std")
     return "\n".join(lines + ["", tail, notes])

@@ -8,6 +8,7 @@ link passes them (query parameters), because an EfficientNet forward costs ~0.1 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -83,8 +84,9 @@ def test_entry_point_renders_home_with_every_method():
     assert "random control" in text  # how to read the faithfulness numbers
     # every card opens its page with an example; the first-explanation path links the sentence
     links = {(link.proto.page, link.proto.query_string) for link in at.get("page_link")}
-    assert {p for p, _ in links} == {"text", "image", "tabular", "review"}
+    assert {p for p, _ in links} == {"text", "image", "tabular", "generation", "review"}
     assert all(q for _, q in links)
+    assert ".pt2" in text and "TorchScript" in text  # the Tabular card names both model formats
     assert "Three steps" in text
     assert re.search(r"Attribution store: [\d,]+ result\(s\), [\d.,]+ MB of a [\d,]+ MB cap", text)
 
@@ -367,7 +369,11 @@ def test_review_page_summarises_a_batch():
     at.button(key="rv.run").click()
     run(at)
     assert not at.exception
-    frame = at.dataframe[0].value
+    verdict = at.dataframe[0].value  # the dataset-level verdict comes first
+    assert list(verdict["method"]) == ["integrated_gradients", "gradient_shap", "occlusion"]
+    assert set(verdict["verdict"]) <= {"beats random", "does not beat random"}
+    assert (verdict["inputs"] == 4).all() and verdict["p"].between(0, 1).all()
+    frame = at.dataframe[1].value
     assert list(frame["method"]) == ["integrated_gradients", "gradient_shap", "occlusion",
                                      "(random control)"]
     aopc = frame.set_index("method")["del. AOPC"]
@@ -537,7 +543,10 @@ def test_compare_gives_a_verdict_per_method_from_its_numbers():
 
 
 def test_paused_live_updates_run_once_on_apply():
-    at = run(page("tabular", {"row": "13", "live": "false"}))
+    at = run(page("tabular", {"row": "13"}))
+    at.toggle(key="live").set_value(False)
+    at.number_input(key="ig.n_steps").set_value(6)
+    run(at)
     assert not panel_stats(at)  # nothing ran yet
     assert any("Live updates are paused" in i.value for i in at.info)
     at.number_input(key="ig.n_steps").set_value(7)
@@ -589,7 +598,7 @@ def test_review_uses_the_page_parameters_lists_inputs_and_opens_one_with_them():
 
 def test_tabular_data_table_finds_misclassified_rows_and_explains_units():
     at = run(page("tabular"))
-    assert any("standardised units" in c.value for c in at.caption)
+    assert any("Scores are in **logits of the explained class" in c.value for c in at.caption)
     at.toggle(key="tab.wrong").set_value(True)
     run(at)
     table = next(d.value for d in at.dataframe if "correct" in d.value.columns)
@@ -633,14 +642,23 @@ def test_image_sign_and_mask_renderers():
     assert out[1, 1, 0] == 200 and out[0, 0, 0] == 50 and out[0, 1, 0] == 50
 
 
-def test_panels_estimate_seconds_before_the_first_run_and_warn_when_slow(monkeypatch):
+def test_panels_estimate_before_and_say_what_it_took_after(monkeypatch):
     import dashboard.panels
-    at = run(page("tabular", {"row": "13"}))
+    at = page("tabular", {"row": "13"})
+    at.session_state["live"] = False  # paused: the estimates stand, nothing has run
+    run(at)
     costs = [c.value for c in at.caption if c.value.startswith("Estimated cost")]
-    assert len(costs) == 3 and all(re.search(r"about [\d.,]+ s", c) for c in costs)
+    assert len(costs) == 3 and all(re.search(r"estimated (under 0\.1|[\d.,]+) s", c) for c in costs)
     monkeypatch.setattr(dashboard.panels, "SLOW_SECONDS", 0.0)  # every run counts as slow now
-    at = run(page("tabular", {"row": "14"}))
+    at = page("tabular", {"row": "14"})
+    at.session_state["live"] = False
+    run(at)
     assert sum("This will take about" in w.value for w in at.warning) == 3
+    at = run(page("tabular", {"row": "15"}))  # live: each run replaces its estimate and warning
+    took = [c.value for c in at.caption if c.value.startswith("Took ")]
+    assert len(took) == 3 and all("estimated" in c or "from the store" in c for c in took)
+    assert not any("This will take about" in w.value for w in at.warning)  # never stale beside a map
+    assert not any(c.value.startswith("Estimated cost") for c in at.caption)
 
 
 @needs_text_model
@@ -664,7 +682,20 @@ def test_apply_flip_loads_the_scored_edit_and_its_prediction(text):
 
 
 @needs_text_model
-def test_text_the_model_cannot_read_is_flagged():
+def test_text_the_model_cannot_read_is_flagged_at_the_prediction_and_in_every_verdict():
     at = run(page("text", {"text": "这家餐厅的服务太差了,等了两个小时都没上菜"}))
-    assert any("this model does not read this script" in c.value for c in at.caption)
+    warned = [w.value for w in at.warning if "The model cannot read this text" in w.value]
+    assert len(warned) == 2  # under the prediction, and above the verdicts
+    assert "this model does not read this script" in warned[0] and "more than 20%" in warned[0]
+    n = re.search(r"(\d+) of (\d+) tokens are \\\[UNK\\\]", warned[0])
+    assert n and int(n.group(1)) > 0.2 * int(n.group(2))
+    verdicts = next(m.value for m in at.markdown if m.value.startswith("**On this input**")).splitlines()[1:]
+    assert len(verdicts) == 3 and all("on placeholders" in v for v in verdicts)
     assert len(panel_stats(at)) == 3  # still explained, with the warning beside it
+    from dashboard import export
+    from explainers import load_model
+    adapter = load_model("text")
+    enc = adapter.encode("这家餐厅的服务太差了,等了两个小时都没上菜")
+    from dashboard.types import Input
+    review = json.loads(export.review_json(adapter, Input(enc, adapter.predict(enc)), 0, [], {}, {}, "x"))
+    assert any("does not read this script" in w for w in review["warnings"])

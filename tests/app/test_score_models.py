@@ -77,6 +77,9 @@ def test_uploaded_pt2_recommender_with_chinese_feature_names(recommender_files):
     run(at)
     shown = metrics(at)
     assert "Predicted score" in shown
+    # the upload is named as the user named it (stored by content hash, shown by name)
+    assert any(c.value.endswith("model rec.pt2") for c in at.caption), [c.value for c in at.caption][:8]
+    assert any("Scores are in **the score's own units" in c.value for c in at.caption)
     x = frame.iloc[2].to_numpy()
     w = np.array([0.8, -0.5, 0.03, 0.1, 2.0])
     edited = next(m for m in at.metric if m.label == "Edited input")

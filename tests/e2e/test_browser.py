@@ -102,6 +102,12 @@ def _panel_captions(page) -> list[str]:
 def test_home(server, browser):
     page = _open(browser, server, "How to read the numbers", height=1300)
     assert page.get_by_text("Integrated Gradients").count() >= 1
+    # at 1440 px the four cards' links read in full (none cut off with an ellipsis)
+    page.get_by_text("Open Review").first.wait_for(timeout=60_000)  # a first load may draw twice
+    links = page.locator('[data-testid="stPageLink"] p')
+    assert links.count() >= 4
+    cut = links.evaluate_all("els => els.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)")
+    assert not cut, cut
     _shot(page, "home")
     page.close()
 
@@ -138,6 +144,62 @@ def test_image(server, browser):
     assert page.get_by_text("Egyptian cat").count() >= 1
     page.get_by_text("Attributions side by side").first.scroll_into_view_if_needed()
     _shot(page, "image")
+    page.close()
+
+
+def test_image_full_screen_buttons_leave_the_row_titles_readable(server, browser):
+    page = _open(browser, f"{server}/image?{IMAGE_QUERY}&erase=true", "Download review", height=2200)
+    for title in ("Original input", "Edited input:"):
+        header = page.get_by_text(title).first
+        header.scroll_into_view_if_needed()
+        box = header.bounding_box()
+        below = [i for i in page.locator('[data-testid="stImage"]').all()
+                 if (b := i.bounding_box()) and 0 < b["y"] - box["y"] < 200]
+        below[0].hover()  # the first map of the row: its button sits above its top-right corner
+        time.sleep(0.5)
+        shown = [b for b in _boxes(page, '[data-testid="stElementToolbar"]') if abs(b["y"] - box["y"]) < 80]
+        assert shown and not any(_overlap(box, b) for b in shown), (title, box, shown)
+    page.close()
+
+
+def test_stop_says_stopped_in_the_panels_and_keeps_the_pause_out_of_the_link(server, browser):
+    """The default image settings take seconds: Stop while they run; each panel then says
+    "Stopped", the page is paused, and its address does not carry the pause."""
+    page = _open(browser, f"{server}/image?img=rocket&ig.n_steps=8&gs.n_samples=4&occ.window=56&occ.stride=56",
+                 "Download review", height=1900)
+    page.goto(f"{server}/image?img=astronaut")  # default settings: several seconds of work
+    page.get_by_text("Running: 3 method(s)").first.wait_for(timeout=240_000)
+    page.get_by_role("button", name="Stop").first.click()
+    page.get_by_text("Stopped: this map was not computed").first.wait_for(timeout=120_000)
+    _settle(page)
+    assert page.get_by_text("Stopped: this map was not computed").count() == 3
+    assert page.get_by_role("button", name="Apply changes").count() == 1
+    assert "live" not in page.url, page.url
+    page.close()
+
+
+@pytest.mark.skipif(not TEXT_WEIGHTS.is_file(), reason="default text model weights not built yet")
+def test_the_running_line_appears_before_anything_of_the_new_input(server, browser):
+    """After Ctrl+Enter the 'Running' line is on screen no later than the new text's clickable
+    words (the first thing the rerun draws of it), not only once the panels start. Streamlit
+    may commit both in one render (the same mutation, the same timestamp): the line is then
+    there when the words are, which is what the user sees; drawn after them, it fails."""
+    page = _open(browser, f"{server}/text", "Download review", height=1600)
+    page.evaluate("""() => { window.__seen = {};
+      new MutationObserver(() => {
+        const t = performance.now(), s = window.__seen;
+        if (s.running === undefined && [...document.querySelectorAll('[data-testid="stAlertContentInfo"]')]
+              .some(e => e.innerText.includes('Running:'))) s.running = t;
+        if (s.word === undefined && [...document.querySelectorAll('[data-testid="stButtonGroup"] button')]
+              .some(e => e.innerText.trim() === 'walrus')) s.word = t;
+      }).observe(document.body, {subtree: true, childList: true, characterData: true}); }""")
+    box = page.locator("textarea").first
+    box.fill("A touching walrus documentary.")
+    box.press("Control+Enter")
+    _wait_until(lambda: page.evaluate("window.__seen.word !== undefined"), timeout=240)
+    seen = page.evaluate("window.__seen")
+    assert "running" in seen and seen["running"] <= seen["word"], seen
+    _settle(page)
     page.close()
 
 
@@ -319,4 +381,32 @@ def test_text_attention_heat_map(server, browser):
     page.screenshot(path=str(path), clip={"x": 0, "y": box["y"] - 10, "width": page.viewport_size["width"],
                                           "height": chart["y"] + chart["height"] - box["y"] + 90})
     assert path.stat().st_size > 10_000
+    page.close()
+
+
+def test_generation_delete_a_word(server, browser):
+    """The Generation page on the default SmolLM2: the greedy continuation, one matrix per
+    method; deleting "Lisbon" shows the new continuation beside the old (the README's
+    screenshot)."""
+    query = "gen.new=6&ig.n_steps=8&methods=feature_ablation,integrated_gradients,target_attention"
+    page = browser.new_page(viewport={"width": 1440, "height": 2600})
+    page.goto(f"{server}/generation?{query}")
+    # the first load converts the GGUF file to safetensors (12-15 s on a quiet machine)
+    page.get_by_text("The model continues:").first.wait_for(timeout=900_000)
+    page.get_by_text("Download review").first.wait_for(timeout=900_000)
+    _settle(page, timeout=900)
+    assert len(_panel_captions(page)) == 3
+    # the label is bold: the continuation is the rest of its paragraph
+    before = page.locator("p", has_text="The model continues:").first.inner_text()
+    page.locator('[data-testid="stButtonGroup"] button', has_text=re.compile(r"^Lisbon$")).first.click()
+    page.get_by_text("On the edit it continues:").first.wait_for(timeout=600_000)
+    _wait_until(lambda: len(_panel_captions(page)) >= 6, timeout=900)
+    _settle(page, timeout=900)
+    after = page.locator("p", has_text="On the edit it continues:").first.inner_text()
+    assert after.split(":", 1)[1].strip() and before.split(":", 1)[1].strip()
+    assert page.get_by_text("deleted: Lisbon").count() >= 1
+    assert page.locator("del").count() >= 1  # the prompt's diff
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.evaluate("window.scrollTo(0, 0)")
+    _shot(page, "generation")
     page.close()

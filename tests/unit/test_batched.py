@@ -190,9 +190,9 @@ def test_one_bad_input_does_not_sink_the_chunk(tiny_text):
         explain_many(tiny_text, TEXTS, ["occlusion"], targets=[0])
 
 
-def test_review_params_default_to_adaptive_ig_for_selected_methods_only():
+def test_review_params_default_to_fixed_ig_for_selected_methods_only():
     from explainers.review import review_params
-    assert review_params(None, None)["integrated_gradients"]["n_steps"] == "auto"
+    assert review_params(None, None)["integrated_gradients"]["n_steps"] == 50  # adaptive saves nothing
     assert review_params(["occlusion"], None) == {}  # IG not selected: no stray parameters
     mine = review_params(["integrated_gradients"], {"integrated_gradients": {"n_steps": 32}})
     assert mine == {"integrated_gradients": {"n_steps": 32}}

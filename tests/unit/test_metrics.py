@@ -131,7 +131,11 @@ def test_aopc_area_and_eraser_on_known_curves():
     assert suff == pytest.approx(((0.9 - 0.6) + 0.0) / 2)
     assert curve_steps(10) == list(range(11))
     assert curve_steps(30) == list(range(0, 31, 3))
-    assert curve_steps(196) == [0, 19, 39, 58, 78, 98, 117, 137, 156, 176, 196]
+    # tenths: floor(f n) up to the middle, n - floor((1 - f) n) above it (symmetric steps)
+    assert curve_steps(196) == [0, 19, 39, 58, 78, 98, 118, 138, 157, 177, 196]
+    assert curve_steps(15) == [0, 1, 3, 4, 6, 7, 9, 11, 12, 14, 15]  # odd n: the middle alone
+    for n in (11, 12, 15, 23, 60, 196):  # every complement is a step but ceil(n / 2)
+        assert {n - k for k in curve_steps(n)} - set(curve_steps(n)) <= {n - n // 2}, n
     assert beats_random(0.01, 0.05) and beats_random(0.05, 0.05) and not beats_random(0.06, 0.05)
     assert not beats_random(float("nan"))
 
@@ -168,7 +172,7 @@ def test_deletion_curve_matches_closed_form_and_true_attribution_beats_random(li
     order = np.argsort(-c, kind="stable")
     removed = np.concatenate([[0.0], np.cumsum(c[order])])
     steps = curve_steps(N_LIN)  # 12 features: steps at 0 %, 10 %, ..., 100 %
-    assert steps == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 12]
+    assert steps == [0, 1, 2, 3, 4, 6, 8, 9, 10, 11, 12]
     expected = sigmoid(2 * (c.sum() - removed[steps] - 0.5))
     assert np.allclose(m["methods"]["truth"]["deletion"], expected, atol=1e-4)
     assert m["fractions"] == pytest.approx([k / N_LIN for k in steps])

@@ -204,7 +204,7 @@ def test_score_flip_threshold_defaults_to_the_data_median(known):
 
 def test_score_faithfulness_follows_the_raw_score(known):
     r = explain(known, {"a": 1, "b": 1, "c": -1}, methods=["feature_ablation"], use_cache=False,
-                metrics=["faithfulness"], metric_params={"random_orders": 20})
+                metrics=["faithfulness"], metric_params={"random_orders": 20, "sequential": False})
     f = r.metrics["faithfulness"]
     assert f["measure"] == "score" and f["output_kind"] == "score"
     m = f["methods"]["feature_ablation"]

@@ -52,10 +52,15 @@ def test_summarize_hand_made_records():
     assert a["beats_random_share"] == 0.5 and b["beats_random_share"] == 0.0
     assert a["seconds"] == pytest.approx(0.2)
     assert s["random"]["deletion_aopc"] == pytest.approx(0.1) and s["random"]["flipped_share"] == 0.0
+    # the dataset-level verdict from the old lines' AOPC - random AOPC: a 0.4, 0.2; b 0.1, 0.3
+    assert s["dataset"]["methods"]["a"]["mean_difference"] == pytest.approx(0.3)
+    assert s["dataset"]["methods"]["b"]["mean_difference"] == pytest.approx(0.2)
     table = summary_table(s)
     lines = table.splitlines()
-    assert lines[0].split()[:2] == ["method", "del."]
-    assert lines[2].split()[:3] == ["a", "0.400", "3.0"]
+    assert lines[0].startswith("Does each method beat the random control")  # the verdict first
+    assert lines[1].split()[:2] == ["method", "verdict"] and lines[3].split()[0] == "a"
+    first = next(i for i, x in enumerate(lines) if x.split()[:2] == ["method", "del."])
+    assert lines[first + 2].split()[:3] == ["a", "0.400", "3.0"]
     assert "(random control)" in table and "2 input(s) explained, 1 failed" in table
 
 
@@ -105,7 +110,7 @@ def test_summarize_reports_the_median_effect_size_and_skips_infinite_ones():
     s = summarize(recs)
     assert s["methods"]["a"]["effect_size"] == pytest.approx(3.0)  # median of 1, 3, 10
     assert s["methods"]["b"]["effect_size"] is None
-    assert "effect (median)" in summary_table(s).splitlines()[0]
+    assert any("effect (median)" in x for x in summary_table(s).splitlines())
 
 
 # -- issue 13: labels, the wrong/correct split, resume ----------------------------------------------
@@ -149,11 +154,17 @@ def test_explain_true_targets_the_label_and_unlabelled_input_keeps_the_old_summa
     assert lines[0]["target"]["index"] == 1 - preds[0] and lines[1]["target"]["index"] == preds[1]
     assert "no ground-truth label" in lines[2]["error"]
     plain = summarize(slim(r) for r in lines_of(out)[1:2] + [{"id": 2, "error": "x"}])
-    assert set(plain) == {"inputs", "errors", "methods", "random", "labelled", "accuracy", "outcomes"}
+    assert set(plain) == {"dataset", "inputs", "errors", "methods", "random", "labelled", "accuracy",
+                          "outcomes"}
     no_labels = summarize([record(0.5, 0.2, 2, None, True, 0.1, 0.8)])
-    assert set(no_labels) == {"inputs", "errors", "methods", "random"}  # the old shape
-    with pytest.raises(ExplainerError, match="neither one of the model's classes"):
-        run_review(adapter, [(0, 0, "maybe")], out=str(tmp_path / "bad.jsonl"), **FAST)
+    assert set(no_labels) == {"dataset", "inputs", "errors", "methods", "random"}  # no outcomes
+    # an unknown label is that input's error line, the others go on; strict stops there
+    bad = tmp_path / "bad.jsonl"
+    summary = run_review(adapter, [(0, 0, "maybe"), (1, 1, preds[1])], out=str(bad), **FAST)
+    assert [x["id"] for x in lines_of(bad)] == [0, 1] and summary["errors"] == 1
+    assert "label 'maybe' (input 0) is neither one of the model's classes" in lines_of(bad)[0]["error"]
+    with pytest.raises(ExplainerError, match="neither one of the model's classes .*strict"):
+        run_review(adapter, [(0, 0, "maybe")], out=str(tmp_path / "bad2.jsonl"), strict=True, **FAST)
 
 
 def test_resume_skips_written_ids_and_redoes_a_cut_off_last_line(tmp_path, capsys):

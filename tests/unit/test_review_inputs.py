@@ -73,18 +73,23 @@ def test_unknown_column_is_a_clear_error_before_any_model(tmp_path):
         InputSource("text", str(tmp_path / "nope.tsv")).check()
 
 
-def test_reading_streams_chunk_by_chunk(tmp_path):
-    # 1 MB of rows, then a broken one: the first items come before the parser reaches it
+def test_reading_streams_line_by_line(tmp_path):
+    # 1 MB of rows, then a broken one: the first items come before the reader reaches it,
+    # and the broken row is reported with its line, the rows before it kept
     rows = "".join(f"sentence number {i}\t{i % 2}\n" for i in range(50_000))
     path = tmp_path / "x.tsv"
     path.write_text("text\tlabel\n" + rows + "broken\tline\twith too many fields\n")
-    source = InputSource("text", str(path), chunk_rows=3).check()
+    source = InputSource("text", str(path)).check()
     stream = source.items(TEXT_INFO)
-    first = [next(stream) for _ in range(7)]  # three chunks of 3, stitched
+    first = [next(stream) for _ in range(7)]
     assert [g.id for g in first] == list(range(7)) and first[6] == Item(6, "sentence number 6", "0")
     stream.close()
-    with pytest.raises(ExplainerError, match="could not read x.tsv: .*Expected 2 fields"):
-        list(InputSource("text", str(path), chunk_rows=20_000).check().items(TEXT_INFO))
+    got = list(InputSource("text", str(path)).check().items(TEXT_INFO))
+    assert len(got) == 50_001 and all(g.error is None for g in got[:-1])
+    assert got[-1].id == 50_000 and got[-1].raw is None
+    assert got[-1].error == "x.tsv, line 50002: 3 fields where the header has 2 (a stray tab?)"
+    with pytest.raises(ExplainerError, match="line 50002: 3 fields .*--strict stops"):
+        list(InputSource("text", str(path), strict=True).check().items(TEXT_INFO))
     assert source.estimate_rows() == 50_001
 
 

@@ -70,7 +70,7 @@ def test_cache_keeps_word_and_piece_results_apart(tiny_text, tmp_path):
     assert not p.attributions["saliency"].cache_hit
     assert len(w.attributions["saliency"].scores) == 4 and len(p.attributions["saliency"].scores) == 5
     assert explain(tiny_text, text, methods=["saliency"], store=store).attributions["saliency"].cache_hit
-    with pytest.raises(ExplainerError, match="text only"):
+    with pytest.raises(ExplainerError, match="applies to text and generation only"):
         from explainers.api import encode
         encode(type("M", (), {"modality": "image"})(), None, unit="word")
 
@@ -86,6 +86,82 @@ def test_chinese_characters_are_words_and_unknown_tokens_are_reported(tiny_text)
     result = explain(tiny_text, CHINESE, methods=["saliency"], use_cache=False).to_dict()
     assert any(expected in w for w in result["warnings"])
     assert not tiny_text.encode("the soup was bland").warnings  # readable text: no warning
+
+
+# -- word-level occlusion ---------------------------------------------------------------------
+def _drops_by_hand(tiny_text, text: str, hidden_words: list[set[int]], target: int,
+                   fill: str = "pad") -> list[float]:
+    """The target logit minus the logit with each set of words' pieces all replaced by the
+    ``fill`` token, straight from the Hugging Face model on token ids (no adapter code)."""
+    enc = tiny_text.encode(text)
+    word_of = enc.extra["word_of_piece"]
+    ids = enc.context["input_ids"][0].tolist()
+    content = enc.context["content_positions"].tolist()
+    fill_id = getattr(tiny_text.tokenizer, f"{fill}_token_id")
+    rows = [ids] + [[fill_id if p in content and word_of[content.index(p)] in hide
+                     else i for p, i in enumerate(ids)] for hide in hidden_words]
+    with torch.no_grad():
+        logits = tiny_text.module(input_ids=torch.tensor(rows), attention_mask=torch.ones(len(rows), len(ids),
+                                                                                          dtype=torch.long)).logits
+    return [float(logits[0, target] - logits[k, target]) for k in range(1, len(rows))]
+
+
+def test_occlusion_scores_a_word_by_hiding_all_of_its_pieces(sharp_text):
+    """On the tiny BERT ("soups" = soup + ##s): each word's Occlusion score (window 1) is the
+    logit drop from hiding the whole word, computed directly from token ids."""
+    text = "the soups was bland"
+    enc = sharp_text.encode(text)
+    assert enc.extra["pieces"] == ["the", "soup", "##s", "was", "bland"] and enc.n_features == 4
+    with torch.no_grad():
+        scale = float(sharp_text.forward(enc.inputs, enc).abs().max())
+    # float32 logits from other batch shapes differ by rounding: 16 ulps of their magnitude
+    tol = 16 * float(np.finfo(np.float32).eps) * scale
+    # [MASK] fill: on this model the word's drop and its pieces' summed drops differ by ~6e-4
+    a = run_method(sharp_text, enc, "occlusion", {"window": 1, "stride": 1, "baselines": ["mask"]}, 0)
+    hand = _drops_by_hand(sharp_text, text, [{j} for j in range(4)], 0, fill="mask")
+    np.testing.assert_allclose(a.scores, hand, atol=tol)
+
+
+class _BothPieces(torch.nn.Module):
+    """Logit 1 = 5 relu(n - 1), n = how many of the pieces "soup" and "##s" are in the text:
+    only the whole word matters (the two pieces interact); [PAD] embeds to 0."""
+
+    def __init__(self, vocab_size: int, ids: list[int]) -> None:
+        super().__init__()
+        self.emb = torch.nn.Embedding(vocab_size, 1)
+        with torch.no_grad():
+            self.emb.weight.zero_()
+            self.emb.weight[ids] = 1.0
+
+    def get_input_embeddings(self):
+        return self.emb
+
+    def forward(self, inputs_embeds, attention_mask):
+        n = (inputs_embeds[..., 0] * attention_mask).sum(1)
+        return torch.stack([torch.zeros_like(n), 5.0 * torch.relu(n - 1.0)], dim=-1)
+
+
+def test_occlusion_windows_count_words_not_pieces(tiny_text):
+    """Hiding "soups" drops the logit by 5; hiding either piece alone also drops it by 5, so
+    summing the pieces' drops (the old word score) would say 10. Windows of two words."""
+    from explainers.adapters.text import TextAdapter
+    tok = tiny_text.tokenizer
+    model = _BothPieces(len(tok), tok.convert_tokens_to_ids(["soup", "##s"]))
+    adapter = TextAdapter("both-pieces", model, tok, ["no", "yes"])
+    enc = adapter.encode("the soups was bland")
+    fill = {"baselines": ["pad"], "stride": 1}
+    # integers in float32, one division by the window: exact up to 1 ulp
+    one = run_method(adapter, enc, "occlusion", {"window": 1, **fill}, 1).scores
+    np.testing.assert_allclose(one, [0.0, 5.0, 0.0, 0.0], atol=1e-6)
+    pieces = run_method(adapter, adapter.encode("the soups was bland", unit="piece"), "occlusion",
+                        {"window": 1, **fill}, 1).scores
+    np.testing.assert_allclose(pieces, [0.0, 5.0, 5.0, 0.0, 0.0], atol=1e-6)
+    # window 2, stride 1 over 4 words: {the, soups} and {soups, was} drop 5, {was, bland} 0;
+    # each word gets the mean drop of the windows covering it, shared between their 2 words
+    two = run_method(adapter, enc, "occlusion", {"window": 2, **fill}, 1).scores
+    np.testing.assert_allclose(two, [2.5, 2.5, 1.25, 0.0], atol=1e-6)
+    from explainers import estimate_cost
+    assert estimate_cost(adapter, enc, "occlusion", {"window": 2, **fill}) == 1 + 3  # windows in words
 
 
 # -- edits ------------------------------------------------------------------------------------
