@@ -473,6 +473,9 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
         row of per-feature scores per column (per target token), from the same run.
     """
     method, resolved = check_method(adapter, name, params)
+    if not method.forward_only and precision.active() != "fp32":
+        with precision.fp32():  # no gradient path ever runs in bf16; stored (and served) as fp32
+            return run_method(adapter, enc, name, params, target, store, progress, max_cost)
     target_index = resolve_target(adapter, enc, target)
     meta = row_meta(adapter, enc, name, target_index)
     key = make_key(meta, resolved)

@@ -13,8 +13,14 @@ Policies (:data:`POLICIES`):
 * ``"auto"``: ``bf16-forward`` only where this project measured it to be faster and within
   tolerance: CPUs with AMX-BF16 (issue 23: 2.39x on 256 perturbed rows of the default text
   model, class probabilities within 0.021, the same class on 256/256 rows); everywhere else
-  ``fp32`` (a CPU without bf16 units: 6.5x slower; CUDA: not yet measured on this project's
-  models, so not assumed).
+  ``fp32``: a CPU without bf16 units emulates bf16 (an AVX2 EPYC: 6.5x slower, BENCHMARKS.md);
+  AVX512-BF16 without AMX and CUDA have not been timed on this project's models
+  (``bench/device_check.py`` does on a GPU), so a speed-up is not assumed there.
+
+Decisions are confirmed in float32 (:mod:`explainers.metrics`): a flip found with bf16
+forwards is re-predicted in fp32 before it is reported, and a ``beats_random`` verdict
+whose p-value lies within the bf16 noise of alpha (:data:`BF16_PROB_TOLERANCE`) is
+recomputed in fp32.
 
 A request sets its policy with :func:`use` (a context variable: each thread, so each
 dashboard session, has its own) and the adapters read it in :func:`autocast_for`.
@@ -33,6 +39,11 @@ from .errors import ExplainerError
 
 POLICIES = ("fp32", "bf16-forward", "auto")
 DEFAULT = "fp32"
+#: the largest change of a class probability that bf16 forwards are taken to cause: the
+#: largest measured on the default models (issue 23: 0.0207 text, 0.0138 image; the bench
+#: reports it again, BENCHMARKS.md "Precision"), rounded up. A deletion AOPC is a mean of
+#: differences of two such probabilities, so it moves by at most twice this.
+BF16_PROB_TOLERANCE = 0.03
 #: what runs: the policy after :func:`resolve` ("fp32" or "bf16-forward")
 _ACTIVE: contextvars.ContextVar[str] = contextvars.ContextVar("precision", default="fp32")
 
@@ -93,10 +104,16 @@ def active() -> str:
 
 
 @contextlib.contextmanager
-def use(policy: str | None, device: torch.device) -> Iterator[str]:
+def use(policy: str | None, device: torch.device, emulate: bool = False) -> Iterator[str]:
     """Run the block under ``policy`` resolved for ``device``; yields what it resolved to.
-    ``None`` keeps the policy already in force (``"fp32"`` outside any :func:`use`)."""
-    resolved = active() if policy is None else resolve(policy, device)
+    ``None`` keeps the policy already in force (``"fp32"`` outside any :func:`use`).
+    ``emulate=True`` runs ``bf16-forward`` as asked even on a device without bf16 units
+    (slow there, but the same arithmetic: the bench and the tests measure its accuracy on
+    any CPU)."""
+    if emulate and policy is not None and check(policy) == "bf16-forward":
+        resolved = "bf16-forward"
+    else:
+        resolved = active() if policy is None else resolve(policy, device)
     token = _ACTIVE.set(resolved)
     try:
         yield resolved
