@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence, TextIO
 
+from .. import precision as precision_policy
 from ..api import check_methods, check_metric_names
 from ..errors import ExplainerError
 from ..metrics.common import review_metric_options
@@ -133,7 +134,8 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
                unit: str | None = None, explain: str = "predicted", engine: str = "local",
                workers: int | None = None, address: str | None = None,
                cpus_per_worker: float | None = None, gpus_per_worker: float | None = None,
-               batch_size: int = BATCH_SIZE, resume: bool = True, strict: bool = False) -> dict:
+               batch_size: int = BATCH_SIZE, resume: bool = True, strict: bool = False,
+               precision: str | None = None) -> dict:
     """Explain every input with metrics and summarize the methods.
 
     Args:
@@ -163,12 +165,15 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
         strict: stop at the first input that cannot be read or has an unknown label
             (default: its error line is written and the run goes on); for an
             :class:`InputSource` this sets its ``strict``.
+        precision: ``"fp32"`` (default), ``"bf16-forward"`` or ``"auto"``, as for
+            :func:`explainers.explain`; each line's ``precision`` says what it ran as.
 
     Returns:
         The :func:`summarize` dict over every line in ``out`` (those of earlier runs too).
     """
     metrics = check_metric_names(metrics)
     chosen = check_methods(methods)
+    precision = precision_policy.check(precision)
     if limit is not None and limit < 0:
         raise ExplainerError(f"--limit must be >= 0, got {limit}")
     if explain not in EXPLAIN_TARGETS:
@@ -181,9 +186,11 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
     metric_params = review_metric_options(metric_params)  # a few random orders: the dataset-level test
     options = ReviewOptions(methods=tuple(methods) if methods else None, params=params or None,
                             metrics=tuple(metrics), metric_params=metric_params, unit=unit,
-                            use_cache=use_cache, explain=explain)
+                            use_cache=use_cache, explain=explain, precision=precision)
     settings = {"methods": chosen, "params": params, "metrics": metrics, "metric_params": metric_params,
                 "unit": unit, "explain": explain}
+    if precision != "fp32":  # part of what a resumed run must match (fp32 runs' files unchanged)
+        settings["precision"] = precision
     source = inputs if isinstance(inputs, InputSource) else None
     if source is not None:
         source.strict = source.strict or strict

@@ -216,3 +216,22 @@ def test_tabular_flips_reported_under_bf16_are_the_fp32_outcome_of_their_edit(ti
             assert int(np.argmax(probs)) != r.prediction.index
             assert b["new_probability"] == pytest.approx(float(probs.max()), abs=1e-6)  # JSON: 7 digits
     assert seen  # the tiny MLP flips on some of its rows
+
+
+# -- the review ----------------------------------------------------------------------------------
+def test_a_review_runs_and_records_its_policy(tiny_tabular, tmp_path, monkeypatch, capsys):
+    import json
+
+    from explainers.review import run_review
+    monkeypatch.setattr(precision, "cpu_bf16_units", lambda: {"amx_bf16": True, "avx512_bf16": True})
+    out = tmp_path / "r.jsonl"
+    run_review(tiny_tabular, [(0, 0), (1, 1)], methods=["occlusion", "saliency"], metrics=["flip"],
+               out=str(out), use_cache=False, precision="auto")
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["precision"] for x in lines] == ["bf16-forward"] * 2  # auto, on an AMX CPU
+    assert [x["attributions"]["saliency"]["precision"] for x in lines] == ["fp32"] * 2
+    assert all(x["metrics"]["flip"]["confirmed_in"] == "fp32" for x in lines)
+    meta = json.loads((tmp_path / "r.jsonl.meta.json").read_text())
+    assert "auto" in json.dumps(meta)  # a resumed run must ask for the same policy
+    with pytest.raises(ExplainerError, match="unknown precision"):
+        run_review(tiny_tabular, [(0, 0)], methods=["occlusion"], use_cache=False, precision="bf16")
