@@ -12,13 +12,14 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from explainers import DEFAULT_METHODS, get_method, list_methods
+from explainers import DEFAULT_METHODS, get_method, list_methods, precision
 from explainers.metrics import METRICS
 from explainers.metrics.common import review_metric_options
 from explainers.review import COLUMNS, DEFAULT_BATCH, review_chunk, review_params, slim, summarize, summary_table
 from explainers.review.summary import verdict_caption, verdict_rows
 
 from . import models, render
+from .widgets import precision_caption, precision_select
 from .state import left_values, param_key
 from .views import get_view
 from .views.base import MAX_REVIEW_INPUTS
@@ -36,7 +37,7 @@ def collect_inputs(modality: str, adapter) -> list[tuple[Any, Any]]:
 def choose(modality: str) -> tuple[list[str], list[str]]:
     """Methods and metrics for the batch."""
     names = list_methods(modality)
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns([2, 2, 1])
     default = get_view(modality).default_methods or DEFAULT_METHODS
     methods = c1.multiselect("Methods", names, default=[m for m in default if m in names],
                              format_func=lambda n: get_method(n).title, key="rv.methods",
@@ -44,6 +45,7 @@ def choose(modality: str) -> tuple[list[str], list[str]]:
                                   "(its defaults if you have not changed them there).")
     metrics = c2.multiselect("Metrics", list(METRICS), default=list(DEFAULT_METRICS), key="rv.metrics",
                              help="Sanity, stability and robustness re-run the model many times per input.")
+    precision_select("rv.precision", c3)  # read by run_batch
     return methods, metrics
 
 
@@ -66,6 +68,8 @@ def run_batch(view, adapter, items: list[tuple[Any, Any]], methods: list[str], m
     its inputs (:func:`explainers.review.review_chunk`), with progress (each step touches
     Streamlit, so a widget change stops the batch at once). Each line carries the input
     itself (``input``) and the parameters used (``review_params``)."""
+    policy = st.session_state.get("rv.precision")
+    st.caption(precision_caption(policy, adapter.device))
     bar = st.progress(0.0, text="reviewing")
     records = []
     total = len(items)
@@ -78,8 +82,9 @@ def run_batch(view, adapter, items: list[tuple[Any, Any]], methods: list[str], m
             done = start + f * n
             bar.progress(min(1.0, done / total), text=f"reviewing {start + 1}-{start + n} of {total}: {stage}")
 
-        for (ident, raw), rec in zip(chunk, review_chunk(adapter, chunk, methods, run_params, metrics,
-                                                         options, progress=step)):
+        with precision.use(policy, adapter.device):
+            recs = review_chunk(adapter, chunk, methods, run_params, metrics, options, progress=step)
+        for (ident, raw), rec in zip(chunk, recs):
             rec["input"] = view.describe_input(adapter, ident, raw)
             rec["true_label"] = view.true_label(adapter, ident, raw)
             if view.correct(rec) is not None:  # the CLI's wrong/correct split
@@ -198,6 +203,9 @@ def show(records: list[dict]) -> None:
     if ig and ig.get("n_steps") == "auto":
         st.caption(f"Integrated Gradients: n_steps = auto (rtol {ig.get('rtol')}), the review's default "
                    "unless n_steps is set on the modality's page.")
+    ran = sorted({r["precision"] for r in records if r.get("precision")})
+    if ran:
+        st.caption("Model passes: " + ", ".join(ran) + " (each line's `precision`).")
     summary = summarize(slim(r) for r in records)
     verdict(summary)
     pct = st.column_config.NumberColumn(format="percent")
