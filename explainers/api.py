@@ -239,7 +239,7 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
             attributions=attributions, warnings=collect_warnings(model, enc, attributions.values()),
             baseline_seconds=enc.extra.get("baseline_seconds", 0.0) - searched,
             output=model.output_info(enc) if hasattr(model, "output_info") else {},
-            precision=ran_as)
+            input=enc.raw, labels=list(model.labels), precision=ran_as)
         if metrics:
             start = time.perf_counter()
             result.metrics = compute(model, enc, result, list(metrics), metric_params or {},

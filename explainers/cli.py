@@ -1,7 +1,8 @@
 """Command line: ``python -m explainers {explain,predict,review,methods}``.
 
 Every command prints JSON (one object, or one object per line). Errors exit with code 2 and
-one line on stderr, never a traceback.
+one line on stderr, never a traceback. The console script ``attribution-studio`` runs the same
+commands, plus ``serve`` (the dashboard; :mod:`dashboard.console`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import json
 import os
 import sys
 import warnings
-from typing import Any, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
 
 from cache.models import DEFAULT_LOADERS, read_csv
 
@@ -23,6 +25,8 @@ from .precision import POLICIES
 from .registry import get_method, list_methods
 from .review import InputSource, ModelInfo, ModelSpec, run_review
 from .review.outputs import check_out
+from .review.slices import check_columns
+from .review.trackers import check_publish
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -43,8 +47,25 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "default: inferred (one output without --labels is a score)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m explainers", description=__doc__.splitlines()[0])
+@dataclass(frozen=True)
+class Command:
+    """A subcommand a front end adds to this parser (the console script adds ``serve``).
+
+    Args:
+        name, help: as for ``add_parser``.
+        arguments: adds the subcommand's arguments to its parser.
+        run: runs it; returns the exit code.
+        passthrough: unknown options are handed on (in ``args.passthrough``) instead of refused.
+    """
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    passthrough: bool = False
+
+
+def build_parser(prog: str = "python -m explainers", extra: Sequence[Command] = ()) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("explain", help="attribute one input with several methods")
@@ -129,7 +150,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cpus-per-worker", type=float, help="ray: CPUs (torch threads) per worker")
     r.add_argument("--gpus-per-worker", type=float, help="ray: GPUs per worker (0.5: two share one)")
 
+    r.add_argument("--slice-by", metavar="COLUMN", action="append",
+                   help="also summarize per value of this input-file column (repeat, or comma-separate, "
+                        "for several); the true and predicted label and (text) the length are always sliced")
+    r.add_argument("--report", metavar="HTML", help="write a self-contained HTML report of the review "
+                                                    "(opens offline, prints); needs --out")
+    r.add_argument("--tensorboard", metavar="DIR", help="write the summary to a TensorBoard log folder "
+                                                        "(scalars per method, the table, the drawn inputs); "
+                                                        "needs --out and the 'tracking' extra")
+    r.add_argument("--mlflow", metavar="URI", nargs="?", const="", default=None,
+                   help="log an MLflow run (params, metrics, the report and the JSON lines); URI: a "
+                        "tracking server or store (default: a local file store, mlruns/ next to "
+                        "--out); needs --out and the 'tracking' extra")
+
     sub.add_parser("methods", help="list methods: modalities, paper, summary, convergence delta")
+    for command in extra:
+        command.arguments(sub.add_parser(command.name, help=command.help))
     return parser
 
 
@@ -261,7 +297,7 @@ def review_source(args: argparse.Namespace):
     source = InputSource(args.modality, file, text_column=args.text_column, image_column=args.image_column,
                          label_column=args.label_column, id_column=args.id_column, header=header,
                          model_csv=args.csv if args.model else None, strict=args.strict,
-                         multiline=args.multiline).check()
+                         multiline=args.multiline, slice_by=check_columns(args.slice_by)).check()
     if args.explain == "true" and not source.has_labels:
         raise ExplainerError("--explain true needs ground-truth labels: name their column with "
                              "--label-column")
@@ -314,6 +350,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_review(args: argparse.Namespace) -> None:
+    check_publish(args.out, args.report, args.tensorboard, args.mlflow)  # before loading anything
     methods = methods_from_args(args)
     source = review_source(args)
     if args.out:
@@ -331,7 +368,8 @@ def cmd_review(args: argparse.Namespace) -> None:
                metrics=split_list(args.metrics), metric_params=parse_metric_params(args.metric_param),
                limit=args.limit, out=args.out, use_cache=not args.no_cache, unit=args.unit,
                explain=args.explain, engine=args.engine, batch_size=args.batch_size,
-               resume=not args.overwrite, strict=args.strict, precision=args.precision, **ray_args)
+               resume=not args.overwrite, strict=args.strict, report=args.report,
+               tensorboard=args.tensorboard, mlflow=args.mlflow, precision=args.precision, **ray_args)
 
 
 def cmd_methods(args: argparse.Namespace) -> None:
@@ -343,8 +381,23 @@ def cmd_methods(args: argparse.Namespace) -> None:
     print(json.dumps(out, indent=2))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m explainers",
+         extra: Sequence[Command] = ()) -> int:
+    """Run one command; returns the exit code (2 and one line on stderr for an error).
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+        prog: the program name shown in help and usage lines.
+        extra: further subcommands (the console script's ``serve``).
+    """
+    parser = build_parser(prog, extra)
+    args, rest = parser.parse_known_args(argv)
+    added = {c.name: c for c in extra}
+    if rest and not (args.command in added and added[args.command].passthrough):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.passthrough = rest
+    if args.command in added:
+        return added[args.command].run(args)
     warnings.filterwarnings("ignore")  # library chatter would garble the JSON on stderr readers
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # stderr: one error line, no bars
     try:

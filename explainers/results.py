@@ -15,9 +15,10 @@ apart, as ``baseline_seconds`` (0 when the search was remembered from an earlier
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -156,6 +157,11 @@ class Attribution:
         )
 
 
+#: draws an :class:`Explanation` as HTML (``renderer(explanation, **options) -> str``); set by
+#: :mod:`explainers.notebook`, which the package imports, so this layer needs no drawing code
+html_renderer: Callable[..., str] | None = None
+
+
 @dataclass
 class Explanation:
     """Everything shown for one input: prediction, target and each method's attribution.
@@ -165,6 +171,11 @@ class Explanation:
     ``output`` is what the adapter says about the explained output beyond the prediction
     (generation: the prompt, the target and contrast tokens, the greedy continuation and the
     matrix's column labels); empty for classifiers, and then left out of the JSON.
+
+    ``input`` (the input as explained: the text, the RGB picture at model resolution, the
+    row's feature values) and ``labels`` (the model's output names) are kept for display: a
+    notebook draws the maps over the input and names every output. Neither is part of
+    :meth:`to_dict`.
     """
 
     model: str
@@ -179,6 +190,15 @@ class Explanation:
     precision: str = "fp32"
     baseline_seconds: float = 0.0
     output: dict = field(default_factory=dict)
+    input: Any = field(default=None, repr=False, compare=False)
+    labels: list[str] | None = field(default=None, repr=False, compare=False)
+
+    def _repr_html_(self, **options: Any) -> str:
+        """The explanation as Jupyter draws it: prediction, maps side by side, metrics
+        (:func:`explainers.notebook.explanation_html`; ``options`` as there)."""
+        if html_renderer is None:
+            return f"<pre>{html.escape(repr(self))}</pre>"
+        return html_renderer(self, **options)
 
     def to_dict(self) -> dict:
         d = {

@@ -9,6 +9,7 @@ import streamlit as st
 
 from cache.models import IMAGE_GALLERY, gallery_image
 from explainers import ExplainerError, get_method
+from explainers.drawing import IMAGE_CLIP_PERCENT, IMAGE_SIGN, IMAGE_SMOOTH_PX
 
 from .. import models, render
 from ..inputs import prepare
@@ -34,7 +35,8 @@ def _reset() -> None:
 #: what part of a map is drawn (Captum visualize_image_attr's sign)
 SIGNS = {"all": "signed", "positive": "positive", "negative": "negative", "absolute": "|absolute|"}
 DISPLAYS = {"heat_map": "heat map", "masked": "masked image"}
-DEFAULT_SIGN, DEFAULT_DISPLAY, DEFAULT_CLIP, DEFAULT_SMOOTH = "positive", "heat_map", 2.0, 8.0
+# the default view is the engine's, so notebooks and review reports draw the same
+DEFAULT_SIGN, DEFAULT_DISPLAY, DEFAULT_CLIP, DEFAULT_SMOOTH = IMAGE_SIGN, "heat_map", IMAGE_CLIP_PERCENT, IMAGE_SMOOTH_PX
 
 
 def _coarse(a) -> bool:

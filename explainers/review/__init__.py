@@ -12,6 +12,8 @@
   by ``engine="ray"``);
 * :mod:`~explainers.review.summary`, :mod:`~explainers.review.outputs`: the summary and the
   output file (resume, writing);
+* :mod:`~explainers.review.report`, :mod:`~explainers.review.trackers`: what a finished review
+  publishes besides its lines (an HTML report, TensorBoard, MLflow);
 * :mod:`~explainers.review.driver`: :func:`run_review`, which ties them together.
 """
 
@@ -22,11 +24,12 @@ from .inputs import InputSource, Item, ModelInfo
 from .local import review_items
 from .options import BATCH_SIZE, EXPLAIN_TARGETS, ModelSpec, ReviewOptions
 from .outputs import id_key
+from .report import ReviewSummary
 from .summary import COLUMNS, Summary, slim, summarize, summary_table
 
 __all__ = [
     "BATCH_SIZE", "COLUMNS", "DEFAULT_BATCH", "EXPLAIN_TARGETS", "REVIEW_DEFAULT_PARAMS", "InputSource",
-    "Item", "ModelInfo", "ModelSpec", "ReviewOptions", "Summary", "explain_many", "id_key",
+    "Item", "ModelInfo", "ModelSpec", "ReviewOptions", "ReviewSummary", "Summary", "explain_many", "id_key",
     "review_chunk", "review_items", "review_one", "review_params", "run_review", "slim", "summarize",
     "summary_table",
 ]

@@ -27,7 +27,10 @@ from .local import LocalEngine
 from .options import BATCH_SIZE, EXPLAIN_TARGETS, ModelSpec, ReviewOptions, as_spec
 from .outputs import (Resumed, Writer, check_model, check_out, drop_cut_line, id_key, read_existing, run_meta,
                       write_meta)
+from .report import ReviewSummary, model_card, read_lines, run_card
+from .slices import Views, check_columns, overview_table, slices_table
 from .summary import Summary, summary_table
+from .trackers import check_publish, publish
 
 
 def _items(inputs: Any, info: ModelInfo) -> Iterator[Item]:
@@ -95,13 +98,14 @@ class InOrder:
 
 
 def _checked(items: Iterator[Item], classes: Sequence[str] | None, done: set[int | str], skipped: list[int],
-             order: InOrder, strict: bool, seen: set | None) -> Iterator[Item]:
+             order: InOrder, strict: bool, seen: set | None, cells: dict) -> Iterator[Item]:
     """Items not yet written, their labels mapped to class indices. An input that cannot be
     read or has an unknown label is reported (its error line written in order, ``order``)
     and the run goes on; with ``strict`` it stops there. ``seen``: ids met so far, where ids
     are not known to be unique (inputs given from Python): a repeat stops the run, since a
     resume would skip it. With no ``classes`` (generation: expected answers) the labels stay
-    as written."""
+    as written. ``cells``: the ``slice_by`` values of the items handed on, by id, until their
+    lines come back (:func:`_with_cells`)."""
     for item in items:
         key = id_key(item.id)
         if done and key in done:
@@ -124,7 +128,21 @@ def _checked(items: Iterator[Item], classes: Sequence[str] | None, done: set[int
             order.failed({"id": item.id, "error": error})
             continue
         order.reviewed(key)
+        if item.columns is not None:
+            cells[key] = item.columns
         yield Item(item.id, item.raw, truth)
+
+
+def _with_cells(batches: Iterable[list[dict]], cells: dict) -> Iterator[list[dict]]:
+    """Each reviewed line with its input's ``slice_by`` values (``columns``), which the
+    engines never see."""
+    for records in batches:
+        if cells:
+            for r in records:
+                value = cells.pop(id_key(r.get("id")), None)
+                if value is not None:
+                    r["columns"] = value
+        yield records
 
 
 def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Sequence[str] | None = None,
@@ -135,7 +153,9 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
                workers: int | None = None, address: str | None = None,
                cpus_per_worker: float | None = None, gpus_per_worker: float | None = None,
                batch_size: int = BATCH_SIZE, resume: bool = True, strict: bool = False,
-               precision: str | None = None) -> dict:
+               report: str | Path | None = None, tensorboard: str | Path | None = None,
+               mlflow: str | None = None, slice_by: Sequence[str] | str | None = None,
+               precision: str | None = None) -> ReviewSummary:
     """Explain every input with metrics and summarize the methods.
 
     Args:
@@ -165,11 +185,24 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
         strict: stop at the first input that cannot be read or has an unknown label
             (default: its error line is written and the run goes on); for an
             :class:`InputSource` this sets its ``strict``.
+        report: write a self-contained HTML report here (:mod:`explainers.review.report`).
+        tensorboard: write the summary to this TensorBoard log folder.
+        mlflow: log an MLflow run to this tracking URI (``""``: a local file store,
+            ``mlruns/`` next to ``out``). The last three need ``out`` (they read the lines
+            back) and TensorBoard / MLflow the ``tracking`` extra
+            (:mod:`explainers.review.trackers`).
+        slice_by: input-file columns to slice the summary by, besides the true and the
+            predicted label, correct / wrong and (text) length (:mod:`explainers.review.slices`);
+            each line carries their values as ``columns``. Needs an :class:`InputSource`
+            (default: its own ``slice_by``).
         precision: ``"fp32"`` (default), ``"bf16-forward"`` or ``"auto"``, as for
             :func:`explainers.explain`; each line's ``precision`` says what it ran as.
 
     Returns:
-        The :func:`summarize` dict over every line in ``out`` (those of earlier runs too).
+        The :func:`summarize` dict over every line in ``out`` (those of earlier runs too), as
+        a :class:`~explainers.review.report.ReviewSummary` (a dict that draws itself in a notebook),
+        with ``slices`` (per slicing, the same dict per slice) and ``global`` (per feature,
+        each method's mean and mean |attribution|: :mod:`explainers.review.overview`).
     """
     metrics = check_metric_names(metrics)
     chosen = check_methods(methods)
@@ -182,6 +215,16 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
         raise ExplainerError(f"batch size must be >= 1, got {batch_size}")
     if engine not in ("local", "ray"):
         raise ExplainerError(f"unknown engine {engine!r}; use 'local' or 'ray'")
+    check_publish(out, report, tensorboard, mlflow)
+    source = inputs if isinstance(inputs, InputSource) else None
+    columns = check_columns(slice_by) or list(source.slice_by if source is not None else ())
+    if columns and source is None:
+        raise ExplainerError("slice_by reads columns of an input file: give the inputs as an InputSource")
+    if columns and list(source.slice_by) != columns:
+        source.slice_by = columns
+        source.check()  # the columns exist, before any model is loaded
+    views = Views(columns)
+    publishing = bool(report or tensorboard) or mlflow is not None
     params = review_params(methods, params)  # adaptive IG unless the caller sets n_steps
     metric_params = review_metric_options(metric_params)  # a few random orders: the dataset-level test
     options = ReviewOptions(methods=tuple(methods) if methods else None, params=params or None,
@@ -189,9 +232,10 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
                             use_cache=use_cache, explain=explain, precision=precision)
     settings = {"methods": chosen, "params": params, "metrics": metrics, "metric_params": metric_params,
                 "unit": unit, "explain": explain}
+    if columns:  # resumed lines must carry the same columns
+        settings["slice_by"] = columns
     if precision != "fp32":  # part of what a resumed run must match (fp32 runs' files unchanged)
         settings["precision"] = precision
-    source = inputs if isinstance(inputs, InputSource) else None
     if source is not None:
         source.strict = source.strict or strict
     identity = source.identity() if source is not None else {"iterable": True}
@@ -214,6 +258,9 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
     writer = None
     try:
         info = runner.info()
+        about = None
+        if publishing:  # the model as the report names it (Ray: as a worker loaded it)
+            about = model_card(runner.model) if hasattr(runner, "model") else runner.model_card
         meta = run_meta(identity, {"name": _model_name(model), "key": info.key}, settings)
         resuming = bool(found.rows) or found.cut_line is not None
         if out and resuming:
@@ -233,9 +280,11 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
             total = source.estimate_rows() if source.file else info.n_rows
         writer = Writer(out, summary, skipped, total, append=resuming)
         order = InOrder(writer)
+        cells: dict = {}
         checked = _checked(items, None if info.free_labels else info.labels, found.done, skipped, order, strict,
-                           seen=None if source is not None else set())
-        for records in runner.run(checked, options, batch_size):
+                           seen=None if source is not None else set(), cells=cells)
+        batches = _with_cells(runner.run(checked, options, batch_size), cells)
+        for records in (batches if out else views.watch(batches)):  # a file: read back at the end
             order.add(records)
         order.close()
     finally:
@@ -246,8 +295,17 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
         print(f"{source.reported} row(s) of {Path(source.file).name} could not be read; each has an error "
               f"line ({'; '.join(source.examples)}{'; ...' if source.reported > len(source.examples) else ''})",
               file=sys.stderr, flush=True)
-    result = summary.result()
+    result = ReviewSummary(summary.result())
+    result.update((views.feed(read_lines(out)) if out else views).result())  # a file: every line in it
     print(summary_table(result), file=log, flush=True)
+    for extra in (slices_table(result), overview_table(result.get("global"))):
+        if extra:
+            print("\n" + extra, file=log, flush=True)
+    if publishing:
+        card = run_card(about, source=inputs, methods=methods, params=params, metrics=metrics,
+                        metric_params=metric_params, explain=explain, unit=unit, limit=limit, engine=engine,
+                        out=out)
+        publish(result, card, out, report=report, tensorboard=tensorboard, mlflow=mlflow)
     return result
 
 

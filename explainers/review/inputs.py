@@ -65,11 +65,13 @@ NONE_WORDS = ("none", "")
 class Item(NamedTuple):
     """One review input: its id (row number, file name or ``--id-column`` value), the raw
     input :func:`explainers.explain` takes, the ground-truth label as written (or None),
-    and, for a row that could not be read, why (naming its line; ``raw`` is then None)."""
+    for a row that could not be read, why (naming its line; ``raw`` is then None), and the
+    values of the ``slice_by`` columns (``{column: value}``, or None)."""
     id: Any
     raw: Any
     label: Any = None
     error: str | None = None
+    columns: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -353,6 +355,8 @@ class InputSource:
             instead of reporting it and going on.
         multiline: accept CSV rows whose quoted fields hold line breaks (by default such a
             row is reported: it is what an unmatched quote looks like).
+        slice_by: columns of the file whose values each item carries (:attr:`Item.columns`),
+            for the summary's slices (``--slice-by``); by name, or (no header) 0-based position.
     """
     modality: str
     file: str | None = None
@@ -364,6 +368,7 @@ class InputSource:
     model_csv: str | None = None
     strict: bool = False
     multiline: bool = False
+    slice_by: Sequence[str] = ()
     #: rows reported so far by :meth:`items` (the count, and the first few messages)
     reported: int = field(default=0, repr=False)
     examples: list[str] = field(default_factory=list, repr=False)
@@ -389,9 +394,11 @@ class InputSource:
                 if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in Path(self.file).iterdir()):
                     raise ExplainerError(f"no images in folder {self.file} (looked for "
                                          f"{', '.join(IMAGE_SUFFIXES)})")
+                self._no_slice_columns("a folder of images")
                 self._plan = {"folder": True}
                 return self
         if not self.file:  # tabular: the model's own rows
+            self._no_slice_columns("the model's own rows")
             self._plan = {"model_rows": True}
             return self
         path = Path(self.file)
@@ -438,10 +445,25 @@ class InputSource:
                                        exclude=(plan["label"], plan["id"]))
         if self.modality == "tabular" and self.label_column not in (None, "none") and plan["label"] is None:
             raise ExplainerError(f"--label-column {self.label_column!r} is not in {path.name}")
+        plan["slice"] = [(name, self._slice_column(columns, name, plan["header"], path.name))
+                         for name in self.slice_by]
         self._plan = plan
         if plan["id"] is not None:
             self._check_unique_ids()
         return self
+
+    def _no_slice_columns(self, what: str) -> None:
+        if self.slice_by:
+            raise ExplainerError(f"--slice-by {', '.join(map(str, self.slice_by))}: {what} has no columns; "
+                                 "review a table (CSV/TSV/JSONL) to slice by its columns")
+
+    @staticmethod
+    def _slice_column(columns: list, name: str, header: bool, file: str) -> Any:
+        if name in columns:
+            return name
+        if not header and str(name).isdigit() and int(name) < len(columns):
+            return int(name)
+        raise ExplainerError(f"--slice-by {name!r} is not a column of {file}; its columns are {columns[:20]}")
 
     def _pick(self, columns: list, given: str | None, names: Sequence[str], what: str, header: bool,
               required: bool, exclude: Sequence[Any] = ()) -> Any:
@@ -616,7 +638,8 @@ class InputSource:
                 except ExplainerError as e:
                     error = str(e)
             if error is None:
-                yield Item(ident, raw, label)
+                cells = {n: _native(self._cell(rec, c)) for n, c in plan["slice"]} if plan["slice"] else None
+                yield Item(ident, raw, label, None, cells)
                 continue
             message = f"{name}, {rec.where}: {error}"
             if self.strict:

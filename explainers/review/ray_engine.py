@@ -28,6 +28,7 @@ from ..errors import ExplainerError
 from .inputs import Item, ModelInfo
 from .local import review_items
 from .options import ModelSpec, ReviewOptions
+from .report import model_card
 
 #: batches queued per worker: one running, one waiting, so a worker never idles on the driver
 IN_FLIGHT_PER_WORKER = 2
@@ -53,7 +54,7 @@ class ReviewWorker:
     def info(self) -> dict:
         if self.error is not None:
             return {"node": self.node, "error": self.error}
-        return {"node": self.node, "info": ModelInfo.from_adapter(self.model)}
+        return {"node": self.node, "info": ModelInfo.from_adapter(self.model), "card": model_card(self.model)}
 
     def review(self, items: list[Item], options: ReviewOptions) -> list[dict]:
         return review_items(self.model, items, options)
@@ -140,6 +141,7 @@ class RayEngine:
         if errors:
             raise ExplainerError(f"a Ray worker could not load the model: {errors[0]}")
         self.nodes = {a["node"] for a in answers}
+        self.model_card = answers[0]["card"]  # what a report names (the driver never loads the model)
         return answers[0]["info"]
 
     def describe(self) -> str:
