@@ -2,13 +2,16 @@
 
 Checks the CUDA path end to end and prints what to paste into BENCHMARKS.md:
 1. every default model loads onto CUDA, frozen;
-2. the bf16-autocast forward agrees with fp32 (top-1 class, and IG maps' Spearman rank
-   correlation per modality);
+2. the bf16-autocast forward (``precision="bf16-forward"``) agrees with fp32 (top-1 class),
+   and IG under the former CUDA autocast (forward in bf16, backward through it) against fp32
+   IG (Spearman rank correlation per modality);
 3. the OOM retry path keeps results identical at smaller batches;
 4. Grad-CAM (the method the walkthrough times on a GPU in half precision) on the default
    image model: fp32 against bf16 autocast, median seconds and the Spearman rank
    correlation between the two maps (:func:`grad_cam_precision`);
-5. then runs ``bench.run`` on the GPU.
+5. the tables of ``bench.precision`` (perturbation methods and metrics under bf16-forward,
+   gradient methods under the forced autocast) on the GPU, with ``--sentences`` inputs;
+6. then runs ``bench.run`` on the GPU.
 On a machine without CUDA it says so, skips every step and exits 0.
 """
 
@@ -23,7 +26,8 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from explainers import load_model, run_method
+from bench.precision import GRADIENT, PERTURBATION, forced_autocast, methods_table, metrics_table
+from explainers import load_model, precision, run_method
 
 INPUTS = {"text": "The soup was bland and the service was terrible.", "tabular": 3}
 
@@ -72,6 +76,22 @@ def grad_cam_precision(adapter, enc, repeats: int = 5, layer: str | None = None)
     return out
 
 
+def precision_tables(text, image, sentences: int) -> None:
+    """``bench.precision``'s tables on this device (BENCHMARKS.md "Precision")."""
+    from bench.adaptive_ig import DEV, read_dev
+    from cache.models import IMAGE_GALLERY, gallery_image
+    texts = read_dev(DEV, sentences)
+    encs, imgs = [text.encode(t) for t in texts], [image.encode(gallery_image(n)) for n in IMAGE_GALLERY]
+    for model, inputs in ((text, encs), (image, imgs)):
+        print(f"precision, {model.modality}: perturbation methods under bf16-forward ({len(inputs)} inputs)")
+        methods_table(model, inputs, PERTURBATION if model is text else ["occlusion", "feature_ablation"],
+                      lambda m=model: precision.use("bf16-forward", m.device))
+        print(f"precision, {model.modality}: gradient methods, bf16 forward and backward through it")
+        methods_table(model, inputs, GRADIENT, lambda m=model: forced_autocast(m))
+    print("precision, text: metrics under bf16-forward")
+    metrics_table(text, texts)
+
+
 def main() -> int:
     warnings.filterwarnings("ignore")
     from cache.models import gallery_image
@@ -88,20 +108,17 @@ def main() -> int:
         frozen = not adapter.module.training and not any(p.requires_grad for p in adapter.module.parameters())
         enc = adapter.encode(raw)
         with torch.no_grad():
-            bf16 = adapter.forward(enc.inputs, enc)
+            with precision.use("bf16-forward", adapter.device):
+                bf16 = adapter.forward(enc.inputs, enc)
             fp32 = fp32_forward(adapter, enc, enc.inputs)
         same_top1 = int(bf16.argmax()) == int(fp32.argmax())
-        ig = run_method(adapter, enc, "integrated_gradients").scores.ravel()
-        saved = adapter.forward
-        adapter.forward = lambda x, e, a=adapter: fp32_forward(a, e, x)  # type: ignore[method-assign]
-        try:
-            ig32 = run_method(adapter, enc, "integrated_gradients").scores.ravel()
-            small = adapter.grad_batch_size
-            adapter.grad_batch_size = 4
-            ig32_small = run_method(adapter, enc, "integrated_gradients").scores.ravel()
-            adapter.grad_batch_size = small
-        finally:
-            adapter.forward = saved  # type: ignore[method-assign]
+        ig32 = run_method(adapter, enc, "integrated_gradients").scores.ravel()  # fp32: the default
+        with forced_autocast(adapter):  # the former CUDA default: bf16 forward, backward through it
+            ig = run_method(adapter, enc, "integrated_gradients").scores.ravel()
+        small = adapter.grad_batch_size
+        adapter.grad_batch_size = 4
+        ig32_small = run_method(adapter, enc, "integrated_gradients").scores.ravel()
+        adapter.grad_batch_size = small
         rho = spearmanr(ig, ig32).statistic
         batch_same = np.allclose(ig32, ig32_small, rtol=1e-3, atol=1e-5)
         print(f"{modality}: on_gpu={on_gpu} frozen={frozen} top1_bf16==fp32={same_top1} "
@@ -114,6 +131,8 @@ def main() -> int:
           f"(x{g['speedup']:.2f}), spearman(fp32, bf16 maps)={g['spearman']:.3f}, "
           f"max |diff| / max = {g['max_abs_diff']:.3f}")
     ok &= g["spearman"] > 0.9
+    precision_tables(load_model("text"), image, int(sys.argv[sys.argv.index("--sentences") + 1])
+                     if "--sentences" in sys.argv else 100)
     from bench import run
     sys.argv = ["bench.run", "--repeats", "5"]
     run.main()

@@ -27,13 +27,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainers import ExplainerError, get_method, metrics
+from explainers import ExplainerError, get_method, metrics, precision
 
 from . import export, render
 from .panels import metric_eta, running, store
 from .types import Apply, Caveat, Input, PanelRun
 from .state import digest, set_widget
-from .widgets import DEFAULT_MAX_COST
+from .widgets import DEFAULT_MAX_COST, precision_caption
 
 #: above this many features the metrics that re-predict (faithfulness, flips, ...) wait for a click
 AUTO_MAX_FEATURES = 100
@@ -124,7 +124,8 @@ def _compute(engine, adapter, inp: Input, run: PanelRun, names: list[str], optio
             out[n] = block.get(n)
             _remember(keys[n], out[n])
 
-    with running(status, "metrics (" + ", ".join(todo) + ")", "metrics"):
+    with running(status, "metrics (" + ", ".join(todo) + ")", "metrics"), \
+            precision.use(st.session_state.get("precision"), adapter.device):
         try:  # one call, so faithfulness and flip share their re-predictions
             attempt(todo)
         except Exception:  # noqa: BLE001  (retried one by one below, to say which metric failed)
@@ -178,7 +179,8 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
     st.caption(f"Metrics on the original input, over {n} interpretable {view.unit(adapter)}, for the methods "
                f"that ran: {', '.join(_title(m) for m in run.ok)}. Explaining "
                f"{'class ' if getattr(adapter, 'output_kind', 'softmax') == 'softmax' else ''}"
-               f"*{render.md(adapter.label(run.target))}*.")
+               f"*{render.md(adapter.label(run.target))}*. "
+               + precision_caption(st.session_state.get("precision"), adapter.device))
 
     verdict_slot = st.container()  # filled once the metrics are in, above the buttons and tabs
     button_row = st.container()
@@ -219,7 +221,8 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
                "ig_steps": ig_steps, "seeds": int(seeds), "threshold": threshold}
 
     base_key = digest(adapter.name, id(adapter), inp.enc.key, run.target, run.ok,
-                      {m: run.original[m].params for m in run.ok})
+                      {m: run.original[m].params for m in run.ok},
+                      precision.resolve(st.session_state.get("precision"), adapter.device))
     auto = [m for m in view.auto_metrics if m in engine.METRICS]
     if n > AUTO_MAX_FEATURES and auto != ["agreement"]:  # hundreds of long re-predictions
         auto = [m for m in auto if m == "agreement"]
@@ -280,7 +283,8 @@ def compare_section(view, adapter, inp: Input, run: PanelRun, apply: Apply | Non
         st.download_button(
             "Download review (metrics JSON)", key="dl.review", on_click="ignore", icon=":material/download:",
             data=lambda: export.review_json(adapter, inp, run.target, run.ok,
-                                            {m: run.original[m].params for m in run.ok}, metrics, input_id),
+                                            {m: run.original[m].params for m in run.ok}, metrics, input_id,
+                                            precision.resolve(st.session_state.get("precision"), adapter.device)),
             file_name=f"review_{adapter.modality}.json", mime="application/json")
     return metrics
 

@@ -23,7 +23,8 @@ def explanation(adapter, inp, attributions: dict[str, Attribution], target: int,
         model=adapter.name, modality=adapter.modality, features=adapter.features(inp.enc),
         prediction=inp.prediction, target={"index": int(target), "label": adapter.label(target)},
         attributions=dict(attributions), warnings=list(adapter.warnings) + list(inp.enc.warnings),
-        metrics=dict(metrics or {}))
+        metrics=dict(metrics or {}),
+        precision=next((a.precision for a in attributions.values() if a.precision != "fp32"), "fp32"))
 
 
 def result_json(adapter, inp, attributions, target, metrics=None, extra: dict | None = None) -> bytes:
@@ -50,12 +51,14 @@ def panel_png(adapter, inp, a: Attribution, scale: float, settings=None) -> byte
 
 
 def review_json(adapter, inp, target: int, methods: list[str], params: dict, metrics: dict,
-                input_id: Any) -> bytes:
-    """The metrics of this input, with what is needed to reproduce them, and the input's
-    warnings (as the result JSON carries them: text the model cannot read says so)."""
+                input_id: Any, precision: str = "fp32") -> bytes:
+    """The metrics of this input, with what is needed to reproduce them (``precision``: what
+    the model passes ran as), and the input's warnings (as the result JSON carries them:
+    text the model cannot read says so)."""
     return json.dumps(jsonable({
         "model": adapter.name, "modality": adapter.modality, "input": input_id,
         "prediction": inp.prediction.to_dict(), "target": {"index": target, "label": adapter.label(target)},
         "methods": methods, "params": params, "metrics": metrics,
+        "precision": precision,
         "warnings": list(adapter.warnings) + list(inp.enc.warnings),
     }), indent=1).encode()

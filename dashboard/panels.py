@@ -21,6 +21,7 @@ import streamlit as st
 from cache.store import default_store
 from explainers import (Attribution, ExplainerError, baseline_predictions, estimate_cost, get_method,
                         run_method)
+from explainers import precision
 from explainers.engine import ESTIMATE_RESOLUTION, estimate_metric_seconds, estimate_seconds
 from explainers.results import Prediction
 
@@ -174,7 +175,8 @@ def explain_panels(view, adapter, original: Input, edited: Input | None, methods
     board = _Board(view, adapter, original, edited, run, settings)
     todo = [m for m in methods if m not in run.errors]
     with running(settings.status, f"{len(todo)} method(s)" if todo else None, "panels"):
-        _run_methods(adapter, original, edited, methods, run, settings, bars, board)
+        with precision.use(settings.precision, adapter.device):
+            _run_methods(adapter, original, edited, methods, run, settings, bars, board)
     board.final()
     return run
 

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from explainers import DEFAULT_METHODS, ExplainerError, get_method, list_methods
+from explainers import DEFAULT_METHODS, ExplainerError, get_method, list_methods, precision
 from explainers.metrics import METRICS
 from explainers.metrics.common import review_metric_options
 from explainers.review import COLUMNS, DEFAULT_BATCH, Item, review_chunk, review_params, summary_table
@@ -21,6 +21,7 @@ from explainers.review.local import with_label
 from explainers.review.summary import verdict_caption, verdict_rows
 
 from . import render, review_views
+from .widgets import precision_caption, precision_select
 from .state import left_values, param_key
 from .views import get_view
 from .views.base import MAX_REVIEW_INPUTS, REVIEW_SOURCE
@@ -41,7 +42,7 @@ def collect_inputs(modality: str, adapter) -> list[Item]:
 def choose(modality: str) -> tuple[list[str], list[str]]:
     """Methods and metrics for the batch."""
     names = list_methods(modality)
-    c1, c2 = st.columns(2)
+    c1, c2, c3 = st.columns([2, 2, 1])
     default = get_view(modality).default_methods or DEFAULT_METHODS
     methods = c1.multiselect("Methods", names, default=[m for m in default if m in names],
                              format_func=lambda n: get_method(n).title, key="rv.methods",
@@ -49,6 +50,7 @@ def choose(modality: str) -> tuple[list[str], list[str]]:
                                   "(its defaults if you have not changed them there).")
     metrics = c2.multiselect("Metrics", list(METRICS), default=list(DEFAULT_METRICS), key="rv.metrics",
                              help="Sanity, stability and robustness re-run the model many times per input.")
+    precision_select("rv.precision", c3)  # read by run_batch
     return methods, metrics
 
 
@@ -75,6 +77,8 @@ def run_batch(view, adapter, items: list[Item | tuple], methods: list[str], metr
     (:func:`explainers.review.local.with_label`). Each line also carries the input as the
     view records it (``input``) and the parameters set on the modality's page
     (``review_params``)."""
+    policy = st.session_state.get("rv.precision")
+    st.caption(precision_caption(policy, adapter.device))
     bar = st.progress(0.0, text="reviewing")
     records: list[dict | None] = []
     todo: list[tuple[int, Item, Any]] = []  # (position, item, truth)
@@ -101,8 +105,9 @@ def run_batch(view, adapter, items: list[Item | tuple], methods: list[str], metr
             done = start + f * n
             bar.progress(min(1.0, done / total), text=f"reviewing {start + 1}-{start + n} of {total}: {stage}")
 
-        lines = review_chunk(adapter, [(item.id, item.raw) for _, item, _ in chunk], methods, run_params,
-                             metrics, options, progress=step)
+        with precision.use(policy, adapter.device):
+            lines = review_chunk(adapter, [(item.id, item.raw) for _, item, _ in chunk], methods, run_params,
+                                 metrics, options, progress=step)
         for (pos, item, truth), line in zip(chunk, lines):
             rec = with_label(line, item.raw, truth, adapter.labels)
             rec["input"] = view.describe_input(adapter, item.id, item.raw)
@@ -242,6 +247,9 @@ def show(records: list[dict], card: dict | None = None) -> None:
     if ig and ig.get("n_steps") == "auto":
         st.caption(f"Integrated Gradients: n_steps = auto (rtol {ig.get('rtol')}), the review's default "
                    "unless n_steps is set on the modality's page.")
+    ran = sorted({r["precision"] for r in records if r.get("precision")})
+    if ran:
+        st.caption("Model passes: " + ", ".join(ran) + " (each line's `precision`).")
     summary = review_views.review_summary(records)
     verdict(summary)
     pct = st.column_config.NumberColumn(format="percent")

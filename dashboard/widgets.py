@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from explainers import DEFAULT_METHODS, get_method, list_methods
+from explainers import DEFAULT_METHODS, get_method, list_methods, precision
 
 from .state import BIND, param_key
 
@@ -34,6 +34,8 @@ class Settings:
     shared_scale: bool
     options: dict = field(default_factory=dict)
     live: bool = True
+    #: the precision policy of the page's model work (:mod:`explainers.precision`)
+    precision: str = precision.DEFAULT
     #: a placeholder at the top of the page for the "Running … Stop" line
     status: Any = None
 
@@ -58,8 +60,33 @@ def sidebar_settings(view) -> Settings:
                          help="Shared: one scale for every panel (and for before/after), so "
                               "colours compare across methods. Per panel: each map uses its own "
                               "maximum (the default for images, whose maps differ in concentration).")
+        policy = precision_select("precision")
         options = view.sidebar_options()
-    return Settings(int(cap), scale == "shared", options, live=bool(live))
+    return Settings(int(cap), scale == "shared", options, live=bool(live), precision=policy)
+
+
+PRECISION_HELP = ("fp32 (default): every pass in float32. bf16-forward: the passes without "
+                  "gradients (Occlusion, ablation, KernelSHAP, LIME, the metrics' re-predictions) "
+                  "in bf16 where the device has bf16 units (CUDA, a CPU with AMX-BF16 / AVX512-BF16; "
+                  "elsewhere they run in fp32, bf16 being emulated and slower); gradients, the "
+                  "prediction and every reported number stay float32, and flips and verdicts near "
+                  "alpha are confirmed in fp32. auto: bf16-forward only where it was measured faster.")
+
+
+def precision_select(key: str, where: Any = st) -> str:
+    """The precision policy select box (:data:`explainers.precision.POLICIES`)."""
+    return where.selectbox("Precision", list(precision.POLICIES), key=key, bind=BIND, help=PRECISION_HELP)
+
+
+def precision_caption(policy: str | None, device) -> str:
+    """What ``policy`` runs as on ``device``, in one line."""
+    policy = precision.check(policy)
+    ran = precision.resolve(policy, device)
+    why = {("auto", "fp32"): " (auto: no measured bf16 speed-up on this device)",
+           ("auto", "bf16-forward"): " (auto: a CPU with AMX-BF16, where bf16 was measured faster)",
+           ("bf16-forward", "fp32"): " (bf16-forward asked: this device has no bf16 units, so bf16 "
+                                     "would be emulated and slower)"}.get((policy, ran), "")
+    return f"Model passes: {ran}{why}."
 
 
 def method_picker(modality: str, default_methods=None) -> list[str]:

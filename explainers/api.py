@@ -9,6 +9,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from cache.store import default_store
 
+from . import precision as precision_policy
 from .adapters.base import Encoded, ModelAdapter
 from .adapters.tabular import check_column_names, csv_header
 from .engine import Progress, check_method, record_metric_run, resolve_target, run_method
@@ -169,7 +170,8 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
             params: dict[str, dict] | None = None, target: Any = None, use_cache: bool = True,
             metrics: Sequence[str] | None = None, metric_params: dict | None = None,
             progress: Progress | None = None, max_cost: int | None = None,
-            store: Any = None, unit: str | None = None, contrast: Any = None) -> Explanation:
+            store: Any = None, unit: str | None = None, contrast: Any = None,
+            precision: str | None = None) -> Explanation:
     """Explain one prediction with several methods side by side.
 
     Args:
@@ -194,11 +196,16 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
             ``"token"``, ``"word"`` (default), ``"sentence"`` or ``"field"`` (templates).
         contrast: generation only: a second continuation B; the explained value is then
             ``log p(target) - log p(contrast)`` ("why the target rather than B").
+        precision: ``"fp32"`` (default), ``"bf16-forward"`` or ``"auto"``
+            (:mod:`explainers.precision`): forward-only passes (perturbation methods, the
+            metrics' re-predictions) in bf16 where the device has bf16 units; gradient
+            methods, the prediction and every reported number stay float32.
 
     Returns:
         An :class:`Explanation`; ``to_dict()`` gives the CLI's JSON schema (generation adds
         each method's per-token ``matrix`` and the ``output`` block).
     """
+    policy = precision_policy.check(precision) if precision is not None else None
     methods = check_methods(methods)
     params = check_params(params, methods)
     metrics = check_metric_names(metrics)  # fail before the expensive part, not after it
@@ -215,28 +222,30 @@ def explain(model: ModelAdapter, inputs: Any, methods: Sequence[str] | None = No
         check_method(model, name, params.get(name))
     if metrics:
         check_metric_options(model, enc, metric_params)
-    prediction = model.predict(enc)
+    with precision_policy.fp32():  # the prediction a user reads is always float32
+        prediction = model.predict(enc)
     target_index = prediction.index if target is None else resolve_target(model, enc, target)
     if use_cache and store is None:
         store = default_store()
-    attributions = {
-        name: run_method(model, enc, name, params.get(name), target_index,
-                         store if use_cache else None, progress, max_cost)
-        for name in methods
-    }
-    result = Explanation(
-        model=model.name, modality=model.modality, features=model.features(enc),
-        prediction=prediction, target={"index": target_index, "label": model.label(target_index)},
-        attributions=attributions, warnings=collect_warnings(model, enc, attributions.values()),
-        baseline_seconds=enc.extra.get("baseline_seconds", 0.0) - searched,
-        output=model.output_info(enc) if hasattr(model, "output_info") else {},
-        input=enc.raw, labels=list(model.labels))
-    if metrics:
-        start = time.perf_counter()
-        result.metrics = compute(model, enc, result, list(metrics), metric_params or {},
-                                 params=params, store=store if use_cache else None,
-                                 progress=progress)
-        rows = sum(metric_costs(model, enc, list(metrics), {m: a.params for m, a in attributions.items()},
-                                metric_params).values())
-        record_metric_run(model, enc, rows, time.perf_counter() - start)  # refreshes the estimates
+    with precision_policy.use(policy, model.device) as ran_as:
+        attributions = {
+            name: run_method(model, enc, name, params.get(name), target_index,
+                             store if use_cache else None, progress, max_cost)
+            for name in methods
+        }
+        result = Explanation(
+            model=model.name, modality=model.modality, features=model.features(enc),
+            prediction=prediction, target={"index": target_index, "label": model.label(target_index)},
+            attributions=attributions, warnings=collect_warnings(model, enc, attributions.values()),
+            baseline_seconds=enc.extra.get("baseline_seconds", 0.0) - searched,
+            output=model.output_info(enc) if hasattr(model, "output_info") else {},
+            input=enc.raw, labels=list(model.labels), precision=ran_as)
+        if metrics:
+            start = time.perf_counter()
+            result.metrics = compute(model, enc, result, list(metrics), metric_params or {},
+                                     params=params, store=store if use_cache else None,
+                                     progress=progress)
+            rows = sum(metric_costs(model, enc, list(metrics), {m: a.params for m, a in attributions.items()},
+                                    metric_params).values())
+            record_metric_run(model, enc, rows, time.perf_counter() - start)  # refreshes the estimates
     return result

@@ -21,6 +21,7 @@ from .adapters.generation_units import Prompt
 from .adapters.tabular import check_column_names, check_frame, csv_header
 from .api import check_text, explain
 from .errors import ExplainerError
+from .precision import POLICIES
 from .registry import get_method, list_methods
 from .review import InputSource, ModelInfo, ModelSpec, run_review
 from .review.outputs import check_out
@@ -91,6 +92,9 @@ def build_parser(prog: str = "python -m explainers", extra: Sequence[Command] = 
                                                  "stability,sanity,robustness")
     e.add_argument("--metric-param", action="append", default=[], metavar="NAME=VALUE")
     e.add_argument("--no-cache", action="store_true")
+    e.add_argument("--precision", choices=list(POLICIES), default=None,
+                   help="fp32 (default), bf16-forward (forward-only passes in bf16 where the device "
+                        "has bf16 units; gradients and reported numbers fp32) or auto")
     e.add_argument("--unit", choices=["word", "piece", "token", "sentence", "field"],
                    help="text: words (default) or word pieces; generation: token, word (default), "
                         "sentence or field (templates)")
@@ -133,6 +137,9 @@ def build_parser(prog: str = "python -m explainers", extra: Sequence[Command] = 
     r.add_argument("--no-cache", action="store_true")
     r.add_argument("--unit", choices=["word", "piece", "token", "sentence"],
                    help="text: words (default) or word pieces; generation: token, word or sentence")
+    r.add_argument("--precision", choices=list(POLICIES), default=None,
+                   help="fp32 (default), bf16-forward (forward-only passes in bf16 where the device "
+                        "has bf16 units; gradients and reported numbers fp32) or auto")
     r.add_argument("--batch-size", type=int, default=8, help="inputs per task (default 8)")
     r.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this process (default); ray: workers on a Ray cluster")
@@ -315,7 +322,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
                      params=parse_params(args.param), target=args.target,
                      use_cache=not args.no_cache, metrics=split_list(args.metrics),
                      metric_params=parse_metric_params(args.metric_param), unit=args.unit,
-                     contrast=args.contrast)
+                     contrast=args.contrast, precision=args.precision)
     print(json.dumps(result.to_dict()))
 
 
@@ -362,7 +369,7 @@ def cmd_review(args: argparse.Namespace) -> None:
                limit=args.limit, out=args.out, use_cache=not args.no_cache, unit=args.unit,
                explain=args.explain, engine=args.engine, batch_size=args.batch_size,
                resume=not args.overwrite, strict=args.strict, report=args.report,
-               tensorboard=args.tensorboard, mlflow=args.mlflow, **ray_args)
+               tensorboard=args.tensorboard, mlflow=args.mlflow, precision=args.precision, **ray_args)
 
 
 def cmd_methods(args: argparse.Namespace) -> None:

@@ -17,6 +17,7 @@ import torch
 from cache.store import BadRow, StoreFault, make_key
 
 from . import methods  # noqa: F401  importing the package registers every method
+from . import precision
 from .adapters.base import Encoded, ModelAdapter
 from .baselines import prepare_baselines
 from .errors import ExplainerError
@@ -366,8 +367,10 @@ def _run_with_oom_retry(adapter: ModelAdapter, fn: Callable[[], Any]) -> Any:
 
 def row_meta(adapter: ModelAdapter, enc: Encoded, name: str, target: int) -> dict:
     """What a stored row promises besides its parameters: the method, the target class, the
-    model (:attr:`ModelAdapter.result_key`) and the encoded input."""
-    return {"method": name, "target": int(target), "model": adapter.result_key, "input": enc.key}
+    model (:attr:`ModelAdapter.result_key`), the encoded input and the precision policy in
+    force (a bf16 result never serves an fp32 request)."""
+    return {"method": name, "target": int(target), "model": adapter.result_key, "input": enc.key,
+            "precision": precision.active()}
 
 
 def check_row(row: Any, meta: dict, params: dict, shape: tuple[int, ...],
@@ -470,6 +473,9 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
         row of per-feature scores per column (per target token), from the same run.
     """
     method, resolved = check_method(adapter, name, params)
+    if not method.forward_only and precision.active() != "fp32":
+        with precision.fp32():  # no gradient path ever runs in bf16; stored (and served) as fp32
+            return run_method(adapter, enc, name, params, target, store, progress, max_cost)
     target_index = resolve_target(adapter, enc, target)
     meta = row_meta(adapter, enc, name, target_index)
     key = make_key(meta, resolved)
@@ -534,7 +540,8 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
     if matrix is not None and not np.all(np.isfinite(matrix)):
         raise ExplainerError(f"{method.title} produced non-finite per-token scores; try other parameters")
     result = Attribution(name, scores, delta, seconds, resolved, warnings=notes,
-                         notes=method.notes(adapter, enc, resolved), delta_stats=stats, matrix=matrix)
+                         notes=method.notes(adapter, enc, resolved), delta_stats=stats, matrix=matrix,
+                         precision=meta["precision"])
     if writable:
         write_stored(store, key, result, meta, notes)
     if progress:

@@ -110,6 +110,8 @@ class Attribution:
             and ``max_abs`` of the deltas; GradientSHAP: ``gaps``; else None.
         matrix: generation only: ``[target tokens, features]``, row ``j`` the scores for the
             log-probability of target token ``j`` (``scores`` are for their sum); else None.
+        precision: what the model's passes ran as (:mod:`explainers.precision`): ``"fp32"``,
+            or ``"bf16-forward"`` (passes without gradients in bf16); part of the store key.
     """
 
     method: str
@@ -121,6 +123,7 @@ class Attribution:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     delta_stats: dict | None = None
+    precision: str = "fp32"
     matrix: np.ndarray | None = None
 
     def to_dict(self) -> dict:
@@ -132,6 +135,7 @@ class Attribution:
             "cache_hit": self.cache_hit,
             "notes": list(self.notes),
             "delta_stats": jsonable(self.delta_stats),
+            "precision": self.precision,
         }
         if self.matrix is not None:
             d["matrix"] = jsonable(self.matrix)
@@ -148,6 +152,7 @@ class Attribution:
             cache_hit=cache_hit,
             notes=list(d.get("notes") or []),
             delta_stats=d.get("delta_stats"),
+            precision=str(d.get("precision", "fp32")),
             matrix=None if d.get("matrix") is None else np.asarray(d["matrix"], dtype=np.float64),
         )
 
@@ -181,6 +186,8 @@ class Explanation:
     attributions: dict[str, Attribution]
     warnings: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
+    #: what the model's passes ran as (see :attr:`Attribution.precision`)
+    precision: str = "fp32"
     baseline_seconds: float = 0.0
     output: dict = field(default_factory=dict)
     input: Any = field(default=None, repr=False, compare=False)
@@ -203,6 +210,7 @@ class Explanation:
             "attributions": {k: v.to_dict() for k, v in self.attributions.items()},
             "baseline_seconds": round(float(self.baseline_seconds), 6),
             "warnings": list(self.warnings),
+            "precision": self.precision,
         }
         if self.output:
             d["output"] = jsonable(self.output)

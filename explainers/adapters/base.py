@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import ExplainerError
+from ..precision import autocast_for
 from ..results import OUTPUT_KINDS, Prediction
 from ..rng import paused
 
@@ -453,12 +454,11 @@ class ModelAdapter:
     def result_key(self) -> str:
         """Everything about the model that a cached result depends on: how it was loaded
         (loader, spec, archive hash), its class, configuration and code, its weights, the
-        adapter and its settings, device and precision (CUDA runs under bf16 autocast)."""
-        precision = "bf16-autocast" if self.device.type == "cuda" else "fp32"
+        adapter and its settings, and the device (the precision a result ran under is part
+        of its own store key: :func:`explainers.engine.row_meta`)."""
         return _digest({"source": self.source or {}, "code": self.code_fingerprint,
                         "weights": self.fingerprint, "adapter": type(self).__qualname__,
-                        "config": self.config(), "device": self.device.type,
-                        "precision": precision})
+                        "config": self.config(), "device": self.device.type})
 
     def score_shape(self, enc: Encoded) -> tuple[int, ...]:
         """Shape of the display scores :meth:`reduce` gives for ``enc`` (one per feature)."""
@@ -556,11 +556,11 @@ class ModelAdapter:
 
     # -- shared machinery -----------------------------------------------------------------
     def forward(self, inputs: torch.Tensor, enc: Encoded) -> torch.Tensor:
-        """Float32 logits; bf16 autocast on CUDA (Captum has no AMP flag of its own)."""
-        if self.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                return self._logits(inputs, enc).float()
-        return self._logits(inputs, enc).float()
+        """Float32 logits; a pass without gradients runs under bf16 autocast when the
+        request's precision policy says so (:mod:`explainers.precision`; Captum has no AMP
+        flag of its own)."""
+        with autocast_for(inputs):
+            return self._logits(inputs, enc).float()
 
     def forward_fn(self, enc: Encoded, on_batch: Callable[[int], None] | None = None
                    ) -> Callable[[torch.Tensor], torch.Tensor]:

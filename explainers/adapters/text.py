@@ -18,6 +18,7 @@ import torch
 
 from ..baselines import neutral_baseline
 from ..errors import ExplainerError
+from ..precision import autocast_for
 from .base import Encoded, ModelAdapter, sum_over_groups
 from .words import edit_spans, group_words, merge_spans, piece_text
 
@@ -214,10 +215,8 @@ class TextAdapter(ModelAdapter):
         return torch.cat(out), torch.cat(masks)
 
     def forward_stacked(self, x: torch.Tensor, context: Any) -> torch.Tensor:
-        if self.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                return self._logits_masked(x, context).float()
-        return self._logits_masked(x, context).float()
+        with autocast_for(x):
+            return self._logits_masked(x, context).float()
 
     def _token_id(self, kind: str) -> int | None:
         tok = self.tokenizer
@@ -407,10 +406,7 @@ class TextAdapter(ModelAdapter):
                 t = torch.tensor([ids[r] for r in chunk], device=self.device)
                 embeds = self.embeddings(t)
                 mask = torch.ones_like(t)
-                if self.device.type == "cuda":
-                    with torch.autocast("cuda", dtype=torch.bfloat16):
-                        logits = self._logits_masked(embeds, mask).float()
-                else:
+                with autocast_for(embeds):
                     logits = self._logits_masked(embeds, mask).float()
                 out[chunk] = self.activate(logits).cpu()
         return out

@@ -55,6 +55,10 @@ class Method:
     #: :meth:`attribute_many` may record its model calls and pool them across inputs
     #: (:func:`explainers.pooling.deferred`); otherwise it loops over the inputs
     defer_model_calls: bool = False
+    #: the method takes no gradient and reads only the model's outputs, so under the
+    #: ``bf16-forward`` precision its passes may run in bf16 (:mod:`explainers.precision`);
+    #: every other method (gradients, hooks on attention or activations) runs in float32
+    forward_only: bool = False
 
     @classmethod
     def supports(cls, modality: str) -> bool:

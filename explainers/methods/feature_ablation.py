@@ -22,6 +22,7 @@ class FeatureAblation(Method):
                "A direct 'what if I delete this?' per feature; misses interactions.")
     paper = "Captum FeatureAblation (perturbation baseline; cf. Zeiler & Fergus 2014)."
     defer_model_calls = True  # Captum never branches on outputs: pooled across inputs
+    forward_only = True  # no gradients: may run under bf16-forward (explainers.precision)
 
     def cost(self, adapter, enc, params):
         # never-perturbed elements ([CLS]/[SEP]) form one more group in Captum's feature mask

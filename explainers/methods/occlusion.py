@@ -38,6 +38,7 @@ class Occlusion(Method):
                "and coarse for windows larger than one feature.")
     paper = "Zeiler, Fergus. Visualizing and Understanding Convolutional Networks. ECCV 2014."
     defer_model_calls = True  # Captum never branches on outputs: pooled across inputs
+    forward_only = True  # no gradients: may run under bf16-forward (explainers.precision)
 
     def own_params(self, adapter):
         if adapter.modality == "image":

@@ -27,6 +27,7 @@ class ShapleySampling(Method):
              "sampling. Computers & Operations Research 2009.")
     input_factor = True
     defer_model_calls = True  # Captum never branches on outputs: pooled across inputs
+    forward_only = True  # no gradients: may run under bf16-forward (explainers.precision)
 
     def own_params(self, adapter):
         return [ParamSpec("n_samples", "int", 10, "random feature orders (more = less noisy)",

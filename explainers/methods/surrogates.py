@@ -22,6 +22,7 @@ class _Surrogate(Method):
     input_factor = True  # coalitions switch features between input and baseline
     default_samples = 200
     defer_model_calls = True  # Captum never branches on outputs: pooled across inputs
+    forward_only = True  # no gradients: may run under bf16-forward (explainers.precision)
 
     def make(self, forward):
         return self.captum_class(forward)

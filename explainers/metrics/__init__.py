@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import precision
 from ..adapters.base import Encoded, ModelAdapter
 from ..errors import ExplainerError
 from ..results import Explanation, jsonable
@@ -102,6 +103,17 @@ def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names
     def step(name: str):
         return (lambda f: progress(name, f)) if progress else None
 
+    # bf16 forwards (precision "bf16-forward"): decisions are confirmed in float32, through
+    # a predictor of its own (the shared one's memo holds bf16 outputs)
+    bf16 = precision.active() == "bf16-forward"
+    fp32_predictor: list[Repredictor] = []
+
+    def predict_fp32(keep: np.ndarray) -> np.ndarray:
+        if not fp32_predictor:
+            fp32_predictor.append(Repredictor(adapter, enc, opts["baseline"], opts["perturbation"]))
+        with precision.fp32():
+            return fp32_predictor[0](keep)
+
     out: dict[str, Any] = {}
     for name in names:
         if progress:
@@ -109,14 +121,18 @@ def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names
         if name == "agreement":
             out[name] = agreement.agreement(scores, opts["k"], enc.feature_labels)
         elif name == "faithfulness":
-            out[name] = faithfulness.faithfulness(scores, target, repredict(), enc.n_features, opts["baseline"],
-                                     opts["random_orders"], opts["seed"], opts["alpha"],
-                                     opts["perturbation"], opts["perturbation_note"], opts["sequential"])
+            args = (enc.n_features, opts["baseline"], opts["random_orders"], opts["seed"], opts["alpha"],
+                    opts["perturbation"], opts["perturbation_note"], opts["sequential"])
+            noise = bf16_noise(adapter, target, repredict()) if bf16 else 0.0
+            out[name] = faithfulness.faithfulness(scores, target, repredict(), *args, noise=noise)
+            if bf16:
+                recheck_verdicts(out[name], scores, target, predict_fp32, args)
             # the curves follow the target's probability (softmax, sigmoid) or raw score
             out[name]["output_kind"] = adapter.output_kind
             out[name]["measure"] = "score" if adapter.output_kind == "score" else "probability"
         elif name == "flip" and adapter.output_kind != "softmax":
-            out[name] = _threshold_flip(adapter, enc, scores, target, opts, repredict())
+            out[name] = _threshold_flip(adapter, enc, scores, target, opts, repredict(),
+                                        predict_fp32 if bf16 else None)
         elif name == "flip":
             original = int(explanation.prediction.index)
             # Scores explain the target. If it is not the predicted class, the features most
@@ -129,6 +145,12 @@ def compute(adapter: ModelAdapter, enc: Encoded, explanation: Explanation, names
                              perturbation_note=opts["perturbation_note"])
             out[name]["order"] = ("most support for the target first" if toward
                                   else "most opposition to the target first")
+            if bf16:
+                flip.confirm_flips(out[name], predict_fp32, enc.n_features, original, adapter.labels)
+        elif name in ("stability", "sanity", "robustness") and bf16:
+            with precision.fp32():  # re-runs of the methods and their checks: float32
+                out.update(compute(adapter, enc, explanation, [name], options, params, store, progress))
+            continue
         elif name == "stability":
             out[name] = stability.stability(adapter, enc, target, runnable, opts["ig_steps"], opts["tolerance"],
                                   opts["seeds"], store, step(name))
@@ -168,7 +190,31 @@ def default_threshold(adapter: ModelAdapter, target: int, predictor: Repredictor
     return float(empty[target]), f"the score of the {predictor.baseline_kind} baseline (no reference data)"
 
 
-def _threshold_flip(adapter: ModelAdapter, enc: Encoded, scores: dict[str, np.ndarray], target: int, opts: dict, predictor: Repredictor) -> dict:
+def bf16_noise(adapter: ModelAdapter, target: int, predictor: Repredictor) -> float:
+    """How far bf16 forwards may move one output: :data:`explainers.precision.BF16_PROB_TOLERANCE`
+    for a probability; for a raw score, that times the score's magnitude (at least 1)."""
+    if adapter.output_kind != "score":
+        return precision.BF16_PROB_TOLERANCE
+    value = float(predictor(np.ones((1, predictor.enc.n_features), dtype=bool))[0][target])
+    return precision.BF16_PROB_TOLERANCE * max(1.0, abs(value))
+
+
+def recheck_verdicts(block: dict, scores: dict[str, np.ndarray], target: int,
+                     predict_fp32: Any, args: tuple) -> None:
+    """The faithfulness test again, in float32, for the methods whose bf16 verdict is in
+    doubt (``in_doubt``): their entries are replaced by the float32 ones, marked
+    ``recomputed_in: "fp32"``. The random orders are the same (same seed), so the p-value is
+    the one an fp32 request gets."""
+    doubtful = [m for m, b in block["methods"].items() if b.pop("in_doubt", False)]
+    if not doubtful:
+        return
+    again = faithfulness.faithfulness({m: scores[m] for m in doubtful}, target, predict_fp32, *args)
+    for m in doubtful:
+        block["methods"][m] = {**again["methods"][m], "recomputed_in": "fp32"}
+
+
+def _threshold_flip(adapter: ModelAdapter, enc: Encoded, scores: dict[str, np.ndarray], target: int, opts: dict,
+                    predictor: Repredictor, predict_fp32: Any = None) -> dict:
     """The flip block of a score or sigmoid model: across a threshold (see
     :func:`explainers.metrics.flip.flip_threshold`). Features that hold the output on its
     side go first: the most positive when it is at or above the threshold, else the most
@@ -190,6 +236,8 @@ def _threshold_flip(adapter: ModelAdapter, enc: Encoded, scores: dict[str, np.nd
                            perturbation_note=opts["perturbation_note"], threshold_source=source)
     block["order"] = ("most positive first (they hold the output above the threshold)" if above
                       else "most negative first (they hold the output below the threshold)")
+    if predict_fp32 is not None:  # found with bf16 forwards: confirmed in float32
+        flip.confirm_flips(block, predict_fp32, enc.n_features, target=target)
     return block
 
 

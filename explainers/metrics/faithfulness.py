@@ -310,6 +310,20 @@ class ControlRun:
             return (g + 1) / (flags.size + 1), int(flags.size), g, True
         return sequential_p_value(flags, self.max_orders, self.h)
 
+    def in_doubt(self, name: str, noise: float) -> bool:
+        """Whether ``name``'s ``beats_random`` verdict could change if its AOPC moved by up to
+        ``noise`` either way (bf16 forwards: :data:`explainers.precision.BF16_PROB_TOLERANCE`)."""
+        value = aopc([self.removed[name][k] for k in self.steps])
+        rand = self.random_aopcs()
+
+        def verdict(v: float) -> bool:
+            flags = exceeds(rand, v)
+            if not self.sequential:
+                return beats_random((flags.sum() + 1) / (flags.size + 1), self.alpha)
+            return beats_random(sequential_p_value(flags, self.max_orders, self.h)[0], self.alpha)
+
+        return self.h >= 1 and verdict(value - noise) != verdict(value + noise)
+
     def paired_orders(self) -> int:
         """The random orders whose mean AOPC each method's ``aopc_minus_random`` subtracts:
         those drawn whatever the outcome (the first round), so the mean is unbiased."""
@@ -381,7 +395,8 @@ def _nth(k: int) -> str:
 def faithfulness(scores: dict[str, np.ndarray], target: int, predict: Callable[[np.ndarray], np.ndarray],
                  n_features: int, baseline: str, n_random: int = RANDOM_ORDERS, seed: int = 0,
                  alpha: float = 0.05, perturbation: str = "baseline",
-                 perturbation_note: str | None = None, sequential: bool = True) -> dict:
+                 perturbation_note: str | None = None, sequential: bool = True,
+                 noise: float = 0.0) -> dict:
     """Deletion/insertion curves, AOPC, comprehensiveness and sufficiency per method, and
     a permutation test of each method's deletion AOPC against random orders.
 
@@ -401,6 +416,9 @@ def faithfulness(scores: dict[str, np.ndarray], target: int, predict: Callable[[
         perturbation: how features are removed (reported).
         perturbation_note: what that means for this input (reported).
         sequential: stop drawing orders once every method's decision is settled.
+        noise: how far ``predict``'s outputs may be off (bf16 forwards); with ``noise > 0``
+            each method has ``in_doubt``: whether its verdict could change if its AOPC moved
+            by twice that (:func:`explainers.metrics.compute` then recomputes it in fp32).
 
     Returns:
         The ``faithfulness`` block of the metrics JSON. Curve points are at
@@ -422,4 +440,8 @@ def faithfulness(scores: dict[str, np.ndarray], target: int, predict: Callable[[
     while not run.done:
         masks = run.masks()
         run.feed(predict(masks)[:, target] if len(masks) else np.zeros(0))
-    return run.block(baseline, perturbation, perturbation_note)
+    block = run.block(baseline, perturbation, perturbation_note)
+    if noise > 0:
+        for name, b in block["methods"].items():
+            b["in_doubt"] = run.in_doubt(name, 2 * noise)  # an AOPC is a mean of differences
+    return block

@@ -261,3 +261,63 @@ def flip_threshold(scores: dict[str, np.ndarray], target: int, threshold: float,
             "threshold": float(threshold), "threshold_source": threshold_source,
             "output_kind": output_kind, "target_label": target_label,
             "perturbation": perturbation, "perturbation_note": perturbation_note}
+
+
+#: why a flip found with bf16 forwards is not reported
+NOT_CONFIRMED = ("the bf16 forwards flipped it after these removals, the float32 re-prediction of "
+                 "that edit does not: not reported as a flip (rerun with precision fp32 to search "
+                 "further)")
+
+
+def confirm_flips(block: dict, predict: Callable[[np.ndarray], np.ndarray], n_features: int,
+                  original: int | None = None, class_labels: Sequence[str] = (),
+                  target: int | None = None) -> dict:
+    """Re-predict every flip of a ``flip`` block (found with bf16 forwards) with ``predict``
+    (float32), so the reported outcome is the float32 one of the very edit reported.
+
+    A flip the float32 re-prediction confirms keeps its count and gets the float32
+    ``new_label`` / ``new_probability`` (``new_value``); one it does not confirm is reported
+    as no flip, ``reason`` :data:`NOT_CONFIRMED`, its bf16 count as ``bf16_count``.
+
+    Args:
+        block: from :func:`flip` (pass ``original`` and ``class_labels``) or
+            :func:`flip_threshold` (pass ``target``); changed in place.
+        predict: keep-masks ``[B, n]`` -> outputs ``[B, C]``, in float32.
+        n_features: number of features.
+
+    Returns:
+        ``block``, with ``confirmed_in: "fp32"``.
+    """
+    threshold = block.get("threshold")
+    if threshold is not None:  # the side of the untouched input, in float32 too
+        value0 = float(predict(np.ones((1, n_features), dtype=bool))[0][target])
+        above0 = value0 >= threshold
+        block["original_value"] = value0
+        block["original_label"] = side_label(block["target_label"], above0, threshold)
+    for entry in [*block["methods"].values(), block["random"]]:
+        if not entry["count"]:
+            continue
+        keep = np.ones(n_features, dtype=bool)
+        keep[entry["indices"]] = False
+        out = predict(keep[None])[0]
+        if threshold is None:
+            cls = int(np.argmax(out))
+            if cls != int(original):
+                entry["new_label"] = class_labels[cls] if 0 <= cls < len(class_labels) else str(cls)
+                entry["new_probability"] = float(out[cls])
+                continue
+        else:
+            value = float(out[target])
+            if (value >= threshold) != above0:
+                entry["new_value"] = value
+                entry["new_label"] = side_label(block["target_label"], value >= threshold, threshold)
+                entry["new_probability"] = value if block.get("output_kind") == "sigmoid" else None
+                continue
+        entry.update({"bf16_count": entry["count"], "count": None, "indices": [], "features": [],
+                      "new_label": None, "new_probability": None, "edited": None,
+                      "reason": NOT_CONFIRMED})
+        if "new_value" in entry:
+            entry["new_value"] = None
+    block["best"] = fewest(block["methods"])
+    block["confirmed_in"] = "fp32"
+    return block

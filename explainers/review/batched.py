@@ -21,6 +21,7 @@ import torch
 
 from cache.store import default_store, make_key
 
+from .. import precision as precision_policy
 from ..adapters.base import Encoded, ModelAdapter
 from ..api import (check_metric_names, check_metric_options, check_methods, check_params, check_text,
                    collect_warnings, encode, explain)
@@ -80,14 +81,16 @@ def explain_many(model: ModelAdapter, raws: Sequence[Any], methods: Sequence[str
                  params: dict[str, dict] | None = None, metrics: Sequence[str] | None = None,
                  metric_params: dict | None = None, targets: Sequence[Any] | None = None,
                  unit: str | None = None, use_cache: bool = True, batch_size: int | None = None,
-                 progress: Progress | None = None, store: Any = None) -> list[Explanation | ExplainerError]:
+                 progress: Progress | None = None, store: Any = None,
+                 precision: str | None = None) -> list[Explanation | ExplainerError]:
     """:func:`explainers.explain` for many inputs, their model work pooled into large batches.
 
     Args:
         model: from :func:`explainers.load_model`.
         raws: a list of inputs (each as for ``explain``; an :class:`Encoded` is used as is).
             One string (bytes, a mapping) is refused, not read as a list of characters.
-        methods, params, metrics, metric_params, unit, use_cache, store: as for ``explain``.
+        methods, params, metrics, metric_params, unit, use_cache, store, precision: as for
+            ``explain`` (the predictions are float32 whatever the policy).
         targets: one per input (None: the predicted class), or None for all predicted.
         batch_size: inputs per micro-batch (default :data:`DEFAULT_BATCH`).
         progress: ``progress(stage, fraction)``, the fraction of all inputs done.
@@ -103,6 +106,7 @@ def explain_many(model: ModelAdapter, raws: Sequence[Any], methods: Sequence[str
     if isinstance(raws, (str, bytes, Mapping, Encoded)) or not hasattr(raws, "__iter__"):
         raise ExplainerError(f"explain_many takes a list of inputs, not one {type(raws).__name__} "
                              "(explain_many(m, [x]) for one input, or explain(m, x))")
+    policy = precision_policy.check(precision) if precision is not None else None
     methods = check_methods(methods)
     params = check_params(params, methods)
     metrics = check_metric_names(metrics)
@@ -121,10 +125,11 @@ def explain_many(model: ModelAdapter, raws: Sequence[Any], methods: Sequence[str
             if progress:
                 progress(stage, min(1.0, (start + f * n) / max(1, len(raws))))
 
-        out = _explain_chunk(model, [raws[i] for i in idx],
-                             None if targets is None else [targets[i] for i in idx],
-                             methods, params, checked, metrics, metric_params, unit,
-                             store if use_cache else None, step)
+        with precision_policy.use(policy, model.device):
+            out = _explain_chunk(model, [raws[i] for i in idx],
+                                 None if targets is None else [targets[i] for i in idx],
+                                 methods, params, checked, metrics, metric_params, unit,
+                                 store if use_cache else None, step)
         for i, r in zip(idx, out):
             results[i] = r
     return results  # type: ignore[return-value]
@@ -148,7 +153,8 @@ def _explain_chunk(model, raws, targets, methods, params, checked, metrics, metr
         return out
     total_methods = max(1, len(methods) + (1 if metrics else 0))
     pool = Pool(model, encs)
-    preds = predictions(model, encs, pool)
+    with precision_policy.fp32():  # the predictions a user reads are always float32
+        preds = predictions(model, encs, pool)
     target_of: list[int | None] = []
     for k, (enc, i) in enumerate(zip(encs, where)):
         t = None if targets is None else targets[i]
@@ -178,7 +184,8 @@ def _explain_chunk(model, raws, targets, methods, params, checked, metrics, metr
             prediction=preds[k], target={"index": target_of[k], "label": model.label(target_of[k])},
             attributions=attributions[k],
             warnings=collect_warnings(model, encs[k], attributions[k].values()),
-            baseline_seconds=encs[k].extra.get("baseline_seconds", 0.0))
+            baseline_seconds=encs[k].extra.get("baseline_seconds", 0.0),
+            precision=precision_policy.active())
     if metrics and done:
         step("metrics", len(methods) / total_methods)
         blocks = metrics_many(model, [encs[k] for k in done], [explanations[k] for k in done],
@@ -201,6 +208,9 @@ def run_many(model: ModelAdapter, method: Method, encs: Sequence[Encoded], targe
     the rest attributed together by :meth:`Method.attribute_many`; ``seconds`` is the
     batch's time shared evenly among the inputs it computed, the baselines' search excluded
     (:func:`explainers.baselines.prepare_baselines`, reported as ``baseline_seconds``)."""
+    if not method.forward_only and precision_policy.active() != "fp32":
+        with precision_policy.fp32():  # no gradient path ever runs in bf16; stored (and served) as fp32
+            return run_many(model, method, encs, targets, resolved, store)
     name = method.name
     out: list[Any] = [None] * len(encs)
     metas, keys, notes, writable = [], [], [], []
@@ -244,6 +254,7 @@ def run_many(model: ModelAdapter, method: Method, encs: Sequence[Encoded], targe
             stats = {key: v for key, v in delta.items() if key != "convergence_delta"}
             delta = delta["convergence_delta"]
         result = Attribution(name, scores, delta, seconds, resolved, warnings=notes[k],
+                             precision=metas[k]["precision"],
                              notes=method.notes(model, enc, resolved), delta_stats=stats)
         if writable[k]:
             write_stored(store, keys[k], result, metas[k], notes[k])

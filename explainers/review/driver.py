@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence, TextIO
 
+from .. import precision as precision_policy
 from ..api import check_methods, check_metric_names
 from ..errors import ExplainerError
 from ..metrics.common import review_metric_options
@@ -153,7 +154,8 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
                cpus_per_worker: float | None = None, gpus_per_worker: float | None = None,
                batch_size: int = BATCH_SIZE, resume: bool = True, strict: bool = False,
                report: str | Path | None = None, tensorboard: str | Path | None = None,
-               mlflow: str | None = None, slice_by: Sequence[str] | str | None = None) -> ReviewSummary:
+               mlflow: str | None = None, slice_by: Sequence[str] | str | None = None,
+               precision: str | None = None) -> ReviewSummary:
     """Explain every input with metrics and summarize the methods.
 
     Args:
@@ -193,6 +195,8 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
             predicted label, correct / wrong and (text) length (:mod:`explainers.review.slices`);
             each line carries their values as ``columns``. Needs an :class:`InputSource`
             (default: its own ``slice_by``).
+        precision: ``"fp32"`` (default), ``"bf16-forward"`` or ``"auto"``, as for
+            :func:`explainers.explain`; each line's ``precision`` says what it ran as.
 
     Returns:
         The :func:`summarize` dict over every line in ``out`` (those of earlier runs too), as
@@ -202,6 +206,7 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
     """
     metrics = check_metric_names(metrics)
     chosen = check_methods(methods)
+    precision = precision_policy.check(precision)
     if limit is not None and limit < 0:
         raise ExplainerError(f"--limit must be >= 0, got {limit}")
     if explain not in EXPLAIN_TARGETS:
@@ -224,11 +229,13 @@ def run_review(model: Any, inputs: Iterable[tuple] | InputSource, methods: Seque
     metric_params = review_metric_options(metric_params)  # a few random orders: the dataset-level test
     options = ReviewOptions(methods=tuple(methods) if methods else None, params=params or None,
                             metrics=tuple(metrics), metric_params=metric_params, unit=unit,
-                            use_cache=use_cache, explain=explain)
+                            use_cache=use_cache, explain=explain, precision=precision)
     settings = {"methods": chosen, "params": params, "metrics": metrics, "metric_params": metric_params,
                 "unit": unit, "explain": explain}
     if columns:  # resumed lines must carry the same columns
         settings["slice_by"] = columns
+    if precision != "fp32":  # part of what a resumed run must match (fp32 runs' files unchanged)
+        settings["precision"] = precision
     if source is not None:
         source.strict = source.strict or strict
     identity = source.identity() if source is not None else {"iterable": True}

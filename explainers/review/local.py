@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Iterator, Sequence
 
+from .. import precision
 from ..errors import ExplainerError
 from .batched import review_chunk
 from .inputs import Item, ModelInfo, label_index
@@ -41,9 +42,10 @@ def review_items(model: Any, items: Sequence[Item | tuple], options: ReviewOptio
         todo.append((pos, ident, raw, truth))
     if todo:
         targets = [t for *_, t in todo] if options.explain == "true" else None
-        records = review_chunk(model, [(ident, raw) for _, ident, raw, _ in todo], options.methods,
-                                options.params, options.metrics, options.metric_params,
-                                unit=options.unit, use_cache=options.use_cache, targets=targets)
+        with precision.use(options.precision, model.device):
+            records = review_chunk(model, [(ident, raw) for _, ident, raw, _ in todo], options.methods,
+                                   options.params, options.metrics, options.metric_params,
+                                   unit=options.unit, use_cache=options.use_cache, targets=targets)
         for (pos, _, raw, truth), rec in zip(todo, records):
             out[pos] = with_label(rec, raw, truth, model.labels)
     return out  # type: ignore[return-value]

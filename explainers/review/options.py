@@ -47,6 +47,8 @@ class ReviewOptions:
             :func:`explainers.explain`.
         explain: ``"predicted"`` explains the predicted class; ``"true"`` the ground-truth
             label (inputs without one get an error line).
+        precision: as for :func:`explainers.explain` (None: ``"fp32"``); each worker resolves
+            it for its own device.
     """
     methods: tuple[str, ...] | None = None
     params: dict | None = None
@@ -55,6 +57,7 @@ class ReviewOptions:
     unit: str | None = None
     use_cache: bool = True
     explain: str = "predicted"
+    precision: str | None = None
 
 
 def as_spec(model: Any) -> ModelSpec:

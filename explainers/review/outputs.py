@@ -28,6 +28,8 @@ TOOL = "attribution-studio review"
 FORMAT = 1
 #: settings compared on resume, in the order a mismatch is reported
 SETTINGS = ("methods", "params", "metrics", "metric_params", "unit", "explain")
+#: settings a run's sidecar carries only when set (so the files of runs without them still resume)
+OPTIONAL_SETTINGS = ("precision",)
 REFUSE = "use another --out, or --overwrite to replace it"
 
 
@@ -57,10 +59,12 @@ def run_meta(inputs: dict, model: dict, settings: dict) -> dict:
             or ``{"iterable": True}`` for inputs given from Python).
         model: ``{"name", "key"}`` (:class:`~explainers.review.inputs.ModelInfo`'s key).
         settings: :data:`SETTINGS`: the methods, their parameters, the metrics and their
-            options, the text unit and which class is explained.
+            options, the text unit and which class is explained; and those of
+            :data:`OPTIONAL_SETTINGS` that were set (a precision other than fp32).
     """
+    keys = SETTINGS + tuple(k for k in OPTIONAL_SETTINGS if k in settings)  # absent: older files match
     return {"tool": TOOL, "format": FORMAT, "input": _plain(inputs), "model": _plain(model),
-            "settings": _plain({k: settings.get(k) for k in SETTINGS})}
+            "settings": _plain({k: settings.get(k) for k in keys})}
 
 
 def check_out(out: str | Path, input_file: str | None) -> Path:
@@ -200,7 +204,7 @@ def _compare(path: Path, old: dict, new: dict, skip: Iterable[str]) -> None:
     if "settings" in skip:
         return
     was, now = old.get("settings") or {}, new["settings"]
-    for key in SETTINGS:
+    for key in SETTINGS + OPTIONAL_SETTINGS:  # an absent optional one is None on both sides
         if was.get(key) != now.get(key):
             if key == "methods":
                 raise ExplainerError(f"{path.name} holds lines explained with {was.get(key)}, not "

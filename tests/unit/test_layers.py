@@ -20,7 +20,8 @@ PACKAGES = ("explainers", "cache", "dashboard")
 #: matching prefix names a module's layer (a prefix matches the module and its submodules).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundations", ("explainers.errors", "explainers.params", "explainers.results", "explainers.rng",
-                     "explainers.quadrature", "explainers.drawing", "cache.store", "cache.loaders", "cache")),
+                     "explainers.quadrature", "explainers.precision", "explainers.drawing", "cache.store",
+                     "cache.loaders", "cache")),
     ("adapters", ("explainers.adapters", "explainers.baselines")),
     ("pooling", ("explainers.pooling",)),
     ("methods", ("explainers.registry", "explainers.methods")),
