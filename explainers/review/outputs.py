@@ -29,7 +29,7 @@ FORMAT = 1
 #: settings compared on resume, in the order a mismatch is reported
 SETTINGS = ("methods", "params", "metrics", "metric_params", "unit", "explain")
 #: settings a run's sidecar carries only when set (so the files of runs without them still resume)
-OPTIONAL_SETTINGS = ("precision",)
+OPTIONAL_SETTINGS = ("precision", "slice_by")
 REFUSE = "use another --out, or --overwrite to replace it"
 
 
@@ -60,7 +60,8 @@ def run_meta(inputs: dict, model: dict, settings: dict) -> dict:
         model: ``{"name", "key"}`` (:class:`~explainers.review.inputs.ModelInfo`'s key).
         settings: :data:`SETTINGS`: the methods, their parameters, the metrics and their
             options, the text unit and which class is explained; and those of
-            :data:`OPTIONAL_SETTINGS` that were set (a precision other than fp32).
+            :data:`OPTIONAL_SETTINGS` that were set (a precision other than fp32, the
+            ``slice_by`` columns).
     """
     keys = SETTINGS + tuple(k for k in OPTIONAL_SETTINGS if k in settings)  # absent: older files match
     return {"tool": TOOL, "format": FORMAT, "input": _plain(inputs), "model": _plain(model),

@@ -188,3 +188,20 @@ def test_the_cli_slices_by_a_column_and_prints_its_table(tiny_text_dir, tmp_path
     assert "by column genre" in printed
     table = printed.split("by column genre", 1)[1]
     assert "film" in table and "food" in table
+
+
+def test_a_resumed_review_slices_by_the_same_columns(tiny_text, tmp_path):
+    """The sidecar records the columns, so lines written without them are not resumed as if
+    they carried them (and the other way round)."""
+    import json
+    from explainers.errors import ExplainerError
+    from explainers.review import InputSource, run_review
+    f, _ = _genre_file(tmp_path)
+    out = tmp_path / "rated.jsonl"
+    run_review(tiny_text, InputSource("text", str(f)).check(), methods=["saliency"], metrics=["agreement"],
+               out=str(out), slice_by="genre")
+    meta = json.loads((tmp_path / "rated.jsonl.meta.json").read_text(encoding="utf-8"))
+    assert meta["settings"]["slice_by"] == ["genre"]
+    with pytest.raises(ExplainerError, match=r"other slice by \(\[\"genre\"\], now null\)"):
+        run_review(tiny_text, InputSource("text", str(f)).check(), methods=["saliency"], metrics=["agreement"],
+                   out=str(out))
