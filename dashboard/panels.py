@@ -22,6 +22,7 @@ from cache.store import default_store
 from explainers import (Attribution, ExplainerError, baseline_predictions, estimate_cost, get_method,
                         run_method)
 from explainers import precision
+from explainers.baselines import flagged_baselines
 from explainers.engine import ESTIMATE_RESOLUTION, estimate_metric_seconds, estimate_seconds
 from explainers.results import Prediction
 
@@ -474,9 +475,9 @@ def _baseline_line(adapter, inp: Input, kinds) -> None:
     parts = [f"{render.md(k)} → {said(b)}" for k, b in preds.items()]
     st.caption("Baseline: " + "; ".join(parts), help="the model's prediction on each baseline; "
                "neutrality 1 = uniform, 0 = all on one class")
-    for b in preds.values():
-        if b.warning:
-            st.warning(render.md(b.warning), icon=":material/balance:")
+    flagged = flagged_baselines(preds)
+    if flagged:  # one short warning for all of them; each kind's full sentence is in the exports
+        st.warning(render.md(flagged), icon=":material/balance:")
 
 
 #: warn before a panel whose estimate is longer than this

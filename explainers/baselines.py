@@ -166,6 +166,30 @@ def baseline_warning(adapter: "ModelAdapter", kind: str, outputs: Sequence[float
     return f"{where} ({scale}): {MAP_MEANING}"
 
 
+def flagged_baselines(preds: dict[str, BaselinePrediction]) -> str | None:
+    """One sentence for every flagged baseline of a panel (a method averaging over several
+    baselines, GradientSHAP's default four, would otherwise show one warning each), or None.
+
+    Args:
+        preds: :func:`baseline_predictions`' result.
+
+    Returns:
+        "Baselines mask (neutrality 0.31; negative 0.80) and unk (...) are below the
+        neutrality rule 0.5: so the map explains ...", naming each flagged kind with its
+        neutrality and top output, and what that means for the map once (:data:`MAP_MEANING`).
+    """
+    flagged = [b for b in preds.values() if b.warning]
+    if not flagged:
+        return None
+    named = [f"{b.kind} (neutrality {b.neutrality:.2f}; {b.prediction.label} {b.prediction.value:.2f})"
+             for b in flagged]
+    listed = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+    which = "Baseline" if len(named) == 1 else "Baselines"
+    verb = "is" if len(named) == 1 else "are"
+    share = "" if len(flagged) == len(preds) else f" ({len(flagged)} of the {len(preds)} used)"
+    return f"{which} {listed}{share} {verb} below the neutrality rule {NEUTRALITY_WARN}: {MAP_MEANING}."
+
+
 def baseline_predictions(adapter: "ModelAdapter", enc: "Encoded", kinds: Sequence[str] | None = None
                          ) -> dict[str, BaselinePrediction]:
     """The model's prediction on each baseline, and how neutral it is.

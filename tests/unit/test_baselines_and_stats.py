@@ -133,3 +133,22 @@ def test_robustness_states_its_radius_in_the_inputs_own_scale(tiny_text):
     assert b["sensitivity_radius_in_std"] == pytest.approx(0.05 / float(content.std()), rel=1e-5)
     assert b["sensitivity_radius"] == 0.05 and b["infidelity_drop_probability"] == 0.25
     assert f"{b['sensitivity_radius_in_std']:.2f} x the input's std" in b["perturbation_note"]
+
+
+def test_one_sentence_names_every_flagged_baseline(tiny_text):
+    """A panel with several baselines shows one warning naming each flagged kind with its
+    neutrality (and none when no kind is flagged), by the same rule as each kind's own."""
+    from explainers.baselines import NEUTRALITY_WARN, BaselinePrediction, flagged_baselines
+    enc = tiny_text.encode("a good film")
+    preds = baseline_predictions(tiny_text, enc, ["pad", "mask", "unk"])
+    # the rule itself, made to flag two kinds of three by setting their neutrality below it
+    for kind, score in (("pad", 0.9), ("mask", 0.31), ("unk", 0.2)):
+        b = preds[kind]
+        preds[kind] = BaselinePrediction(b.kind, b.prediction, score, b.rows, b.description,
+                                         "flagged" if score < NEUTRALITY_WARN else None)
+    line = flagged_baselines(preds)
+    assert line.startswith("Baselines mask (neutrality 0.31; ") and " and unk (neutrality 0.20; " in line
+    assert "(2 of the 3 used) are below the neutrality rule 0.5" in line and "pad" not in line
+    assert flagged_baselines({"pad": preds["pad"]}) is None
+    one = flagged_baselines({"unk": preds["unk"]})
+    assert one.startswith("Baseline unk (neutrality 0.20; ") and " is below " in one
