@@ -110,12 +110,19 @@ def methods_table(model, encs: list, names: list[str], arm: Callable[[], Any]) -
     return out
 
 
+# A confirmed flip's probability comes from the row scored inside the search's padded batch;
+# re-predicting its edited text alone moves fp32 by ~1e-6 (measured 1.04e-6 on '.', the
+# last word of a 12-word sentence, scored beside longer rows). Beyond this it is not the edit.
+EDIT_TOLERANCE = 1e-5
+
+
 def metrics_table(model, texts: list[str]) -> dict:
     """Faithfulness and flip on fp32 Occlusion scores, fp32 against bf16-forward."""
     names = ["faithfulness", "flip"]
     opts = {"perturbation": "delete"}  # the edit a user applies ("Apply"): re-tokenised text
     t32 = t16 = 0.0
     aopc, doubt, still, changed, unconfirmed, confirmed, equal = [], 0, 0, 0, 0, 0, 0
+    edit_diff = 0.0
     for text in texts:
         enc = model.encode(text)
         pred = model.predict(enc)
@@ -140,12 +147,15 @@ def metrics_table(model, texts: list[str]) -> dict:
             if b["count"]:
                 confirmed += 1
                 probs = model.predict_texts([b["edited"]])[0].float().numpy()  # fp32: outside use()
-                equal += (int(np.argmax(probs)) != pred.index
-                          and abs(float(probs.max()) - b["new_probability"]) <= 1e-6)
+                diff = abs(float(probs.max()) - b["new_probability"])
+                edit_diff = max(edit_diff, diff)
+                # EDIT_TOLERANCE: fp32 batch composition alone (a row padded among longer ones)
+                equal += int(np.argmax(probs)) != pred.index and diff <= EDIT_TOLERANCE
     out = {"inputs": len(texts), "ratio": t32 / t16, "fp32_s": t32, "bf16_s": t16,
            "aopc_max": max(aopc), "aopc_mean": float(np.mean(aopc)), "verdicts_in_doubt": doubt,
            "verdicts_changed": still, "flip_counts_changed": changed, "flips_unconfirmed": unconfirmed,
-           "flips_confirmed": confirmed, "flips_equal_to_their_edit": equal, "flip_searches": 2 * len(texts)}
+           "flips_confirmed": confirmed, "flips_equal_to_their_edit": equal,
+           "flip_edit_max_diff": edit_diff, "flip_searches": 2 * len(texts)}
     print(f"  metrics: {json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()})}",
           flush=True)
     return out
