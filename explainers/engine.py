@@ -103,8 +103,10 @@ def pass_work(adapter: ModelAdapter, enc: Encoded) -> dict[str, int]:
 def calibrate(adapter: ModelAdapter, enc: Encoded, passes: int | None = None) -> float:
     """Seconds per unit of :func:`estimate_work` on this machine, measured with a batched
     forward + backward of copies of ``enc`` (gradient passes, the dearer kind), so
-    ``estimate_work(...) * calibrate(...)`` estimates a method's seconds. A warm-up call goes
-    first: the first gradient call of a process costs many times a warm one."""
+    ``estimate_work(...) * calibrate(...)`` estimates a method's seconds (generation: per
+    unit of a gradient row's own work, :func:`pass_work`, so price its rows with
+    :func:`method_work`). A warm-up call goes first: the first gradient call of a process
+    costs many times a warm one."""
     return measure_rates(adapter, enc, passes, kinds=("grad",))["grad"]
 
 
