@@ -90,11 +90,23 @@ def estimate_work(adapter: ModelAdapter, enc: Encoded, name: str, params: dict |
     return estimate_cost(adapter, enc, name, params) * adapter.work_per_pass(enc)
 
 
+def pass_work(adapter: ModelAdapter, enc: Encoded) -> dict[str, int]:
+    """Work of one row of each kind on ``enc``: a forward-only row is
+    :meth:`ModelAdapter.work_per_pass`; a gradient row the adapter's ``grad_work_per_pass``
+    where it has one (generation: a forward and one backward per target token, the per-token
+    Jacobian its run remembers), else the same."""
+    per = adapter.work_per_pass(enc)
+    grad = getattr(adapter, "grad_work_per_pass", None)
+    return {"grad": int(grad(enc)) if callable(grad) else per, "forward": per}
+
+
 def calibrate(adapter: ModelAdapter, enc: Encoded, passes: int | None = None) -> float:
     """Seconds per unit of :func:`estimate_work` on this machine, measured with a batched
     forward + backward of copies of ``enc`` (gradient passes, the dearer kind), so
-    ``estimate_work(...) * calibrate(...)`` estimates a method's seconds. A warm-up call goes
-    first: the first gradient call of a process costs many times a warm one."""
+    ``estimate_work(...) * calibrate(...)`` estimates a method's seconds (generation: per
+    unit of a gradient row's own work, :func:`pass_work`, so price its rows with
+    :func:`method_work`). A warm-up call goes first: the first gradient call of a process
+    costs many times a warm one."""
     return measure_rates(adapter, enc, passes, kinds=("grad",))["grad"]
 
 
@@ -226,11 +238,16 @@ def measure_rates(adapter: ModelAdapter, enc: Encoded, passes: int | None = None
     (``forward``) and, for ``metric``, as many re-predictions the way metrics make them
     (text: edited texts, tokenised again; elsewhere a forward-only batch). Each is timed
     after one untimed warm-up call, the median of three timings (one is at the mercy of a
-    busy machine's moment)."""
+    busy machine's moment). Each call runs on a fresh :meth:`ModelAdapter.for_run` copy: an
+    adapter that remembers the rows a run scored (generation) would answer the copies, and
+    every timed call after the first, from memory; a gradient row's work is the kind's own
+    (:func:`pass_work`), so a generation row with its per-token backward passes counts as
+    such."""
     run = adapter.for_run(enc)
-    per = adapter.work_per_pass(enc)
+    work = pass_work(adapter, enc)
+    per = work["forward"]
     if passes is None:
-        passes = max(2, min(run.grad_batch_size, -(-CALIBRATION_WORK // per)))
+        passes = max(2, min(run.grad_batch_size, -(-CALIBRATION_WORK // work["grad"])))
 
     def timed(fn: Callable[[], Any]) -> float:
         fn()
@@ -243,7 +260,8 @@ def measure_rates(adapter: ModelAdapter, enc: Encoded, passes: int | None = None
             times.append(time.perf_counter() - start)
         return sorted(times)[1]
 
-    forward = adapter.locked_each_batch(run.forward_fn(enc))
+    def forward(x: torch.Tensor) -> torch.Tensor:  # a new run each call: nothing remembered
+        return adapter.locked_each_batch(adapter.for_run(enc).forward_fn(enc))(x)
 
     def grad() -> None:
         x = enc.inputs.expand((passes,) + tuple(enc.inputs.shape[1:])).clone().requires_grad_(True)
@@ -263,7 +281,8 @@ def measure_rates(adapter: ModelAdapter, enc: Encoded, passes: int | None = None
 
     rows = {"grad": passes, "forward": 2 * passes, "metric": 2 * passes}
     jobs = {"grad": grad, "forward": fwd, "metric": metric}
-    return {k: timed(jobs[k]) / (rows[k] * per) for k in kinds}
+    unit = {"grad": work["grad"], "forward": per, "metric": per}
+    return {k: timed(jobs[k]) / (rows[k] * unit[k]) for k in kinds}
 
 
 _splits: "collections.OrderedDict[tuple, float]" = collections.OrderedDict()
@@ -310,25 +329,42 @@ def grad_share(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
 
 def method_work(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | None = None,
                 inputs: int = 1) -> dict[str, float]:
-    """The units of work (passes x :meth:`ModelAdapter.work_per_pass`) per kind a method's
-    run on ``enc`` does, ``inputs`` times: :func:`estimate_work` split by :func:`grad_share`."""
+    """The units of work per kind a method's run on ``enc`` does, ``inputs`` times:
+    :func:`estimate_work` split by :func:`grad_share`, its gradient rows priced at the
+    kind's :func:`pass_work` (the same as a forward row's except for generation)."""
     units = float(estimate_work(adapter, enc, name, params)) * inputs
     share = grad_share(adapter, enc, name, params)
-    return {"grad": units * share, "forward": units * (1.0 - share)}
+    work = pass_work(adapter, enc)
+    heavier = work["grad"] / work["forward"]  # 1.0 (exactly) where gradient rows are not dearer
+    return {"grad": units * share * heavier, "forward": units * (1.0 - share)}
+
+
+def method_units(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | None = None,
+                 inputs: int = 1) -> float:
+    """The work a method's own rate (:meth:`CostModel.method_rate`) is counted in:
+    :func:`estimate_work` (``inputs`` times), or, where gradient rows are dearer than
+    forward rows (generation), the sum of :func:`method_work`'s kinds."""
+    work = pass_work(adapter, enc)
+    if work["grad"] == work["forward"]:
+        return float(estimate_work(adapter, enc, name, params)) * inputs
+    return float(sum(method_work(adapter, enc, name, params, inputs).values()))
 
 
 def estimate_seconds(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | None = None,
                      inputs: int = 1, costs: CostModel = COSTS) -> float:
     """Seconds a method should take on ``enc`` (``inputs`` times: the original and an edit):
     its own measured rate once it has run on this model (refreshed by every computed run),
-    else the calibrated rates of gradient and forward rows (measured once per model, on
-    ``enc``, if no run taught them yet)."""
-    units = float(estimate_work(adapter, enc, name, params)) * inputs
+    else the calibrated rates of the kinds of rows it runs (each measured once per model, on
+    ``enc``, if no run taught it yet). Both are per unit of work (:func:`pass_work`), so the
+    estimate grows with the input: for generation with the prompt, the target's length and,
+    for gradient methods, the target's tokens once more (one backward pass each)."""
+    units = method_units(adapter, enc, name, params, inputs)
     rate = costs.method_rate(adapter, name)
     if rate is not None:
         return rate * units
     work = method_work(adapter, enc, name, params, inputs)
-    return float(predict_seconds(costs.calibrated(adapter, enc, ("grad", "forward")), work) or 0.0)
+    need = tuple(k for k in ("grad", "forward") if work[k] > 0)  # calibrate only what it runs
+    return float(predict_seconds(costs.calibrated(adapter, enc, need), work) or 0.0)
 
 
 def estimate_metric_seconds(adapter: ModelAdapter, enc: Encoded, rows: int,
@@ -497,20 +533,22 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
             f"{method.title} with these settings needs {cost:,} forward passes, over the cap of "
             f"{max_cost:,}; lower its parameters or raise the cap")
     done = [0]
+    rows = {"grad": 0, "forward": 0}
+    kind = ["forward"]
 
-    def on_batch(n: int) -> None:
+    def on_batch(n: int) -> None:  # n: rows the model ran (a remembered row is none)
         done[0] += n
+        rows[kind[0]] += n  # by kind, for the cost estimates
         if progress:
             progress(name, min(1.0, done[0] / cost))
 
     run = adapter.for_run(enc)  # batch sizes bounded by the input's size, private to this run
     prepare_baselines(adapter, enc, resolved.get("baselines"))  # searched here: not the method's time
     per_batch = shares_per_batch(method, resolved)
-    rows = {"grad": 0, "forward": 0}
     counted = run.forward_fn(enc, on_batch)
 
-    def forward(x: torch.Tensor) -> torch.Tensor:  # rows by kind, for the cost estimates
-        rows["grad" if torch.is_grad_enabled() and x.requires_grad else "forward"] += int(x.shape[0])
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        kind[0] = "grad" if torch.is_grad_enabled() and x.requires_grad else "forward"
         return counted(x)
 
     if per_batch:
@@ -526,8 +564,10 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
         if attr.is_cuda:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-    per = adapter.work_per_pass(enc)
-    COSTS.record(adapter, seconds, {k: float(n * per) for k, n in rows.items()}, name, float(cost * per))
+    work = pass_work(adapter, enc)
+    units = float(cost * work["forward"]) if work["grad"] == work["forward"] else \
+        method_units(adapter, enc, name, resolved)  # the work its estimate counts
+    COSTS.record(adapter, seconds, {k: float(n * work[k]) for k, n in rows.items()}, name, units)
     scores = adapter.reduce(attr.float(), enc).astype(np.float64)
     if not np.all(np.isfinite(scores)):
         raise ExplainerError(f"{method.title} produced non-finite scores; try other parameters")

@@ -469,7 +469,17 @@ class GenerationAdapter(ModelAdapter):
         return sum_over_groups(attr, enc)
 
     def work_per_pass(self, enc: Encoded) -> int:
+        """Tokens of one forward: the prompt and the target (and the contrast) it scores."""
         return int(enc.inputs.shape[1]) + self.n_target(enc) + self.n_contrast(enc)
+
+    def grad_work_per_pass(self, enc: Encoded) -> int:
+        """Work of one gradient row (:func:`explainers.engine.pass_work`): its forward and
+        one backward pass per target (and contrast) token, the per-token Jacobian a run
+        remembers (:meth:`_jacobian`), each pass counted as :meth:`work_per_pass` tokens.
+        A backward costs about 0.75 of a forward on CPU, so this over-counts by at most a
+        third; a run past :data:`MAX_JACOBIAN_BYTES` re-runs the model per matrix column
+        and costs about twice this."""
+        return self.work_per_pass(enc) * (1 + len(self.matrix_columns(enc)))
 
     # -- edits -------------------------------------------------------------------------------------
     def deleted_text(self, enc: Encoded, tokens: set[int]) -> str:
@@ -529,6 +539,10 @@ class GenerationAdapter(ModelAdapter):
         keys = [memo.key(row) for row in inputs]
         store = memo.jacobians if grad else memo.outputs
         todo = [i for i, k in enumerate(keys) if k not in store]
+        if grad and todo and memo.jacobian_bytes + len(todo) * self._jacobian_bytes(inputs, enc) \
+                > MAX_JACOBIAN_BYTES:  # over the memory budget: the caller's one backward, no Jacobian
+            memo.computed += int(inputs.shape[0])
+            return self._score_rows(inputs, enc, grad)
         if todo:
             idx = torch.tensor(todo, device=inputs.device)
             sub = inputs.detach()[idx].requires_grad_(grad)
@@ -537,16 +551,18 @@ class GenerationAdapter(ModelAdapter):
             jac = self._jacobian(out, sub, enc) if grad else None
             for j, i in enumerate(todo):
                 memo.outputs[keys[i]] = out[j].detach()
-                if jac is not None and memo.jacobian_bytes < MAX_JACOBIAN_BYTES:
+                if jac is not None:
                     memo.jacobians[keys[i]] = jac[j]
                     memo.jacobian_bytes += jac[j].numel() * jac[j].element_size()
             memo.computed += len(todo)
-            if grad and any(keys[i] not in memo.jacobians for i in todo):  # over the memory budget
-                return self._score_rows(inputs, enc, grad)
         outputs = torch.stack([memo.outputs[k] for k in keys])
         if not grad:
             return outputs
         return _Replay.apply(inputs, outputs, torch.stack([memo.jacobians[k] for k in keys]))
+
+    def _jacobian_bytes(self, x: torch.Tensor, enc: Encoded) -> int:
+        """Bytes of one row's Jacobian (float32, every output column)."""
+        return 4 * self.n_columns(enc) * int(np.prod(x.shape[1:]))
 
     def _jacobian(self, out: torch.Tensor, x: torch.Tensor, enc: Encoded) -> torch.Tensor:
         """``d out[b, c] / d x[b]`` for every column ``[B, C, L, d]``: one backward pass per
