@@ -123,6 +123,8 @@ ESTIMATE_RESOLUTION = 0.1
 #: a calibration batch holds about this much work (units of ``work_per_pass``), up to the
 #: run's batch size: batches as large as the methods' own, without seconds on an image
 CALIBRATION_WORK = 1500
+#: a calibration call this long is timed once: a moment's noise is small beside it
+SETTLED_SECONDS = 1.0
 
 
 def fold(rate: float | None, seconds: float, units: float, weight: float = EWMA_WEIGHT) -> float | None:
@@ -238,7 +240,8 @@ def measure_rates(adapter: ModelAdapter, enc: Encoded, passes: int | None = None
     (``forward``) and, for ``metric``, as many re-predictions the way metrics make them
     (text: edited texts, tokenised again; elsewhere a forward-only batch). Each is timed
     after one untimed warm-up call, the median of three timings (one is at the mercy of a
-    busy machine's moment). Each call runs on a fresh :meth:`ModelAdapter.for_run` copy: an
+    busy machine's moment), or one timing that alone lasts :data:`SETTLED_SECONDS` (a
+    generation row with a 12-token target: 4.3 s a call, 17.8 s for the four). Each call runs on a fresh :meth:`ModelAdapter.for_run` copy: an
     adapter that remembers the rows a run scored (generation) would answer the copies, and
     every timed call after the first, from memory; a gradient row's work is the kind's own
     (:func:`pass_work`), so a generation row with its per-token backward passes counts as
@@ -251,14 +254,14 @@ def measure_rates(adapter: ModelAdapter, enc: Encoded, passes: int | None = None
 
     def timed(fn: Callable[[], Any]) -> float:
         fn()
-        times = []
-        for _ in range(3):
+        times: list[float] = []
+        while len(times) < 3 and sum(times) < SETTLED_SECONDS:
             start = time.perf_counter()
             fn()
             if enc.inputs.is_cuda:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
-        return sorted(times)[1]
+        return sorted(times)[len(times) // 2]
 
     def forward(x: torch.Tensor) -> torch.Tensor:  # a new run each call: nothing remembered
         return adapter.locked_each_batch(adapter.for_run(enc).forward_fn(enc))(x)
