@@ -255,7 +255,7 @@ def measure_rates(adapter: ModelAdapter, enc: Encoded, passes: int | None = None
     def timed(fn: Callable[[], Any]) -> float:
         fn()
         times: list[float] = []
-        while len(times) < 3 and sum(times) < SETTLED_SECONDS:
+        while not times or (len(times) < 3 and sum(times) < SETTLED_SECONDS):
             start = time.perf_counter()
             fn()
             if enc.inputs.is_cuda:

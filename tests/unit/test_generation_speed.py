@@ -116,9 +116,10 @@ def test_a_gradient_row_is_a_forward_and_a_backward_per_target_token(tiny_lm):
         grad_rows * per * 5 + 2 * per, rel=1e-12)
 
 
-def test_the_calibration_runs_the_model_on_every_timed_call(tiny_lm):
+def test_the_calibration_runs_the_model_on_every_timed_call(tiny_lm, monkeypatch):
     """A run remembers the rows it scored; a calibration made of copies of one input must
     not be answered from memory (it measured nothing: estimates of 0.01 s for 24 s runs)."""
+    monkeypatch.setattr(engine, "SETTLED_SECONDS", float("inf"))  # three timings, however slow
     enc = encode(tiny_lm, SHORT)
     with counted(tiny_lm) as seen:
         engine.measure_rates(tiny_lm, enc, passes=2, kinds=("forward",))
@@ -127,6 +128,14 @@ def test_the_calibration_runs_the_model_on_every_timed_call(tiny_lm):
         engine.measure_rates(tiny_lm, enc, passes=2, kinds=("grad",))
     assert seen["rows"] == 4 * 2
     assert seen["backward_passes"] == 4 * tiny_lm.n_target(enc)  # each call: one per target token
+
+
+def test_a_call_that_lasts_is_timed_once(tiny_lm, monkeypatch):
+    monkeypatch.setattr(engine, "SETTLED_SECONDS", 0.0)  # every call counts as long
+    enc = encode(tiny_lm, SHORT)
+    with counted(tiny_lm) as seen:
+        engine.measure_rates(tiny_lm, enc, passes=2, kinds=("grad",))
+    assert seen["rows"] == 2 * 2  # warm-up + one timing
 
 
 def test_a_forward_only_estimate_does_not_calibrate_gradients(tiny_lm, monkeypatch):
