@@ -118,8 +118,11 @@ def param_widgets(adapter, method: str) -> dict:
         elif spec.type == "float":
             lo = float(spec.min) if spec.min is not None else None
             hi = float(spec.max) if spec.max is not None else None
+            small = 0 < abs(float(spec.default)) < 0.01  # IG's rtol 0.001: steps of its own size
             values[spec.name] = st.number_input(label, min_value=lo, max_value=hi, value=float(spec.default),
-                                                step=0.01, format="%.3f", key=key, bind=BIND, help=spec.help)
+                                                step=abs(float(spec.default)) if small else 0.01,
+                                                format="%.4f" if small else "%.3f", key=key, bind=BIND,
+                                                help=spec.help)
         elif spec.type == "choice":
             choices = list(spec.choices)
             values[spec.name] = st.selectbox(label, choices, index=choices.index(spec.default),
