@@ -91,13 +91,10 @@ def estimate_work(adapter: ModelAdapter, enc: Encoded, name: str, params: dict |
 
 
 def pass_work(adapter: ModelAdapter, enc: Encoded) -> dict[str, int]:
-    """Work of one row of each kind on ``enc``: a forward-only row is
-    :meth:`ModelAdapter.work_per_pass`; a gradient row the adapter's ``grad_work_per_pass``
-    where it has one (generation: a forward and one backward per target token, the per-token
-    Jacobian its run remembers), else the same."""
-    per = adapter.work_per_pass(enc)
-    grad = getattr(adapter, "grad_work_per_pass", None)
-    return {"grad": int(grad(enc)) if callable(grad) else per, "forward": per}
+    """Work of one row of each kind on ``enc``: :meth:`ModelAdapter.work_per_pass` for a
+    forward-only row, :meth:`ModelAdapter.grad_work_per_pass` for a gradient row (the same
+    but for generation: a forward and one backward per target token)."""
+    return {"grad": int(adapter.grad_work_per_pass(enc)), "forward": int(adapter.work_per_pass(enc))}
 
 
 def calibrate(adapter: ModelAdapter, enc: Encoded, passes: int | None = None) -> float:
@@ -568,9 +565,8 @@ def run_method(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
     work = pass_work(adapter, enc)
-    units = float(cost * work["forward"]) if work["grad"] == work["forward"] else \
-        method_units(adapter, enc, name, resolved)  # the work its estimate counts
-    COSTS.record(adapter, seconds, {k: float(n * work[k]) for k, n in rows.items()}, name, units)
+    COSTS.record(adapter, seconds, {k: float(n * work[k]) for k, n in rows.items()}, name,
+                 method_units(adapter, enc, name, resolved))  # the work its estimate counts
     scores = adapter.reduce(attr.float(), enc).astype(np.float64)
     if not np.all(np.isfinite(scores)):
         raise ExplainerError(f"{method.title} produced non-finite scores; try other parameters")

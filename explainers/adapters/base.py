@@ -469,6 +469,12 @@ class ModelAdapter:
         (special ones included), features for tables, pixels for images."""
         return int(enc.inputs.shape[1])
 
+    def grad_work_per_pass(self, enc: Encoded) -> int:
+        """Work of one gradient row (a forward and its backward), in :meth:`work_per_pass`'s
+        unit: the same as a forward-only row, whose rate is measured apart (adapters whose
+        gradient rows run more passes, generation's, say how many)."""
+        return self.work_per_pass(enc)
+
     def for_run(self, enc: Encoded) -> "ModelAdapter":
         """A shallow copy for one run on ``enc``: same model, lock and settings, its own batch
         sizes. Above :data:`REFERENCE_WORK` per example the sizes shrink in proportion, so
