@@ -101,7 +101,7 @@ def efficientnet_lite0_pretrained() -> torch.nn.Module:
 def default_image() -> ImageAdapter:
     """EfficientNet-Lite0 on ImageNet, inputs normalised with mean = std = 0.5."""
     adapter = ImageAdapter(DEFAULT_NAMES["image"], efficientnet_lite0_pretrained(), imagenet_labels(),
-                           size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+                           size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), channels_last=True)
     return with_source(adapter, "default_image", architecture="efficientnet_lite0")
 
 
@@ -296,7 +296,7 @@ def timm_image(name: str, checkpoint: str | None = None, labels: tuple[str, ...]
     n_out = model.get_classifier().out_features if hasattr(model.get_classifier(), "out_features") else 1000
     names = list(labels) if labels else (imagenet_labels() if n_out == 1000 else [f"class {i}" for i in range(n_out)])
     adapter = ImageAdapter(name, model, names, size=size, mean=cfg.get("mean", (0.485, 0.456, 0.406)),
-                           std=cfg.get("std", (0.229, 0.224, 0.225)))
+                           std=cfg.get("std", (0.229, 0.224, 0.225)), channels_last=True)
     return with_source(adapter, "timm_image", architecture=name, pretrained_cfg=config_digest(cfg))
 
 

@@ -146,6 +146,10 @@ class ImageAdapter(ModelAdapter):
         size: model input resolution.
         mean, std: the normalisation the model was trained with.
         patch: side of the square patches used as features by the metrics.
+        channels_last: run the module on channels-last (NHWC) tensors. oneDNN's convolutions
+            are several times faster that way on CPU (BENCHMARKS, issue 22); only for modules
+            whose ops all take any memory layout (timm's convnets do; a ``view`` of the
+            input does not).
     """
 
     modality = "image"
@@ -164,8 +168,11 @@ class ImageAdapter(ModelAdapter):
 
     def __init__(self, name: str, module: torch.nn.Module, labels: Sequence[str], size: int = 224,
                  mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
-                 patch: int = 16, device: torch.device | None = None) -> None:
+                 patch: int = 16, device: torch.device | None = None, channels_last: bool = False) -> None:
         super().__init__(name, module, labels, device)
+        self.channels_last = channels_last
+        if channels_last:
+            self.module.to(memory_format=torch.channels_last)
         self.size = size
         self.patch = patch
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
@@ -190,7 +197,10 @@ class ImageAdapter(ModelAdapter):
                 "std": self.std.flatten().tolist()}
 
     def _logits(self, inputs: torch.Tensor, enc: Encoded) -> torch.Tensor:
-        return self.module((inputs - self.mean) / self.std)
+        x = (inputs - self.mean) / self.std
+        if self.channels_last:  # the gradient comes back to ``inputs`` in their own layout
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.module(x)
 
     def baseline(self, enc: Encoded, kind: str) -> torch.Tensor:
         x = enc.inputs
