@@ -241,21 +241,30 @@ class _Board:
 PREVIEW_SECONDS = 1.0
 #: the preview's IG steps
 PREVIEW_STEPS = 8
+#: the preview's samples, for methods that average random draws (``averages_samples``)
+PREVIEW_SAMPLES = 4
 
 
-def preview_params(params: dict) -> dict | None:
-    """Cheaper settings of the same method for a first look, or None when there are none:
+def preview_params(name: str, params: dict) -> dict | None:
+    """Cheaper settings of method ``name`` for a first look, or None when there are none:
     fixed ``n_steps`` down to :data:`PREVIEW_STEPS` (IG; its δ says how far from complete
-    it is) and windows that do not overlap (Occlusion: ``stride`` = ``window``, a coarser
-    grid of the same drops). Everything else (baselines, seeds, the target) stays. Sampling
-    methods get no preview: with a fifth of its samples, GradientSHAP's map ranked the
-    gallery's patches like its full map only at Spearman 0.44-0.56 (IG at 8 steps: 0.88-0.94;
-    BENCHMARKS.md), too noisy to read."""
+    it is), windows that do not overlap (Occlusion: ``stride`` = ``window``, a coarser grid
+    of the same drops) and, for a method whose scores are a mean of random draws
+    (GradientSHAP, SmoothGrad, Shapley sampling), :data:`PREVIEW_SAMPLES` of its samples.
+    Everything else (baselines, seeds, the target) stays.
+
+    The samples' preview is as close to the full map as the full map is to itself: on the
+    gallery, GradientSHAP's 4-sample map ranks the patches like the 20-sample one at
+    Spearman 0.44-0.56, and two 20-sample maps with different seeds agree at 0.19-0.56
+    (``python -m bench.image_views --previews``; IG at 8 steps: 0.88-0.94). Regressions on
+    samples (LIME, KernelSHAP) get no such preview: too few samples leave them unsolved."""
     p = dict(params)
     if isinstance(p.get("n_steps"), int):
         p["n_steps"] = min(p["n_steps"], PREVIEW_STEPS)
     if isinstance(p.get("stride"), int) and isinstance(p.get("window"), int):
         p["stride"] = max(p["stride"], p["window"])
+    if isinstance(p.get("n_samples"), int) and get_method(name).averages_samples:
+        p["n_samples"] = min(p["n_samples"], PREVIEW_SAMPLES)
     return None if p == params else p
 
 
@@ -277,7 +286,7 @@ def _previews(adapter, original: Input, edited: Input | None, run: PanelRun) -> 
         if m in run.errors or m not in run.costs:
             continue
         seconds = estimated(adapter, original.enc, m, run.params[m], _n_inputs(edited))
-        cheap = preview_params(run.params[m])
+        cheap = preview_params(m, run.params[m])
         if (cheap is not None and seconds is not None and seconds > PREVIEW_SECONDS
                 and not _stored(adapter, original.enc, m, run.params[m], run.target)):
             out[m] = cheap

@@ -50,6 +50,10 @@ class Method:
     #: GradientSHAP's samples), so it is offered only baselines that are points of the
     #: input space: not an adapter's ``edit_baselines`` (generation's deleted words)
     interpolates: bool = False
+    #: the scores are the mean of ``n_samples`` independent random draws (GradientSHAP,
+    #: SmoothGrad, Shapley sampling), so fewer draws give the same estimate, only noisier
+    #: (the dashboard's first pass uses that); not regressions on samples (LIME, KernelSHAP)
+    averages_samples: bool = False
     #: the method's control flow never depends on the model's outputs and it reaches the
     #: model only through the ``forward`` it is given (no hooks), so
     #: :meth:`attribute_many` may record its model calls and pool them across inputs

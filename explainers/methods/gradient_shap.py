@@ -52,6 +52,7 @@ class GradientShap(Method):
     has_convergence_delta = True
     supports_noise_tunnel = True
     interpolates = True  # offered no edit baselines (generation's "delete")
+    averages_samples = True
     defer_model_calls = True  # Captum never branches on outputs: pooled across inputs
 
     def default_baselines(self, adapter):

@@ -26,6 +26,7 @@ class ShapleySampling(Method):
     paper = ("Castro, Gómez, Tejada. Polynomial calculation of the Shapley value based on "
              "sampling. Computers & Operations Research 2009.")
     input_factor = True
+    averages_samples = True
     defer_model_calls = True  # Captum never branches on outputs: pooled across inputs
     forward_only = True  # no gradients: may run under bf16-forward (explainers.precision)
 

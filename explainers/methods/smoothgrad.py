@@ -22,6 +22,7 @@ class SmoothGrad(Method):
     paper = ("Smilkov, Thorat, Kim, Viegas, Wattenberg. SmoothGrad: removing noise by adding "
              "noise. arXiv 1706.03825, 2017.")
     uses_baselines = False
+    averages_samples = True
     defer_model_calls = True  # Captum never branches on outputs: pooled across inputs
 
     def own_params(self, adapter):

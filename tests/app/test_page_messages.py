@@ -48,8 +48,8 @@ def test_a_link_carrying_live_false_still_runs():
 
 def test_slow_panels_draw_a_preview_first_then_the_full_settings(monkeypatch):
     """Above PREVIEW_SECONDS a method first runs with cheaper settings (IG 8 steps,
-    Occlusion without overlapping windows); the page ends on the full settings, and Compare
-    sees only those. GradientSHAP has no preview."""
+    Occlusion without overlapping windows, GradientSHAP 4 samples); the page ends on the full
+    settings, and Compare sees only those."""
     import dashboard.panels as panels
     from cache.store import default_store
     from explainers import load_model, run_method
@@ -60,7 +60,8 @@ def test_slow_panels_draw_a_preview_first_then_the_full_settings(monkeypatch):
     adapter = load_model("tabular")
     enc = adapter.encode(21)
     target = adapter.predict(enc).index
-    previews = {"integrated_gradients": {"n_steps": 8}, "occlusion": {"window": 2, "stride": 2}}
+    previews = {"integrated_gradients": {"n_steps": 8}, "occlusion": {"window": 2, "stride": 2},
+                "gradient_shap": {"n_samples": 4}}
     for m, cheap in previews.items():  # each preview ran (and was stored) before the full run
         run_method(adapter, enc, m, cheap, target, default_store(), max_cost=0)
     stats = panel_stats(at)
@@ -70,8 +71,13 @@ def test_slow_panels_draw_a_preview_first_then_the_full_settings(monkeypatch):
 
 def test_preview_settings_are_the_same_method_cheaper():
     from dashboard.panels import preview_params
-    assert preview_params({"n_steps": 50, "baselines": ["black"]}) == {"n_steps": 8, "baselines": ["black"]}
-    assert preview_params({"n_steps": "auto"}) is None  # adaptive IG chooses its own steps
-    assert preview_params({"n_samples": 20, "seed": 0}) is None  # sampling methods: none
-    assert preview_params({"window": 32, "stride": 16}) == {"window": 32, "stride": 32}
-    assert preview_params({"window": 1, "stride": 1}) is None  # nothing cheaper: no preview
+    ig = "integrated_gradients"
+    assert preview_params(ig, {"n_steps": 50, "baselines": ["black"]}) == {"n_steps": 8, "baselines": ["black"]}
+    assert preview_params(ig, {"n_steps": "auto"}) is None  # adaptive IG chooses its own steps
+    # a mean of random draws: fewer of them, the same seed
+    assert preview_params("gradient_shap", {"n_samples": 20, "seed": 0}) == {"n_samples": 4, "seed": 0}
+    assert preview_params("shapley_sampling", {"n_samples": 10, "seed": 0}) == {"n_samples": 4, "seed": 0}
+    assert preview_params("gradient_shap", {"n_samples": 3, "seed": 0}) is None  # already as cheap
+    assert preview_params("kernel_shap", {"n_samples": 200, "seed": 0}) is None  # a regression: none
+    assert preview_params("occlusion", {"window": 32, "stride": 16}) == {"window": 32, "stride": 32}
+    assert preview_params("occlusion", {"window": 1, "stride": 1}) is None  # nothing cheaper: no preview
