@@ -217,8 +217,7 @@ class _Board:
                 shown = self.view.shown_scores(a, self.settings)
                 with self.cells[(inp.name, m)].container():
                     if preview:
-                        st.caption(f":material/hourglass_top: **Preview** with {render.md(preview)} (its δ "
-                                   "below): the full settings are running and will replace it.")
+                        st.caption(preview_caption(preview, a))
                     self.view.draw(self.adapter, inp, a, self.view.robust_max(shown, self.settings), self.settings)
                     st.caption(stats_caption(a))
 
@@ -243,6 +242,14 @@ PREVIEW_SECONDS = 1.0
 PREVIEW_STEPS = 8
 #: the preview's samples, for methods that average random draws (``averages_samples``)
 PREVIEW_SAMPLES = 4
+
+
+def preview_caption(settings: str, attr: Attribution) -> str:
+    """What a preview says above its map: its cheaper ``settings`` and, where the method
+    has one, that its δ (how far from complete it is) is under the map."""
+    delta = " (its δ below)" if attr.convergence_delta is not None else ""
+    return (f":material/hourglass_top: **Preview** with {render.md(settings)}{delta}: the full "
+            "settings are running and will replace it.")
 
 
 def preview_params(name: str, params: dict) -> dict | None:

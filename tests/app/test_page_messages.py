@@ -69,6 +69,16 @@ def test_slow_panels_draw_a_preview_first_then_the_full_settings(monkeypatch):
     assert stats[0][0] == f"{ig.convergence_delta:+.2e}"  # the panel shows the full run's δ
 
 
+def test_a_preview_names_its_delta_only_when_it_has_one(tiny_tabular):
+    from dashboard.panels import preview_caption
+    from explainers import run_method
+    enc = tiny_tabular.encode(3)
+    ig = run_method(tiny_tabular, enc, "integrated_gradients", {"n_steps": 8}, 0)
+    occ = run_method(tiny_tabular, enc, "occlusion", {"window": 2, "stride": 2}, 0)
+    assert preview_caption("n_steps=8 (full: 50)", ig).endswith("(its δ below): the full settings are running and will replace it.")
+    assert "δ" not in preview_caption("stride=2 (full: 1)", occ)  # Occlusion has no δ
+
+
 def test_preview_settings_are_the_same_method_cheaper():
     from dashboard.panels import preview_params
     ig = "integrated_gradients"
