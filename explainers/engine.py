@@ -293,14 +293,15 @@ def grad_share(adapter: ModelAdapter, enc: Encoded, name: str, params: dict | No
     """The share of a method's rows that take a backward pass, found by running the method
     once against a forward that only counts (and answers zeros): exact for methods whose
     control flow never reads the outputs (``defer_model_calls``); other methods (hooks on
-    the model) count as all gradient. Kept per method, parameters and input shape."""
+    the model) count as all gradient, unless they take no gradient (``takes_gradients``:
+    the attention readers). Kept per method, parameters and input shape."""
     method, resolved = check_method(adapter, name, params)
     key = (name, json.dumps(jsonable(resolved), sort_keys=True), tuple(enc.inputs.shape), enc.n_features)
     with _splits_lock:
         if key in _splits:
             _splits.move_to_end(key)
             return _splits[key]
-    share = 1.0
+    share = 1.0 if method.takes_gradients else 0.0
     if method.defer_model_calls:
         counts = {"grad": 0, "forward": 0}
         n_out = len(adapter.labels)

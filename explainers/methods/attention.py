@@ -147,6 +147,7 @@ class Attention(Method):
     uses_baselines = False
     #: hooks sit on the model's (shared) eager copy during the run: hold the lock throughout
     exclusive_model = True
+    takes_gradients = False  # weights read in a forward pass (the cost estimate's forward rows)
     additive = False
     summary = ("The model's own attention weights from the pooled token(s) to each word, one "
                "layer or rolled out through all. Where the model looks, not what moves the "

@@ -63,6 +63,10 @@ class Method:
     #: ``bf16-forward`` precision its passes may run in bf16 (:mod:`explainers.precision`);
     #: every other method (gradients, hooks on attention or activations) runs in float32
     forward_only: bool = False
+    #: False for a method that runs forwards only but reads more than the outputs (the
+    #: attention weights), so it is not ``defer_model_calls``: the cost estimates price its
+    #: rows as forward rows instead of counting every row of such a method as a gradient row
+    takes_gradients: bool = True
 
     @classmethod
     def supports(cls, modality: str) -> bool:

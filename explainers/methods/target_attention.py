@@ -32,6 +32,7 @@ class TargetAttention(Method):
     uses_baselines = False
     #: hooks sit on the model's (shared) eager copy during the run: hold the lock throughout
     exclusive_model = True
+    takes_gradients = False  # weights read in a forward pass (the cost estimate's forward rows)
     additive = False
     summary = ("The model's own attention from the positions that predict the target to each "
                "prompt unit. Where the model reads, not what changes its answer.")

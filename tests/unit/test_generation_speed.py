@@ -147,6 +147,23 @@ def test_a_forward_only_estimate_does_not_calibrate_gradients(tiny_lm, monkeypat
     assert asked == [("forward",)]
 
 
+def test_attention_is_priced_as_the_forward_rows_it_runs(tiny_lm, monkeypatch):
+    """The attention reader hooks an eager copy (so it is not ``defer_model_calls``) but takes
+    no gradient: its estimate counts forward rows only, and never calibrates gradients (it
+    was priced as gradient rows, a backward per target token each: 5.1 s shown for 0.9 s)."""
+    enc = encode(tiny_lm, LONG)
+    with counted(tiny_lm) as seen:
+        run_method(tiny_lm, enc, "target_attention", None, 0)
+    assert seen["grad"] == 0 and seen["forward"] > 0
+    work = method_work(tiny_lm, enc, "target_attention")
+    assert work["grad"] == 0 and work["forward"] == 2 * tiny_lm.work_per_pass(enc)
+    asked = []
+    monkeypatch.setattr(engine, "measure_rates", lambda a, e, passes=None, kinds=engine.WORK_KINDS:
+                        asked.append(tuple(kinds)) or {k: 1e-6 for k in kinds})
+    estimate_seconds(tiny_lm, enc, "target_attention", None, costs=CostModel())
+    assert asked == [("forward",)]
+
+
 def test_past_the_jacobian_budget_the_numbers_hold_with_one_backward_per_row(tiny_lm, monkeypatch):
     """Over :data:`MAX_JACOBIAN_BYTES` every run (the target's, then one per matrix column)
     scores its rows itself: one backward each, no per-token Jacobian thrown away."""
