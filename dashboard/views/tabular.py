@@ -102,8 +102,11 @@ class TabularView(ModalityView):
                 model_file = st.file_uploader(
                     "Model: torch.export program (.pt2) or TorchScript (.pt / .ts)",
                     type=["pt2", "pt", "ts", "pth"], key="up.model",
-                    help="torch.export.save(torch.export.export(model, (example_rows,)), 'model.pt2'); "
-                         "the archive is checked before it is read, so loading it runs no code")
+                    help="torch.export.save(torch.export.export(model, (example_rows,)), 'model.pt2'). "
+                         "Loading runs no Python code: a .pt2 archive is checked before torch reads it "
+                         "(pickles and code-carrying entries are refused), and TorchScript holds "
+                         "TorchScript, not Python. The model's own graph runs whenever it predicts, "
+                         "so upload models you would run yourself.")
                 output = st.selectbox("Output", list(OUTPUTS), key="up.output", format_func=OUTPUTS.get,
                                       help="What the model's outputs are. Automatic: one output without "
                                            "class names is a score, several a softmax classifier.")

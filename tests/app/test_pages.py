@@ -310,6 +310,15 @@ def test_image_upload_and_a_broken_file():
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_the_model_upload_help_claims_only_what_the_loader_does():
+    """Loading checks the archive; predicting runs the model's graph. The help said
+    "loading it runs no code" of both formats, and nothing of the graph."""
+    at = run(page("tabular", {"model_src": "upload"}))
+    help_text = at.file_uploader(key="up.model").help
+    assert "runs no Python code" in help_text and "TorchScript holds TorchScript" in help_text
+    assert "graph runs whenever it predicts" in help_text
+
+
 def test_tabular_upload_csv_and_torchscript(tmp_path):
     import torch
 
