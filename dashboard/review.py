@@ -114,6 +114,8 @@ def run_batch(view, adapter, items: list[Item | tuple], methods: list[str], metr
             if rec.get("correct") is None and view.correct(rec) is not None:  # a view's own rule
                 rec["correct"] = view.correct(rec)
             rec["review_params"] = params or {}
+            if item.columns is not None:  # the file's slice_by values, as review writes them
+                rec["columns"] = item.columns
             records[pos] = rec
         bar.progress(min(1.0, (start + len(chunk)) / total), text=f"reviewed {start + len(chunk)}/{total}")
     bar.empty()
@@ -234,6 +236,11 @@ def verdict(summary: dict) -> None:
     st.caption(render.md(verdict_caption(summary)) + ". The table below gives the per-input figures.")
 
 
+def sliced_columns(records: list[dict]) -> list[str]:
+    """The file columns the lines carry (``columns``: the page's "Slice the summary by")."""
+    return list(dict.fromkeys(str(k) for r in records for k in (r.get("columns") or {})))
+
+
 def show(records: list[dict], card: dict | None = None) -> None:
     """The summary table, its slices and global view, the failed inputs, and the downloads
     (with ``card``, :func:`~explainers.review.report.run_card`'s, the HTML report too)."""
@@ -250,7 +257,7 @@ def show(records: list[dict], card: dict | None = None) -> None:
     ran = sorted({r["precision"] for r in records if r.get("precision")})
     if ran:
         st.caption("Model passes: " + ", ".join(ran) + " (each line's `precision`).")
-    summary = review_views.review_summary(records)
+    summary = review_views.review_summary(records, sliced_columns(records))
     verdict(summary)
     pct = st.column_config.NumberColumn(format="percent")
     columns = {"flipped": pct, "beats random": pct,

@@ -240,6 +240,13 @@ def read_review_file(modality: str, adapter, upload) -> list[Item]:
     path = models.save_upload(upload.getvalue(), suffix, upload.name)  # the reader streams a file
     try:
         source = InputSource(modality, path).check()
+        spare = source.spare_columns()
+        if spare:  # the CLI's --slice-by: each item carries these columns' values
+            chosen = st.multiselect("Slice the summary by", spare, key="rv.slice_by",
+                                    help="Columns of the file, besides its input, labels and ids: the "
+                                         "summary is also given per value of each (review --slice-by).")
+            if chosen:
+                source = InputSource(modality, path, slice_by=[str(c) for c in chosen]).check()
         items = list(itertools.islice(source.items(ModelInfo.from_adapter(adapter)), MAX_REVIEW_INPUTS))
     except ExplainerError as e:
         st.session_state.pop(REVIEW_SOURCE, None)

@@ -514,6 +514,14 @@ class InputSource:
                                  "ids must be unique: fix the column, or leave out --id-column to use "
                                  "row numbers")
 
+    def spare_columns(self) -> list:
+        """The file's columns that are neither its input, its labels nor its ids: what
+        ``slice_by`` can name (by name; by 0-based position in a file without a header).
+        Empty for an image folder or the model's own rows."""
+        plan = self._plan or self.check()._plan
+        used = {plan.get("input"), plan.get("label"), plan.get("id")}
+        return [c for c in plan.get("columns", []) if c not in used]
+
     def describe(self) -> str:
         """One line saying what is read (shown on stderr, so a wrong guess is seen at once)."""
         plan = self._plan or self.check()._plan

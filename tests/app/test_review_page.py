@@ -230,3 +230,43 @@ def test_tabular_review_draws_the_global_view_and_reviews_the_diabetes_model():
     run(at)
     records = at.session_state["_review.tabular"]
     assert len(records) == 6 and all(r["prediction"]["output_kind"] == "score" for r in records)
+
+
+@needs_text_model
+def test_the_page_slices_by_a_file_column_as_review_slice_by_does(tmp_path):
+    """The file's other columns are offered as --slice-by is; the page's slices by one are
+    run_review's on the same file, and the report holds them."""
+    from explainers import load_model
+    from explainers.review import InputSource, run_review
+    from explainers.review.slices import slicing_title
+    tsv = ("sentence\tlabel\tsource\n"
+           "the film was a delight from start to finish\t1\tweb\n"
+           "the film was dull , lifeless and far too long\t0\tprint\n"
+           "i hated every minute of the film\t0\tweb\n"
+           "the film was warm , funny and beautifully acted\t1\tprint\n")
+    at = run(AppTest.from_file(str(ROOT / "pages" / "review.py"), default_timeout=600))
+    at.file_uploader(key="rv.file").upload("sliced.tsv", tsv.encode(), "text/tab-separated-values")
+    run(at)
+    assert list(at.multiselect(key="rv.slice_by").options) == ["source"]  # not the text or the labels
+    at.multiselect(key="rv.slice_by").set_value(["source"])
+    at.multiselect(key="rv.methods").set_value(METHODS)
+    at.button(key="rv.run").click()
+    run(at)
+    records = at.session_state["_review.text"]
+    assert [r["columns"] for r in records] == [{"source": v} for v in ("web", "print", "web", "print")]
+    path = tmp_path / "sliced.tsv"
+    path.write_text(tsv, encoding="utf-8")
+    with open(tmp_path / "log.txt", "w") as log:
+        cli = run_review(load_model("text", "text"), InputSource("text", str(path), slice_by=["source"]),
+                         methods=METHODS, metrics=METRICS, out=tmp_path / "cli.jsonl", log=log)
+    picker = at.selectbox(key="rv.slicing")
+    assert slicing_title("column:source") in picker.options
+    picker.set_value("column:source")
+    run(at)
+    shown = next(d.value for d in at.dataframe if "slice" in d.value.columns)
+    expected = [(p["value"], m, p["inputs"]) for p in cli["slices"]["column:source"] for m in p["methods"]]
+    assert [tuple(r) for r in shown[["slice", "method", "inputs"]].itertuples(index=False)] == expected
+    for p in cli["slices"]["column:source"]:
+        row = shown[(shown["slice"] == p["value"]) & (shown["method"] == METHODS[0])].iloc[0]
+        assert close(float(row["del. AOPC"]), p["methods"][METHODS[0]]["deletion_aopc"])
+

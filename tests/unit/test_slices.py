@@ -205,3 +205,26 @@ def test_a_resumed_review_slices_by_the_same_columns(tiny_text, tmp_path):
     with pytest.raises(ExplainerError, match=r"other slice by \(\[\"genre\"\], now null\)"):
         run_review(tiny_text, InputSource("text", str(f)).check(), methods=["saliency"], metrics=["agreement"],
                    out=str(out))
+
+
+def test_spare_columns_are_what_slice_by_can_name(tmp_path):
+    """The columns besides input, labels and ids; by position where there is no header, and
+    a position given as text (what the page passes) slices that column."""
+    from PIL import Image
+
+    from explainers.review import InputSource
+    from explainers.review.inputs import ModelInfo
+    named = tmp_path / "named.tsv"
+    named.write_text("id\tsentence\tlabel\tsource\nr1\tgood fun\tpositive\tweb\n"
+                     "r2\tdull\tnegative\tprint\n", encoding="utf-8")
+    assert InputSource("text", str(named), id_column="id").check().spare_columns() == ["source"]
+    bare = tmp_path / "bare.tsv"
+    bare.write_text("good fun\tpositive\tweb\ndull\tnegative\tprint\n", encoding="utf-8")
+    source = InputSource("text", str(bare), header=False, label_column="1").check()
+    assert source.spare_columns() == [2]
+    sliced = InputSource("text", str(bare), header=False, label_column="1", slice_by=["2"]).check()
+    assert [item.columns for item in sliced.items(ModelInfo("text", ("negative", "positive")))] == [{"2": "web"}, {"2": "print"}]
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (8, 8)).save(images / "a.png")
+    assert InputSource("image", str(images)).check().spare_columns() == []
