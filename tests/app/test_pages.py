@@ -309,7 +309,6 @@ def test_image_upload_and_a_broken_file():
     assert any("not an image" in e.value for e in at.error)
 
 
-@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 def test_the_model_upload_help_claims_only_what_the_loader_does():
     """Loading checks the archive; predicting runs the model's graph. The help said
     "loading it runs no code" of both formats, and nothing of the graph."""
@@ -319,6 +318,7 @@ def test_the_model_upload_help_claims_only_what_the_loader_does():
     assert "graph runs whenever it predicts" in help_text
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 def test_tabular_upload_csv_and_torchscript(tmp_path):
     import torch
 

@@ -234,8 +234,8 @@ def test_tabular_review_draws_the_global_view_and_reviews_the_diabetes_model():
 
 @needs_text_model
 def test_the_page_slices_by_a_file_column_as_review_slice_by_does(tmp_path):
-    """The file's other columns are offered as --slice-by is; the page's slices by one are
-    run_review's on the same file, and the report holds them."""
+    """The file's other columns are offered as --slice-by is, and the page's slices by one
+    are run_review's on the same file."""
     from explainers import load_model
     from explainers.review import InputSource, run_review
     from explainers.review.slices import slicing_title
@@ -269,4 +269,3 @@ def test_the_page_slices_by_a_file_column_as_review_slice_by_does(tmp_path):
     for p in cli["slices"]["column:source"]:
         row = shown[(shown["slice"] == p["value"]) & (shown["method"] == METHODS[0])].iloc[0]
         assert close(float(row["del. AOPC"]), p["methods"][METHODS[0]]["deletion_aopc"])
-
